@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Keepalive server: answers each request once, then keeps the connection open without sending.
+
+It sets no keepalive of its own, so every probe on the wire comes from the client. Prints one JSON
+event per line on stdout and a readable account on stderr; stops on SIGTERM or SIGINT.
+"""
+import argparse
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+
+
+def emit(event, **fields):
+    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), flush=True)
+
+
+def say(text):
+    print(f"[server {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def handle(conn, peer):
+    name = f"{peer[0]}:{peer[1]}"
+    try:
+        request = conn.recv(65536)
+        emit("request", peer=name, bytes=len(request))
+        reply = b"reply to " + request
+        conn.sendall(reply)
+        emit("replied", peer=name, bytes=len(reply))
+        say(f"answered {name}; now keeping the connection open")
+        while conn.recv(65536):
+            pass
+        emit("closed", peer=name)
+    except OSError as e:
+        emit("error", peer=name, errno=e.errno, message=e.strerror)
+    finally:
+        conn.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=8990, help="port to listen on (default 8990)")
+    ap.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
+    a = ap.parse_args()
+
+    def stop(signum, _frame):
+        emit("stopped", signal=signal.Signals(signum).name)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((a.bind, a.port))
+    srv.listen(16)
+    emit("listening", port=a.port)
+    say(f"listening on {a.bind}:{a.port}")
+    while True:
+        conn, peer = srv.accept()
+        emit("accepted", peer=f"{peer[0]}:{peer[1]}")
+        threading.Thread(target=handle, args=(conn, peer), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

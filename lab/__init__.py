@@ -1,0 +1,1 @@
+"""tcplab: bring up small labs of real Linux TCP endpoints and check their timers from the packets."""

@@ -1,0 +1,107 @@
+"""The backend interface: how hosts are created, reached, and removed.
+
+A backend turns a topology into hosts (network namespaces, containers, machines over SSH), runs
+commands and programs on them, moves files back, and undoes everything from the lab's state alone.
+The timeline and the checks never know which backend they run on.
+"""
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar, Optional, Sequence
+
+from ..errors import LabError
+from ..labstate import LabState
+from ..topology import Topology
+
+
+class CommandError(LabError):
+    def __init__(self, host: str, argv: Sequence[str], returncode: int, stderr: str):
+        self.returncode = returncode
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
+        super().__init__(f"on {host}: `{' '.join(argv)}` failed: {detail}")
+
+
+class Process(ABC):
+    """A program started on a host; its stdout and stderr go to files on that host."""
+
+    def __init__(self, name: str, host: str, pid: int, stdout: str, stderr: str):
+        self.name, self.host, self.pid, self.stdout, self.stderr = name, host, pid, stdout, stderr
+
+    @abstractmethod
+    def poll(self) -> Optional[int]:
+        """The exit status, or None while it runs."""
+
+    @abstractmethod
+    def signal(self, sig: int) -> None:
+        ...
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+    # Commands that must exist where the backend runs (checked before anything is created).
+    required_tools: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, lab: str):
+        self.lab = lab
+
+    @abstractmethod
+    def check_environment(self) -> None:
+        """Raises LabError, in one line with the fix, if this backend cannot run here."""
+
+    @abstractmethod
+    def create(self, topology: Topology, state: LabState) -> None:
+        """Creates every host and link; records each resource in `state` before making it."""
+
+    @abstractmethod
+    def destroy(self, state: LabState) -> list[str]:
+        """Removes everything `state` records, and anything else named after the lab; idempotent."""
+
+    @abstractmethod
+    def run(self, host: str, argv: Sequence[str], timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
+        """Runs a short command on a host and returns its output (text)."""
+
+    @abstractmethod
+    def spawn(self, host: str, name: str, argv: Sequence[str], state: LabState) -> Process:
+        """Starts a long-running program; stdout and stderr go to `<name>.log` and `<name>.err` in the host's work dir."""
+
+    @abstractmethod
+    def work_path(self, host: str, filename: str) -> str:
+        """Where on the host a file of this lab lives (captures, logs)."""
+
+    @abstractmethod
+    def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
+        """The bytes of a host file from `offset` on; empty if it does not exist yet."""
+
+    @abstractmethod
+    def fetch(self, host: str, path: str, local: Path) -> None:
+        """Copies a host file to the local results folder."""
+
+    @abstractmethod
+    def python(self, host: str, script: Path) -> list[str]:
+        """The argv that runs an exercise's Python script on the host."""
+
+    # Firewall: one chain of the lab's own per host, jumped to from INPUT and OUTPUT, so that removing
+    # the chain removes every rule the lab added and nothing else.
+    def firewall_drop(self, host: str, chain: str, protocol: str, port: int) -> list[list[str]]:
+        """Drops every packet to or from `port` on the host, in both directions. Returns the commands run."""
+        commands = []
+        if self.run(host, ["iptables", "-w", "-n", "-L", chain], check=False).returncode != 0:
+            commands.append(["iptables", "-w", "-N", chain])
+            commands.append(["iptables", "-w", "-I", "INPUT", "-j", chain])
+            commands.append(["iptables", "-w", "-I", "OUTPUT", "-j", chain])
+        p = str(port)
+        commands.append(["iptables", "-w", "-A", chain, "-p", protocol, "--dport", p, "-j", "DROP"])
+        commands.append(["iptables", "-w", "-A", chain, "-p", protocol, "--sport", p, "-j", "DROP"])
+        for argv in commands:
+            self.run(host, argv)
+        return commands
+
+    def read_sysctls(self, host: str, names: Sequence[str]) -> dict[str, Optional[str]]:
+        """Per-namespace sysctls as the host sees them (TCP's are per network namespace)."""
+        out: dict[str, Optional[str]] = {}
+        for name in names:
+            r = self.run(host, ["cat", "/proc/sys/" + name.replace(".", "/")], check=False)
+            out[name] = r.stdout.strip() if r.returncode == 0 else None
+        return out

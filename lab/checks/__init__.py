@@ -1,0 +1,34 @@
+"""Checks: functions that read a results folder and compare it with the kernel model.
+
+Each exercise lists its checks in exercise.yml; the list and the parameters travel in the results
+folder's manifest, so `run` needs nothing but the folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import params
+from . import keepalive  # noqa: F401  (registers the keepalive checks)
+from .context import Context
+from .registry import REGISTRY, CheckResult, MissingInput
+
+
+def run(folder: Path) -> list[CheckResult]:
+    ctx = Context(folder)
+    variables: dict[str, Any] = dict(ctx.manifest.get("parameters", {}))
+    variables.update({f"{h}.ip": ip for h, ip in (ctx.manifest.get("addresses") or {}).items()})
+    results = []
+    for spec in ctx.manifest.get("checks", []):
+        spec = dict(spec)
+        name = spec.pop("check")
+        fn = REGISTRY.get(name)
+        if fn is None:
+            results.append(CheckResult(name, False, "a known check", "unknown", f"this tcplab has no check {name!r}"))
+            continue
+        try:
+            args = params.substitute(spec, variables, (folder / "manifest.json", f"checks.{name}"))
+            results.append(fn(ctx, **args))
+        except MissingInput as e:
+            results.append(CheckResult(name, False, "the inputs this check reads", "missing", str(e)))
+    return results

@@ -1,0 +1,71 @@
+"""A read-only view of one results folder, as the checks see it: manifest, captures and program logs."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+from .. import tcpflow
+from ..errors import LabError
+from .registry import MissingInput
+
+# With HZ unknown, assume the coarsest common tick: tolerances only get wider.
+FALLBACK_HZ = 100
+
+
+class Context:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        path = folder / "manifest.json"
+        try:
+            self.manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LabError(f"{folder}: not a results folder (no manifest.json)") from None
+        except ValueError as e:
+            raise LabError(f"{path}: not valid JSON: {e}") from None
+        self._flows = lru_cache(maxsize=None)(self._analyze)
+
+    @property
+    def hz(self) -> int:
+        return int((self.manifest.get("kernel") or {}).get("hz") or FALLBACK_HZ)
+
+    def capture_file(self, capture: str) -> Path:
+        path = self.folder / f"{capture}.pcap"
+        if not path.exists():
+            raise MissingInput(f"capture {path.name} is missing from the results folder")
+        return path
+
+    def flows(self, capture: str) -> list[tcpflow.Flow]:
+        return self._flows(capture)
+
+    def _analyze(self, capture: str) -> list[tcpflow.Flow]:
+        return tcpflow.analyze_file(self.capture_file(capture))
+
+    def events(self, program: str) -> list[dict]:
+        path = self.folder / f"{program}.log"
+        if not path.exists():
+            raise MissingInput(f"log {path.name} is missing from the results folder")
+        out = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # programs may print other lines; only JSON events count
+            if isinstance(ev, dict) and "event" in ev:
+                out.append(ev)
+        return out
+
+    def event(self, program: str, name: str) -> Optional[dict]:
+        return next((e for e in self.events(program) if e["event"] == name), None)
+
+    def client_flow(self, capture: str, client: str) -> tcpflow.Flow:
+        """The connection the client program reported opening, found in the capture by its local port."""
+        connected = self.event(client, "connected")
+        if connected is None:
+            raise MissingInput(f"{client}.log has no 'connected' event: the client never connected")
+        port = int(connected["local_port"])
+        for flow in self.flows(capture):
+            if flow.client[1] == port:
+                return flow
+        raise MissingInput(f"{capture}.pcap has no TCP connection from the client's port {port}")

@@ -1,0 +1,197 @@
+"""Checks for the keepalive exercises, against the kernel model in lab.kernel_model.
+
+Every time is measured from the last segment the client received before its probes: that is where
+the kernel's idle clock starts (keepalive_time_elapsed uses the last received data or ACK).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .. import tcpflow as tf
+from ..kernel_model import KeepaliveModel
+from .context import Context
+from .registry import CheckResult, MissingInput, check
+
+# recv() returns ETIMEDOUT when the kernel wakes the blocked reader right after sending the RST;
+# the gap between the two is process scheduling, not a TCP timer.
+WAKEUP_SLACK = 0.25
+
+
+@dataclass
+class Observed:
+    flow: tf.Flow
+    anchor: tf.Event  # the last segment the client received before its unanswered probes
+    probes: list  # the client's keepalive probes after the anchor
+    answered: int  # probes before the anchor (answered ones)
+    rst: Optional[tf.Event]
+
+    def offsets(self) -> list[float]:
+        return [p.ts - self.anchor.ts for p in self.probes]
+
+    def intervals(self) -> list[float]:
+        return [b.ts - a.ts for a, b in zip(self.probes, self.probes[1:])]
+
+
+def observe(ctx: Context, capture: str, client: str) -> Observed:
+    flow = ctx.client_flow(capture, client)
+    received = flow.sent_by(tf.SERVER)
+    if not received:
+        raise MissingInput(f"{capture}.pcap shows nothing from the server on {flow}")
+    anchor = received[-1]
+    probes = [e for e in flow.labelled(tf.KEEPALIVE, tf.CLIENT) if e.ts > anchor.ts]
+    answered = len([e for e in flow.labelled(tf.KEEPALIVE, tf.CLIENT) if e.ts <= anchor.ts])
+    rst = next((e for e in flow.labelled(tf.RST_, tf.CLIENT) if e.ts > anchor.ts), None)
+    return Observed(flow, anchor, probes, answered, rst)
+
+
+def model_for(ctx: Context, keepidle, keepintvl, keepcnt, user_timeout) -> KeepaliveModel:
+    return KeepaliveModel(float(keepidle), float(keepintvl), int(keepcnt), int(user_timeout), ctx.hz)
+
+
+def _fmt(times: list[float]) -> str:
+    return ", ".join(f"{t:.3f}" for t in times) if times else "none"
+
+
+def _counts(ns: list[int]) -> str:
+    return str(ns[0]) if len(ns) == 1 else " or ".join(map(str, ns))
+
+
+def _why_count(m: KeepaliveModel) -> str:
+    if m.user_timeout_ms:
+        return f"the user timeout decides: max(1, ceil((U-T)/I)) with U={m.user_timeout_ms} ms, T={m.keepidle:g} s, I={m.keepintvl:g} s"
+    return f"KEEPCNT={m.keepcnt}"
+
+
+@check
+def connection_established(ctx: Context, capture: str, client: str) -> CheckResult:
+    """The three-way handshake, the client's request and the server's reply are all on the wire."""
+    name = "connection_established"
+    sent, reply = ctx.event(client, "sent"), ctx.event(client, "reply")
+    flow = ctx.client_flow(capture, client)
+    syn = flow.labelled(tf.SYN_, tf.CLIENT)
+    synack = flow.labelled(tf.SYN_ACK, tf.SERVER)
+    acks = [e for e in flow.sent_by(tf.CLIENT) if synack and e.ts >= synack[0].ts and not e.has(tf.SYN_)]
+    req = [e for e in flow.labelled(tf.DATA, tf.CLIENT) if not e.has(tf.RETRANSMISSION)]
+    rep = [e for e in flow.labelled(tf.DATA, tf.SERVER) if not e.has(tf.RETRANSMISSION)]
+    want_req = sent["bytes"] if sent else None
+    want_rep = reply["bytes"] if reply else None
+    ok = bool(
+        syn and synack and acks and sent and reply
+        and sum(e.seg.plen for e in req) == want_req
+        and sum(e.seg.plen for e in rep) == want_rep
+    )
+    t0 = syn[0].ts if syn else None
+
+    def at(events):
+        return f"{events[0].ts - t0:.3f} s" if events and t0 is not None else "missing"
+
+    return CheckResult(
+        name,
+        ok,
+        expected=f"SYN, SYN-ACK, ACK on {flow}; request of {want_req} bytes from the client; reply of {want_rep} bytes from the server",
+        observed=(
+            f"SYN {'at 0.000 s' if syn else 'missing'}, SYN-ACK {at(synack)}, ACK {at(acks)}; "
+            f"request {sum(e.seg.plen for e in req)} bytes {at(req)}; reply {sum(e.seg.plen for e in rep)} bytes {at(rep)}"
+        ),
+        detail="" if (sent and reply) else f"{client}.log lacks the 'sent' or 'reply' event",
+    )
+
+
+@check
+def keepalive_probes(ctx: Context, capture: str, client: str, keepidle, keepintvl, keepcnt, user_timeout=0) -> CheckResult:
+    """After the peer goes silent: how many probes, the first KEEPIDLE after the last received segment, then every KEEPINTVL."""
+    name = "keepalive_probes"
+    m = model_for(ctx, keepidle, keepintvl, keepcnt, user_timeout)
+    o = observe(ctx, capture, client)
+    counts = m.probe_counts()
+    first, gap = m.first_probe(), m.interval()
+    offsets, intervals = o.offsets(), o.intervals()
+    problems = []
+    if len(o.probes) not in counts:
+        problems.append(f"{len(o.probes)} probes where {_counts(counts)} were due")
+    if offsets and not first.holds(offsets[0]):
+        problems.append(f"first probe at {offsets[0]:.3f} s, outside {first.low:.3f}..{first.high:.3f}")
+    for k, iv in enumerate(intervals, 2):
+        if not gap.holds(iv):
+            problems.append(f"probe {k} came {iv:.3f} s after the previous one, outside {gap.low:.3f}..{gap.high:.3f}")
+    n = max(counts)
+    return CheckResult(
+        name,
+        not problems,
+        expected=(
+            f"{_counts(counts)} probes ({_why_count(m)}), at {_fmt(m.probe_times(n))} s after the last received segment: "
+            f"first within {first.low:.3f}..{first.high:.3f} s, then every {gap.low:.3f}..{gap.high:.3f} s (HZ={ctx.hz})"
+        ),
+        observed=f"{len(o.probes)} probes at {_fmt(offsets)} s; intervals {_fmt(intervals)} s",
+        detail="; ".join(problems) + (f"; {o.answered} answered probe(s) before the peer went silent" if o.answered else ""),
+    )
+
+
+@check
+def keepalive_abort(ctx: Context, capture: str, client: str, keepidle, keepintvl, keepcnt, user_timeout=0) -> CheckResult:
+    """The kernel gives up: an RST from the client at T + n*I, and recv() fails with ETIMEDOUT at that moment."""
+    name = "keepalive_abort"
+    m = model_for(ctx, keepidle, keepintvl, keepcnt, user_timeout)
+    o = observe(ctx, capture, client)
+    counts = m.probe_counts()
+    n = len(o.probes) if len(o.probes) in counts else max(counts)
+    window = m.abort(n)
+    err = ctx.event(client, "error")
+    problems = []
+    if o.rst is None:
+        problems.append("no RST from the client after the last received segment")
+    else:
+        at = o.rst.ts - o.anchor.ts
+        if not window.holds(at):
+            problems.append(f"RST at {at:.3f} s, outside {window.low:.3f}..{window.high:.3f}")
+        # Linux's keepalive reset carries seq = SND.NXT: one past the probes' SND.UNA - 1.
+        nxt = max((e.rel_seq + e.seg.plen for e in o.flow.sent_by(tf.CLIENT) if not e.has(tf.KEEPALIVE)), default=0)
+        if o.rst.rel_seq != nxt:
+            problems.append(f"RST seq {o.rst.rel_seq} (relative) is not SND.NXT {nxt}")
+    if err is None:
+        problems.append(f"{client}.log has no 'error' event: recv() did not fail")
+    elif err.get("error") != "ETIMEDOUT":
+        problems.append(f"recv() failed with {err.get('error')}, not ETIMEDOUT")
+    elif o.rst is not None and abs(err["wall"] - o.rst.ts) > WAKEUP_SLACK:
+        problems.append(f"ETIMEDOUT reached the program {err['wall'] - o.rst.ts:+.3f} s from the RST (allowed ±{WAKEUP_SLACK})")
+    observed_at = f"RST at {o.rst.ts - o.anchor.ts:.3f} s" if o.rst else "no RST"
+    observed_err = (
+        f"recv() -> {err.get('error')} at {err['wall'] - o.anchor.ts:.3f} s" if err else "no error from recv()"
+    )
+    return CheckResult(
+        name,
+        not problems,
+        expected=f"after {n} probes: RST (seq = SND.NXT) and ETIMEDOUT at {window} after the last received segment",
+        observed=f"{observed_at}; {observed_err}",
+        detail="; ".join(problems),
+    )
+
+
+@check
+def user_timeout_decides(ctx: Context, capture: str, client: str, keepidle, keepintvl, keepcnt, user_timeout) -> CheckResult:
+    """With TCP_USER_TIMEOUT set, the probe count follows the user timeout and KEEPCNT is ignored."""
+    name = "user_timeout_decides"
+    m = model_for(ctx, keepidle, keepintvl, keepcnt, user_timeout)
+    o = observe(ctx, capture, client)
+    seen = len(o.probes)
+    without = KeepaliveModel(m.keepidle, m.keepintvl, m.keepcnt, 0, m.hz)
+    expected = (
+        f"{_counts(m.probe_counts()) if m.user_timeout_ms else '?'} probes from U={m.user_timeout_ms} ms, "
+        f"not KEEPCNT={m.keepcnt} (KEEPCNT alone would abort at {without.abort(m.keepcnt).nominal:.3f} s)"
+    )
+    problems = []
+    if m.user_timeout_ms <= 0:
+        problems.append("no user timeout was set, so there is nothing to decide; set user_timeout > 0")
+    elif m.keepcnt in m.probe_counts():
+        problems.append(
+            f"these parameters give {m.keepcnt} probes with and without the user timeout, so the packets cannot show which decided; "
+            f"choose user_timeout so that ceil((U-T)/I) differs from keepcnt"
+        )
+    else:
+        if seen not in m.probe_counts():
+            problems.append(f"{seen} probes, not the {_counts(m.probe_counts())} the user timeout allows")
+        if seen == m.keepcnt:
+            problems.append(f"{seen} probes is KEEPCNT: the count decided, not the user timeout")
+    abort = f", abort at {o.rst.ts - o.anchor.ts:.3f} s" if o.rst else ", no abort seen"
+    return CheckResult(name, not problems, expected=expected, observed=f"{seen} probes{abort}", detail="; ".join(problems))

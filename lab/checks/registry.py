@@ -1,0 +1,30 @@
+"""Check results and the registry that maps a check's name in exercise.yml to its function."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    expected: str
+    observed: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MissingInput(Exception):
+    """The results folder lacks what a check needs (a capture, a log, an event): the check fails with this detail."""
+
+
+REGISTRY: dict[str, Callable[..., CheckResult]] = {}
+
+
+def check(fn: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    """Registers a check under its function name; its parameters after `ctx` are the fields exercise.yml may set."""
+    REGISTRY[fn.__name__] = fn
+    return fn

@@ -1,0 +1,232 @@
+"""The commands behind `invoke up/check/down/status/list`. Each returns the exit status to use."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from . import backends, labstate, procs, report, results, sysinfo, ui
+from . import exercise as exercise_mod
+from .errors import LabError
+from .labstate import LabState
+from .naming import PREFIX, check_lab_name
+from .preflight import require_root, require_tools
+from .timeline import Run, TimelineError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir: Optional[str], keep: bool) -> int:
+    check_lab_name(lab)
+    ex = exercise_mod.load(name, sets, lab)  # all input is checked before anything is built
+    backend = backends.get(backend_name, lab)
+    require_root(f"up {name}")
+    require_tools(backend.required_tools)
+    backend.check_environment()
+    _clear_leftovers(lab)
+
+    folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, name))
+    ui.reset_clock()
+    ui.step(f"{ex.name}: {ex.title}")
+    ui.step("parameters: " + ", ".join(f"{k}={v}" for k, v in ex.values.items()))
+    me = os.getpid()
+    state = LabState(lab, backend_name, name, owner_pid=me, owner_start=procs.start_time(me))
+    state.save()
+    manifest: dict = {}
+    run: Optional[Run] = None
+    interrupted = started = False
+    try:
+        with _signals_interrupt():
+            try:
+                ui.step(f"bring up lab {lab} on {backend_name}: {', '.join(ex.topology.nodes)}")
+                backend.create(ex.topology, state)
+                manifest = _manifest(ex, lab, backend, folder)
+                started = True
+                run = Run(ex, backend, state, folder)
+                try:
+                    run.execute()
+                except TimelineError as e:
+                    manifest["timeline_error"] = str(e)
+                    ui.error(str(e))
+                finally:
+                    run.finish()
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                if started:
+                    manifest.update(run.summary() if run else {})
+                    manifest["finished"] = _now()
+                    if interrupted:
+                        manifest["timeline_error"] = "interrupted"
+                    results.write_json(folder / "manifest.json", manifest)
+                if keep and not interrupted:
+                    state.kept, state.owner_pid = True, 0
+                    state.save()
+                else:
+                    _teardown(backend, state)
+    finally:
+        if not started:
+            _remove_if_empty(folder)
+    if interrupted:
+        ui.error(f"interrupted: lab {lab} torn down")
+        if started:
+            ui.console.print(f"partial results: {folder}")
+        return EXIT_INTERRUPTED
+    passed = report.check_folder(folder)
+    if keep:
+        ui.console.print(f"lab {lab} is still up (--keep): `ip netns exec {PREFIX}-{lab}-source bash` to look around, `invoke down --lab {lab}` to remove it")
+    ui.console.print(f"results: {folder}")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def check(folder: str) -> int:
+    path = Path(folder)
+    if not path.is_dir():
+        raise LabError(f"{folder}: no such results folder")
+    passed = report.check_folder(path)
+    ui.console.print(f"results: {path}")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def down(lab: Optional[str], all_labs: bool) -> int:
+    require_root("down")
+    if all_labs:
+        names = sorted(set(labstate.labs()) | set(_stray_labs()))
+    else:
+        names = [check_lab_name(lab or "tcplab")]
+    if not names:
+        ui.console.print("no labs to remove")
+    for name in names:
+        state = labstate.load(name) or LabState(name, "netns")
+        if state.owner_alive() and state.owner_pid != os.getpid():
+            # `up` is still running: let it tear its own lab down, then sweep what is left.
+            ui.step(f"lab {name}: stopping its `up` (pid {state.owner_pid})")
+            procs.stop(state.owner_pid, state.owner_start, grace=15)
+            state = labstate.load(name) or state
+        removed = backends.get(state.backend, name).destroy(state)
+        state.remove()
+        ui.console.print(f"lab {name}: " + (f"removed {', '.join(removed)}" if removed else "nothing left to remove"))
+    return EXIT_OK
+
+
+def status() -> int:
+    names = sorted(set(labstate.labs()) | set(_stray_labs()))
+    if not names:
+        ui.console.print("no labs on this machine")
+    for name in names:
+        state = labstate.load(name)
+        if state is None:
+            ui.console.print(f"{name}: leftover namespaces without a state file; `invoke down --lab {name}` removes them")
+            continue
+        if state.owner_alive():
+            how = f"running `up {state.exercise}` (pid {state.owner_pid})"
+        elif state.kept:
+            how = f"kept up after {state.exercise} (--keep)"
+        else:
+            how = "left over from an interrupted run"
+        present = [ns for ns in _netns() if ns in state.namespaces]
+        ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; namespaces: {', '.join(present) or 'none'}")
+    return EXIT_OK
+
+
+def list_exercises() -> int:
+    for name in exercise_mod.known():
+        ex = exercise_mod.load(name)
+        ui.console.print(f"[bold]{name}[/bold]: {ex.title}")
+        for p in ex.parameters.values():
+            ui.console.print(f"    {p.name}={p.default}  {p.help}")
+    return EXIT_OK
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _manifest(ex, lab: str, backend, folder: Path) -> dict:
+    hosts = [h for h in ("source", "dest") if h in ex.topology.nodes] or list(ex.topology.nodes)
+    manifest = {
+        "tcplab": "0.1.0",
+        "exercise": ex.name,
+        "title": ex.title,
+        "lab": lab,
+        "backend": backend.name,
+        "parameters": ex.values,
+        "addresses": {n.name: n.ip for n in ex.topology.nodes.values() if n.ip},
+        "topology": ex.topology.to_dict(),
+        "kernel": sysinfo.kernel(),
+        "sysctls": {h: backend.read_sysctls(h, sysinfo.TCP_SYSCTLS) for h in hosts},
+        "tools": sysinfo.tool_versions(),
+        "started": _now(),
+        "checks": ex.checks,
+    }
+    results.write_json(folder / "manifest.json", manifest)
+    return manifest
+
+
+def _clear_leftovers(lab: str) -> None:
+    old = labstate.load(lab)
+    if old is None:
+        return
+    if old.owner_alive():
+        raise LabError(f"lab {lab} is in use by `up` (pid {old.owner_pid}); choose another --lab or wait for it")
+    if old.kept:
+        raise LabError(f"lab {lab} is still up from an earlier `up --keep`: run `invoke down --lab {lab}` first, or choose another --lab")
+    ui.warn(f"lab {lab} has leftovers from an interrupted run; removing them")
+    backends.get(old.backend, lab).destroy(old)
+    old.remove()
+
+
+def _teardown(backend, state: LabState) -> None:
+    # A second Ctrl-C must not cut the teardown short and leave half a lab behind.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ui.step(f"tear down lab {state.lab}")
+        backend.destroy(state)
+        state.remove()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP end `up` the way Ctrl-C does: teardown, then a non-zero exit."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _netns() -> list[str]:
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+def _stray_labs() -> list[str]:
+    """Labs whose namespaces exist without a state file (the state folder is on tmpfs; namespaces may outlive it)."""
+    out = set()
+    for ns in _netns():
+        parts = ns.split("-")
+        if len(parts) == 3 and parts[0] == PREFIX:
+            out.add(parts[1])
+    return sorted(out)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+

@@ -1,0 +1,207 @@
+"""The exercise format (exercises/<name>/exercise.yml): parameters, programs, timeline and checks.
+
+An exercise is data. Loading it validates every field, applies `--set` overrides and substitutes the
+parameters into programs and timeline steps. Check arguments stay as templates: they are resolved
+from the parameters stored in a results folder's manifest, so a folder can be re-checked on its own.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import params as params_mod
+from . import topology as topology_mod
+from . import yamlfile
+from .errors import ConfigError, LabError
+
+EXERCISE_DIR = Path(__file__).resolve().parent.parent / "exercises"
+
+# Each step kind: its required and optional fields. Numeric fields are expressions over the parameters.
+STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "capture": ({"host", "interface"}, {"filter", "name"}),
+    "start": ({"program"}, set()),
+    "wait": ({"program", "timeout"}, {"event", "line"}),
+    "firewall": ({"host", "drop"}, set()),
+    "wait_exit": ({"program", "timeout"}, set()),
+    "stop": ({"program"}, set()),
+    "stop_captures": (set(), set()),
+    "sleep": ({"seconds"}, set()),
+    "collect": (set(), set()),
+}
+NUMERIC_FIELDS = {"timeout", "seconds"}
+# A step may be written `- start: server`: the scalar fills this field.
+SCALAR_FIELD = {"start": "program", "stop": "program", "wait_exit": "program", "sleep": "seconds"}
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    host: str
+    script: Path
+    args: list[str]
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    args: dict[str, Any]
+    where: str  # "timeline[3]", for messages
+
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self.args.items())
+        return f"{self.kind} {inner}".strip()
+
+
+@dataclass
+class Exercise:
+    name: str
+    dir: Path
+    file: Path
+    title: str
+    description: str
+    topology: topology_mod.Topology
+    parameters: dict[str, params_mod.Parameter]
+    values: dict[str, Any]
+    programs: dict[str, Program] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def known() -> list[str]:
+    return sorted(p.parent.name for p in EXERCISE_DIR.glob("*/exercise.yml"))
+
+
+def exercise_file(name: str) -> Path:
+    path = EXERCISE_DIR / name / "exercise.yml"
+    if "/" in name or not path.exists():
+        raise LabError(f"unknown exercise {name!r}; known exercises: {', '.join(known())} (see `invoke list`)")
+    return path
+
+
+def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exercise:
+    path = exercise_file(name)
+    top = yamlfile.Fields(path, "", yamlfile.load(path) or {})
+    top.only(["title", "description", "topology", "parameters", "programs", "timeline", "checks"])
+    topo_name = top.get("topology", str, "default")
+    try:
+        topo = topology_mod.load(topo_name)
+    except ConfigError as e:
+        if e.message.startswith("no such topology"):
+            raise top.error("topology", e.message) from None
+        raise
+    declared = params_mod.parse_declarations(path, top.sub("parameters", {}))
+    values = params_mod.parse_overrides(overrides, declared, name)
+    ex = Exercise(
+        name=name,
+        dir=path.parent,
+        file=path,
+        title=top.get("title", str),
+        description=top.get("description", str),
+        topology=topo,
+        parameters=declared,
+        values=values,
+    )
+    variables = variables_for(values, topo, lab)
+    for n in topo.nodes:
+        if n in declared:
+            raise top.error(f"parameters.{n}", "a parameter may not share its name with a node")
+    ex.programs = _parse_programs(path, top.sub("programs", {}), topo, variables)
+    ex.steps = _parse_timeline(path, top.get("timeline", list), ex, variables)
+    ex.checks = _parse_checks(path, top.get("checks", list, []))
+    return ex
+
+
+def variables_for(values: dict[str, Any], topo: topology_mod.Topology, lab: str) -> dict[str, Any]:
+    variables: dict[str, Any] = dict(values)
+    variables["lab"] = lab
+    for node in topo.nodes.values():
+        if node.ip:
+            variables[f"{node.name}.ip"] = node.ip
+    return variables
+
+
+def _parse_programs(path: Path, f: yamlfile.Fields, topo: topology_mod.Topology, variables: dict) -> dict[str, Program]:
+    programs = {}
+    for name in f.value:
+        p = f.sub(name).only(["host", "script", "args"])
+        host = p.get("host", str)
+        if host not in topo.nodes:
+            raise p.error("host", f"no host {host!r} in topology {topo.name}; hosts: {', '.join(topo.nodes)}")
+        script = (path.parent / p.get("script", str)).resolve()
+        if not script.is_file():
+            raise p.error("script", f"{script} does not exist")
+        if EXERCISE_DIR not in script.parents:
+            raise p.error("script", "scripts must live under exercises/")
+        args = p.get("args", list, [])
+        args = params_mod.substitute(args, variables, (path, p.path("args")))
+        programs[name] = Program(name, host, script, [str(a) for a in args])
+    return programs
+
+
+def _parse_timeline(path: Path, items: list, ex: Exercise, variables: dict) -> list[Step]:
+    steps = []
+    captures: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"timeline[{i}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(path, where, f"a step is a mapping with one key, the step kind; kinds: {', '.join(STEP_FIELDS)}")
+        (kind, body), = item.items()
+        if kind not in STEP_FIELDS:
+            raise ConfigError(path, where, f"unknown step {kind!r}; kinds: {', '.join(STEP_FIELDS)}")
+        if body is None:
+            body = {}
+        elif not isinstance(body, dict):
+            if kind not in SCALAR_FIELD:
+                raise ConfigError(path, f"{where}.{kind}", "expected a mapping of the step's fields")
+            body = {SCALAR_FIELD[kind]: body}
+        required, optional = STEP_FIELDS[kind]
+        f = yamlfile.Fields(path, f"{where}.{kind}", body).only(sorted(required | optional))
+        for r in sorted(required):
+            f.get(r, object)
+        args = {}
+        for key, raw in body.items():
+            loc = (path, f.path(key))
+            args[key] = params_mod.evaluate(raw, variables, loc) if key in NUMERIC_FIELDS else params_mod.substitute(raw, variables, loc)
+        _check_references(f, kind, args, ex)
+        if kind == "capture":
+            name = args.get("name", args["host"])
+            if name in captures:
+                raise f.error("name", f"a capture named {name!r} already exists; give this one a distinct name")
+            captures.add(name)
+        steps.append(Step(kind, args, where))
+    return steps
+
+
+def _check_references(f: yamlfile.Fields, kind: str, args: dict, ex: Exercise) -> None:
+    if "program" in args and args["program"] not in ex.programs:
+        raise f.error("program", f"no program {args['program']!r}; programs: {', '.join(ex.programs) or 'none'}")
+    if "host" in args and args["host"] not in ex.topology.nodes:
+        raise f.error("host", f"no host {args['host']!r}; hosts: {', '.join(ex.topology.nodes)}")
+    if kind == "wait" and ("event" in args) == ("line" in args):
+        raise f.error("event", "a wait step needs exactly one of event (a JSON event name) or line (a regular expression)")
+    if kind == "firewall":
+        drop = yamlfile.Fields(f.file, f.path("drop"), args["drop"]).only(["protocol", "port"])
+        proto = drop.get("protocol", str, "tcp")
+        if proto not in ("tcp", "udp"):
+            raise drop.error("protocol", f"{proto!r}: allowed: tcp, udp")
+        port = drop.get("port", int)
+        if not 1 <= port <= 65535:
+            raise drop.error("port", f"{port} is not a port number")
+
+
+def _parse_checks(path: Path, items: list) -> list[dict[str, Any]]:
+    from .checks import REGISTRY  # the registry imports the checks; late import keeps loading light
+
+    out = []
+    for i, item in enumerate(items):
+        f = yamlfile.Fields(path, f"checks[{i}]", item)
+        name = f.get("check", str)
+        if name not in REGISTRY:
+            raise f.error("check", f"unknown check {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        accepted = [p for p in inspect.signature(REGISTRY[name]).parameters if p != "ctx"]
+        f.only(["check", *accepted])
+        out.append(dict(item))
+    return out
+

@@ -1,0 +1,103 @@
+"""What the Linux kernel is expected to do, per ../shared/reference/linux-tcp-timers.md.
+
+Tolerances come from the timer wheel (kernel/time/timer.c): a timer armed for D jiffies lands in the
+wheel level whose granularity is 8**level jiffies and is rounded *up* to that granularity, so it
+fires between D and D + granularity jiffies late, never early; arming mid-jiffy adds up to one more.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+LVL_CLK_SHIFT = 3  # each wheel level is 8 times coarser than the one below
+LVL_SIZE = 64  # slots per level
+LVL_DEPTH = 9
+
+
+def timer_slot(delay_s: float, hz: int) -> float:
+    """Seconds of granularity of the wheel level a timer of `delay_s` lands on."""
+    delta = math.ceil(delay_s * hz - 1e-9)
+    for level in range(LVL_DEPTH):
+        # LVL_START(level + 1): the smallest delta that no longer fits this level
+        if delta < (LVL_SIZE - 1) << (level * LVL_CLK_SHIFT):
+            return (1 << (level * LVL_CLK_SHIFT)) / hz
+    return (1 << ((LVL_DEPTH - 1) * LVL_CLK_SHIFT)) / hz
+
+
+def timer_lateness(delay_s: float, hz: int) -> float:
+    """The most a timer of `delay_s` fires after its nominal time: one slot plus one jiffy."""
+    return timer_slot(delay_s, hz) + 1.0 / hz
+
+
+@dataclass(frozen=True)
+class Window:
+    """An expected time (seconds) with the bounds the kernel's timers allow."""
+
+    nominal: float
+    low: float
+    high: float
+
+    def holds(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.nominal:.3f} s (allowed {self.low:.3f}..{self.high:.3f})"
+
+
+@dataclass(frozen=True)
+class KeepaliveModel:
+    """Keepalive on an idle connection whose peer went silent. Times count from the last received segment.
+
+    keepidle T and keepintvl I in seconds, keepcnt, user_timeout U in milliseconds (0 = none).
+    """
+
+    keepidle: float
+    keepintvl: float
+    keepcnt: int
+    user_timeout_ms: int
+    hz: int
+    # pcap timestamps and the kernel's jiffy bookkeeping do not line up to the microsecond:
+    # the idle time is measured in whole jiffies, so the first probe may come up to a jiffy "early"
+    # as seen from the capture.
+    measure_slack: float = 0.001
+
+    @property
+    def jiffy(self) -> float:
+        return 1.0 / self.hz
+
+    def probe_counts(self) -> list[int]:
+        """Every probe count the kernel may send before aborting (several only where U is within timer slack of a tick)."""
+        if self.user_timeout_ms <= 0:
+            return [self.keepcnt]
+        u = self.user_timeout_ms / 1000.0
+        t, i = self.keepidle, self.keepintvl
+        latest = max(1, math.ceil((u - t) / i - 1e-9))
+        # Tick k runs late by up to the accumulated lateness; if that already reaches U, the abort comes a tick early.
+        earliest = latest
+        for k in range(1, latest):
+            if t + k * i + self.abort_lateness(k) >= u:
+                earliest = k
+                break
+        return list(range(earliest, latest + 1))
+
+    def decided_by_user_timeout(self) -> bool:
+        return self.user_timeout_ms > 0
+
+    def first_probe(self) -> Window:
+        t = self.keepidle
+        return Window(t, t - self.jiffy - self.measure_slack, t + timer_lateness(t, self.hz) + self.measure_slack)
+
+    def interval(self) -> Window:
+        i = self.keepintvl
+        return Window(i, i - self.measure_slack, i + timer_lateness(i, self.hz) + self.measure_slack)
+
+    def abort_lateness(self, probes: int) -> float:
+        return timer_lateness(self.keepidle, self.hz) + probes * timer_lateness(self.keepintvl, self.hz)
+
+    def abort(self, probes: int) -> Window:
+        """The abort (RST and ETIMEDOUT) after `probes` unanswered probes."""
+        nominal = self.keepidle + probes * self.keepintvl
+        return Window(nominal, nominal - self.jiffy - self.measure_slack, nominal + self.abort_lateness(probes) + self.measure_slack)
+
+    def probe_times(self, probes: int) -> list[float]:
+        return [self.keepidle + k * self.keepintvl for k in range(probes)]

@@ -1,0 +1,45 @@
+"""Names of everything a lab creates, so that cleanup removes exactly what one lab made."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import LabError
+
+PREFIX = "tcplab"
+# Linux's IFNAMSIZ is 16 including the terminating NUL.
+IFNAME_MAX = 15
+# No dash in lab names: namespace names are "tcplab-<lab>-<node>", and a dash would let
+# lab "a" claim the namespaces of lab "a-b" when sweeping by prefix.
+LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,23}$")
+STATE_ROOT = Path("/run/tcplab")
+
+
+def check_lab_name(lab: str) -> str:
+    if not LAB_NAME_RE.match(lab):
+        raise LabError(
+            f"--lab {lab!r}: use 1-24 lower-case letters, digits or '_' (no '-'), for example --lab lab2"
+        )
+    return lab
+
+
+def netns_name(lab: str, node: str) -> str:
+    return f"{PREFIX}-{lab}-{node}"
+
+
+def netns_prefix(lab: str) -> str:
+    return f"{PREFIX}-{lab}-"
+
+
+def state_dir(lab: str) -> Path:
+    return STATE_ROOT / lab
+
+
+def iptables_chain(lab: str) -> str:
+    # iptables chain names are limited to 28 characters; lab names are at most 24.
+    return f"TL_{lab}"[:28]
+
+
+def link_alias(lab: str) -> str:
+    """Written to every interface's ifalias so `ip link` shows which lab made it."""
+    return f"{PREFIX}:{lab}"

@@ -1,0 +1,56 @@
+"""Facts about the machine that a results folder records: kernel, HZ, tool versions."""
+from __future__ import annotations
+
+import gzip
+import platform
+import re
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+# TCP sysctls are per network namespace; these shape the keepalive and persist timers.
+TCP_SYSCTLS = [
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_retries2",
+    "net.ipv4.tcp_invalid_ratelimit",
+]
+VERSION_COMMANDS = {
+    "tcpdump": ["tcpdump", "--version"],
+    "iptables": ["iptables", "--version"],
+    "iproute2": ["ip", "-V"],
+}
+
+
+def kernel_hz() -> tuple[Optional[int], str]:
+    """The kernel's HZ and where it was read; the timer tolerances depend on it."""
+    release = platform.release()
+    for path in (Path("/proc/config.gz"), Path(f"/boot/config-{release}")):
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(errors="replace")
+        m = re.search(r"^CONFIG_HZ=(\d+)$", text, re.M)
+        if m:
+            return int(m.group(1)), str(path)
+    return None, "unknown (no kernel config found); checks assume HZ=100, the widest tolerances"
+
+
+def tool_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name, argv in VERSION_COMMANDS.items():
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            out[name] = "missing"
+            continue
+        text = (r.stdout + r.stderr).strip().splitlines()
+        out[name] = text[0] if text else "unknown"
+    return out
+
+
+def kernel() -> dict:
+    hz, source = kernel_hz()
+    return {"release": platform.release(), "machine": platform.machine(), "hz": hz, "hz_source": source}

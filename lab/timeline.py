@@ -1,0 +1,217 @@
+"""Runs an exercise's timeline on a brought-up lab and collects what it produced into the results folder."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import ui
+from .backends.base import Backend, Process
+from .errors import LabError
+from .exercise import Exercise, Step
+from .labstate import LabState
+from .naming import iptables_chain
+
+POLL = 0.02
+
+
+class TimelineError(LabError):
+    """A step did not happen as the exercise expects; the run stops, results are still collected and checked."""
+
+
+@dataclass
+class Capture:
+    name: str
+    host: str
+    interface: str
+    filter: str
+    path: str  # on the host
+    process: Process
+    stats: dict = field(default_factory=dict)
+
+
+class Run:
+    def __init__(self, exercise: Exercise, backend: Backend, state: LabState, folder: Path):
+        self.ex, self.backend, self.state, self.folder = exercise, backend, state, folder
+        self.programs: dict[str, Process] = {}
+        self.captures: dict[str, Capture] = {}
+        self.argv: dict[str, list[str]] = {}
+        self.record: list[dict] = []
+        self.collected = False
+
+    def execute(self) -> None:
+        for step in self.ex.steps:
+            started = time.time()
+            entry = {"step": step.kind, **step.args, "started": started}
+            self.record.append(entry)
+            getattr(self, f"_{step.kind}")(step, entry)
+            entry["finished"] = time.time()
+
+    def finish(self) -> None:
+        """Stops whatever still runs and collects everything; safe after any failure, and idempotent."""
+        for proc in self.programs.values():
+            if proc.poll() is None:
+                self._terminate(proc)
+        self._stop_captures()
+        if not self.collected:
+            self._collect(None, {})
+
+    def summary(self) -> dict:
+        return {
+            "timeline": self.record,
+            "programs": {
+                name: {"host": p.host, "argv": self.argv.get(name), "exit_status": p.poll()} for name, p in self.programs.items()
+            },
+            "captures": [
+                {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "file": f"{c.name}.pcap", **c.stats}
+                for c in self.captures.values()
+            ],
+        }
+
+    # --- steps -------------------------------------------------------------------------------------
+
+    def _capture(self, step: Step, entry: dict) -> None:
+        name = step.args.get("name", step.args["host"])
+        host, iface, filt = step.args["host"], step.args["interface"], step.args.get("filter", "")
+        path = self.backend.work_path(host, f"{name}.pcap")
+        # --immediate-mode: libpcap otherwise hands packets over in ring blocks, and the block still open
+        # when SIGINT arrives is lost (the abort's RST, typically). -U writes each packet as it comes;
+        # -Z root keeps tcpdump able to write the lab's folder.
+        argv = ["tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", path] + ([filt] if filt else [])
+        ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else ""))
+        proc = self.backend.spawn(host, f"tcpdump-{name}", argv, self.state)
+        self.captures[name] = Capture(name, host, iface, filt, path, proc)
+        # Nothing may start before tcpdump listens, or the handshake is missing from the capture.
+        self._wait_for(proc, lambda out, err: "listening on" in err, 10, f"tcpdump on {host}:{iface} to start")
+
+    def _start(self, step: Step, entry: dict) -> None:
+        prog = self.ex.programs[step.args["program"]]
+        argv = self.backend.python(prog.host, prog.script) + prog.args
+        ui.step(f"start {prog.name} on {prog.host}: {prog.script.name} {' '.join(prog.args)}")
+        self.argv[prog.name] = argv
+        self.programs[prog.name] = self.backend.spawn(prog.host, prog.name, argv, self.state)
+
+    def _wait(self, step: Step, entry: dict) -> None:
+        proc = self._program(step)
+        timeout = step.args["timeout"]
+        if "event" in step.args:
+            event = step.args["event"]
+            what = f"{proc.name} to report '{event}'"
+
+            def seen(out: str, err: str) -> bool:
+                return any(_event_name(line) == event for line in out.splitlines())
+        else:
+            pattern = re.compile(step.args["line"])
+            what = f"{proc.name} to print a line matching {pattern.pattern!r}"
+
+            def seen(out: str, err: str) -> bool:
+                return bool(pattern.search(out) or pattern.search(err))
+
+        with ui.waiting(f"wait for {what} (up to {timeout:g} s)"):
+            self._wait_for(proc, seen, timeout, what)
+
+    def _firewall(self, step: Step, entry: dict) -> None:
+        host, drop = step.args["host"], step.args["drop"]
+        proto, port = drop.get("protocol", "tcp"), int(drop["port"])
+        ui.step(f"firewall on {host}: drop {proto} port {port} in both directions")
+        entry["commands"] = self.backend.firewall_drop(host, iptables_chain(self.backend.lab), proto, port)
+
+    def _wait_exit(self, step: Step, entry: dict) -> None:
+        proc = self._program(step)
+        timeout = step.args["timeout"]
+        with ui.waiting(f"wait for {proc.name} to exit (up to {timeout:g} s)"):
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise TimelineError(f"{proc.name} did not exit within {timeout:g} s")
+                time.sleep(POLL)
+        entry["exit_status"] = proc.poll()
+        ui.step(f"{proc.name} exited with status {proc.poll()}")
+
+    def _stop(self, step: Step, entry: dict) -> None:
+        proc = self._program(step)
+        ui.step(f"stop {proc.name}")
+        self._terminate(proc)
+
+    def _stop_captures(self, step: Optional[Step] = None, entry: Optional[dict] = None) -> None:
+        running = [c for c in self.captures.values() if c.process.poll() is None]
+        if running and step is not None:
+            ui.step("stop captures")
+        for c in running:
+            # SIGINT makes tcpdump flush its buffer and print its packet counts.
+            c.process.signal(signal.SIGINT)
+        for c in running:
+            deadline = time.monotonic() + 5
+            while c.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(POLL)
+            if c.process.poll() is None:
+                c.process.signal(signal.SIGKILL)
+        for c in self.captures.values():
+            err = self.backend.read_file(c.host, c.process.stderr).decode(errors="replace")
+            for key, pattern in (("packets_captured", r"(\d+) packets? captured"), ("packets_dropped_by_kernel", r"(\d+) packets? dropped by kernel")):
+                m = re.search(pattern, err)
+                if m:
+                    c.stats[key] = int(m.group(1))
+
+    def _sleep(self, step: Step, entry: dict) -> None:
+        with ui.waiting(f"sleep {step.args['seconds']:g} s"):
+            time.sleep(step.args["seconds"])
+
+    def _collect(self, step: Optional[Step], entry: dict) -> None:
+        if step is not None:
+            ui.step(f"collect captures and logs into {self.folder}")
+        for c in self.captures.values():
+            self.backend.fetch(c.host, c.path, self.folder / f"{c.name}.pcap")
+            self.backend.fetch(c.host, c.process.stderr, self.folder / f"tcpdump-{c.name}.err")
+        for name, p in self.programs.items():
+            self.backend.fetch(p.host, p.stdout, self.folder / f"{name}.log")
+            self.backend.fetch(p.host, p.stderr, self.folder / f"{name}.err")
+        self.collected = True
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    def _program(self, step: Step) -> Process:
+        name = step.args["program"]
+        if name not in self.programs:
+            raise TimelineError(f"{step.where}: program {name} has not been started (add a `start: {name}` step before)")
+        return self.programs[name]
+
+    def _terminate(self, proc: Process) -> None:
+        proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(POLL)
+        if proc.poll() is None:
+            proc.signal(signal.SIGKILL)
+
+    def _wait_for(self, proc: Process, seen, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.backend.read_file(proc.host, proc.stdout).decode(errors="replace")
+            err = self.backend.read_file(proc.host, proc.stderr).decode(errors="replace")
+            if seen(out, err):
+                return
+            status = proc.poll()
+            if status is not None:
+                # One last read: the program may have printed the line just before exiting.
+                out = self.backend.read_file(proc.host, proc.stdout).decode(errors="replace")
+                if seen(out, self.backend.read_file(proc.host, proc.stderr).decode(errors="replace")):
+                    return
+                tail = (err.strip().splitlines() or ["no output"])[-1]
+                raise TimelineError(f"{proc.name} on {proc.host} exited with status {status} before {what.replace(proc.name + ' ', '', 1)}: {tail}")
+            if time.monotonic() > deadline:
+                raise TimelineError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(POLL)
+
+
+def _event_name(line: str) -> Optional[str]:
+    if not line.startswith("{"):
+        return None
+    try:
+        return json.loads(line).get("event")
+    except ValueError:
+        return None

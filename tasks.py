@@ -1,0 +1,67 @@
+"""tcplab's commands. `invoke --list` shows them; `invoke --help TASK` shows each one's options."""
+from __future__ import annotations
+
+import sys
+
+from invoke import Exit, task
+
+from lab import commands
+from lab.errors import LabError
+
+
+def _run(fn, *args) -> None:
+    try:
+        code = fn(*args)
+    except LabError as e:
+        raise Exit(f"error: {e}", code=commands.EXIT_BAD_INPUT) from None
+    if code:
+        raise Exit(code=code)
+
+
+@task(
+    iterable=["set_"],
+    help={
+        "exercise": "exercise to run (see `invoke list`)",
+        "lab": "lab name: every namespace, link and process is named after it (default tcplab)",
+        "backend": "where hosts live: netns (network namespaces on this machine)",
+        "set_": "override a parameter, name=value; repeatable (--set keepidle=3 --set keepcnt=5)",
+        "results": "results folder (default results/<lab>-<exercise>-<timestamp>/)",
+        "keep": "leave the lab up after the run, to look around; remove it with `invoke down`",
+    },
+)
+def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep=False):
+    """Bring a lab up, run the exercise, collect captures and logs, check them, tear down.
+
+    Exit status: 0 every check passed, 1 a check failed, 2 bad input or environment, 130 interrupted.
+    """
+    _run(commands.up, exercise, lab, backend, set_ or [], results, keep)
+
+
+@task(help={"folder": "a results folder made by `invoke up`"})
+def check(c, folder):
+    """Run the checks again on a results folder: same verdict and exit status as `up` gave."""
+    _run(commands.check, folder)
+
+
+@task(name="down", help={"lab": "lab to remove (default tcplab)", "all": "remove every tcplab lab on this machine"})
+def down_(c, lab=None, all=False):
+    """Remove everything a lab created, even after `up` was killed. Safe to run twice."""
+    _run(commands.down, lab, all)
+
+
+@task
+def status(c):
+    """Show the labs on this machine: running, kept, or left over."""
+    _run(commands.status)
+
+
+@task(name="list")
+def list_(c):
+    """List the exercises with their parameters and defaults."""
+    _run(commands.list_exercises)
+
+
+@task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})
+def test(c, pytest_args=""):
+    """Run the whole test suite: unit tests and real end-to-end labs (needs root)."""
+    c.run(f"{sys.executable} -m pytest {pytest_args}", pty=False)
