@@ -64,4 +64,6 @@ def list_(c):
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})
 def test(c, pytest_args=""):
     """Run the whole test suite: unit tests and real end-to-end labs (needs root)."""
-    c.run(f"{sys.executable} -m pytest {pytest_args}", pty=False)
+    result = c.run(f"{sys.executable} -m pytest {pytest_args}", pty=False, warn=True)
+    if result.exited:
+        raise Exit(code=result.exited)

@@ -74,8 +74,15 @@ def known() -> list[str]:
 
 
 def exercise_file(name: str) -> Path:
+    """A bundled exercise by name, or a folder of one's own that holds an exercise.yml."""
+    if "/" in name or name.startswith("."):
+        path = Path(name)
+        path = path / "exercise.yml" if path.is_dir() else path
+        if not path.is_file():
+            raise LabError(f"{name}: no exercise.yml there")
+        return path.resolve()
     path = EXERCISE_DIR / name / "exercise.yml"
-    if "/" in name or not path.exists():
+    if not path.exists():
         raise LabError(f"unknown exercise {name!r}; known exercises: {', '.join(known())} (see `invoke list`)")
     return path
 
@@ -92,9 +99,9 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exerc
             raise top.error("topology", e.message) from None
         raise
     declared = params_mod.parse_declarations(path, top.sub("parameters", {}))
-    values = params_mod.parse_overrides(overrides, declared, name)
+    values = params_mod.parse_overrides(overrides, declared, path.parent.name)
     ex = Exercise(
-        name=name,
+        name=path.parent.name,
         dir=path.parent,
         file=path,
         title=top.get("title", str),
@@ -132,8 +139,9 @@ def _parse_programs(path: Path, f: yamlfile.Fields, topo: topology_mod.Topology,
         script = (path.parent / p.get("script", str)).resolve()
         if not script.is_file():
             raise p.error("script", f"{script} does not exist")
-        if EXERCISE_DIR not in script.parents:
-            raise p.error("script", "scripts must live under exercises/")
+        if EXERCISE_DIR not in script.parents and path.parent not in script.parents:
+            # Backends that copy or mount programs onto hosts take the exercise's folder and exercises/.
+            raise p.error("script", f"scripts must live in the exercise's folder or under {EXERCISE_DIR}")
         args = p.get("args", list, [])
         args = params_mod.substitute(args, variables, (path, p.path("args")))
         programs[name] = Program(name, host, script, [str(a) for a in args])

@@ -22,6 +22,9 @@ def load(path: Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and cmark:
+            problem += f" ({context.replace('while ', '')}, which started at line {cmark.line + 1})"
         raise ConfigError(path, None, f"malformed YAML at {where}: {problem}") from None
 
 

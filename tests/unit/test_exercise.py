@@ -1,0 +1,108 @@
+import shutil
+import textwrap
+
+import pytest
+
+from lab import exercise, params
+from lab.errors import ConfigError, LabError
+
+
+def test_bundled_exercises_load_with_defaults():
+    ex1, ex2 = exercise.load("exercise1"), exercise.load("exercise2")
+    assert ex1.values["keepcnt"] == 3 and ex1.values["user_timeout"] == 0
+    assert ex2.values["keepcnt"] == 9 and ex2.values["user_timeout"] == 9000
+    client = ex2.programs["client"]
+    assert client.host == "source" and client.script.name == "client.py"
+    assert client.args[:4] == ["--host", "10.0.1.2", "--port", "8990"]
+    assert [s.kind for s in ex2.steps][:3] == ["capture", "capture", "start"]
+    assert [c["check"] for c in ex2.checks][-1] == "user_timeout_decides"
+
+
+def test_overrides_are_substituted_into_programs_and_timeouts():
+    ex = exercise.load("exercise1", ["keepidle=7", "port=9000", "keepcnt=5"])
+    args = ex.programs["client"].args
+    assert args[args.index("--keepidle") + 1] == "7"
+    assert args[args.index("--port") + 1] == "9000"
+    capture = ex.steps[0]
+    assert capture.args["filter"] == "tcp port 9000"
+    wait_exit = next(s for s in ex.steps if s.kind == "wait_exit")
+    assert wait_exit.args["timeout"] == 7 + 2 * 6 + 0 + 10
+    firewall = next(s for s in ex.steps if s.kind == "firewall")
+    assert firewall.args["drop"] == {"protocol": "tcp", "port": 9000}
+
+
+@pytest.mark.parametrize(
+    "sets, words",
+    [
+        (["nosuch=1"], "exercise1 has no parameter 'nosuch'; its parameters: keepidle"),
+        (["keepidle=abc"], "is not an integer"),
+        (["keepidle=0"], "below the minimum"),
+        (["port=70000"], "above the maximum"),
+        (["keepidle"], "expected name=value"),
+    ],
+)
+def test_bad_overrides(sets, words):
+    with pytest.raises(LabError, match=words):
+        exercise.load("exercise1", sets)
+
+
+def test_unknown_exercise_lists_known():
+    with pytest.raises(LabError, match="known exercises: exercise1, exercise2"):
+        exercise.load("exercise9")
+
+
+def own_exercise(tmp_path, body):
+    d = tmp_path / "mine"
+    d.mkdir(parents=True)
+    shutil.copy(exercise.EXERCISE_DIR / "exercise1" / "client.py", d)
+    (d / "exercise.yml").write_text(textwrap.dedent(body))
+    return str(d)
+
+
+BASE = """
+title: t
+description: d
+parameters: {port: {default: 1, help: p}}
+programs: {client: {host: source, script: client.py, args: ["{port}"]}}
+"""
+
+
+@pytest.mark.parametrize(
+    "timeline, field, words",
+    [
+        ("- jump: {}", "timeline[0]", "unknown step 'jump'"),
+        ("- start: nobody", "timeline[0].start.program", "no program 'nobody'"),
+        ("- wait: {program: client, timeout: 1}", "timeline[0].wait.event", "exactly one of event"),
+        ("- wait: {program: client, event: x, timeout: 'port +'}", "timeline[0].wait.timeout", "cannot evaluate"),
+        ("- wait: {program: client, event: x, timeout: 'nosuch * 2'}", "timeline[0].wait.timeout", "cannot evaluate"),
+        ("- capture: {host: moon, interface: eth0}", "timeline[0].capture.host", "no host 'moon'"),
+        ("- capture: {host: source}", "timeline[0].capture.interface", "required field is missing"),
+        ("- capture: {host: source, interface: eth0, filter: '{nope}'}", "timeline[0].capture.filter", "unknown placeholder {nope}"),
+        ("- firewall: {host: dest, drop: {protocol: icmp, port: 1}}", "timeline[0].firewall.drop.protocol", "allowed: tcp, udp"),
+        ("- capture: {host: source, interface: eth0}\n- capture: {host: source, interface: eth0}", "timeline[1].capture.name", "already exists"),
+    ],
+)
+def test_timeline_errors_name_file_and_field(tmp_path, timeline, field, words):
+    path = own_exercise(tmp_path, BASE + "timeline:\n" + textwrap.indent(timeline, "  "))
+    with pytest.raises(ConfigError) as e:
+        exercise.load(path)
+    assert e.value.field == field, e.value
+    assert words in e.value.message
+    assert e.value.file.endswith("mine/exercise.yml")
+
+
+def test_unknown_check_and_check_fields(tmp_path):
+    path = own_exercise(tmp_path, BASE + "timeline: []\nchecks: [{check: magic}]\n")
+    with pytest.raises(ConfigError, match="unknown check 'magic'"):
+        exercise.load(path)
+    path = own_exercise(tmp_path / "b", BASE + "timeline: []\nchecks: [{check: connection_established, colour: red}]\n")
+    with pytest.raises(ConfigError, match="colour: unknown field; allowed: check, capture, client"):
+        exercise.load(path)
+
+
+def test_substitution_keeps_type_for_whole_placeholders():
+    where = (None, "f")
+    assert params.substitute("{n}", {"n": 5}, where) == 5
+    assert params.substitute("a{n}b", {"n": 5}, where) == "a5b"
+    assert params.substitute(["{dest.ip}"], {"dest.ip": "10.0.1.2"}, where) == ["10.0.1.2"]
+    assert params.evaluate("max(a, b / 1000) + 1", {"a": 2, "b": 5000}, where) == 6.0

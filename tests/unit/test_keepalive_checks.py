@@ -1,0 +1,94 @@
+"""The keepalive checks on synthetic results folders: each passes on the kernel's schedule and fails off it."""
+import json
+
+import pytest
+
+from lab import checks
+from tests.pcapbuild import keepalive_results
+
+EX1 = {"keepidle": 2, "keepintvl": 1, "keepcnt": 3, "user_timeout": 0}
+# The reference's measurement: probes 2.007, 3.032, 4.055; RST at 5.08.
+MEASURED = dict(probes=[2.007, 3.032, 4.055], rst=5.08)
+
+
+def verdicts(folder):
+    return {r.name: r for r in checks.run(folder)}
+
+
+def test_measured_run_passes(tmp_path):
+    v = verdicts(keepalive_results(tmp_path, params=EX1, **MEASURED))
+    assert all(r.passed for r in v.values()), v
+    assert "3 probes at 2.007, 3.032, 4.055" in v["keepalive_probes"].observed
+
+
+@pytest.mark.parametrize(
+    "change, failing, words",
+    [
+        (dict(probes=[2.007, 3.032], rst=4.06), {"keepalive_probes", "keepalive_abort"}, "2 probes where 3 were due"),
+        (dict(probes=[2.007, 4.032, 6.055], rst=7.08), {"keepalive_probes", "keepalive_abort"}, "outside"),
+        (dict(probes=[1.5, 2.5, 3.5], rst=4.5), {"keepalive_probes", "keepalive_abort"}, "first probe at 1.500"),
+        (dict(probes=[2.007, 3.032, 4.055], rst=None), {"keepalive_abort"}, "no RST"),
+        (dict(probes=[2.007, 3.032, 4.055], rst=5.08, error="ECONNRESET"), {"keepalive_abort"}, "not ETIMEDOUT"),
+        (dict(probes=[2.007, 3.032, 4.055], rst=5.5), {"keepalive_abort"}, "RST at 5.500"),
+    ],
+)
+def test_each_keepalive_check_fails_off_schedule(tmp_path, change, failing, words):
+    v = verdicts(keepalive_results(tmp_path, params=EX1, **change))
+    assert {n for n, r in v.items() if not r.passed} == failing
+    assert any(words in v[n].detail for n in failing), {n: v[n].detail for n in failing}
+
+
+def test_connection_established_fails_without_handshake_or_reply(tmp_path):
+    folder = keepalive_results(tmp_path, params=EX1, **MEASURED)
+    log = folder / "client.log"
+    log.write_text("".join(l + "\n" for l in log.read_text().splitlines() if '"reply"' not in l))
+    v = verdicts(folder)
+    assert not v["connection_established"].passed
+    assert "lacks the 'sent' or 'reply' event" in v["connection_established"].detail
+
+
+def test_missing_capture_fails_every_check_with_a_reason(tmp_path):
+    folder = keepalive_results(tmp_path, params=EX1, **MEASURED)
+    (folder / "source.pcap").unlink()
+    v = verdicts(folder)
+    assert not any(r.passed for r in v.values())
+    assert all("source.pcap is missing" in r.detail for r in v.values())
+
+
+UT = ["connection_established", "keepalive_probes", "keepalive_abort", "user_timeout_decides"]
+
+
+def test_user_timeout_decides(tmp_path):
+    # Reference: T=2 I=1 U=2500 gives one probe at 2.02 and the abort at 3.05 whatever KEEPCNT says.
+    params = {"keepidle": 2, "keepintvl": 1, "keepcnt": 3, "user_timeout": 2500}
+    v = verdicts(keepalive_results(tmp_path / "a", params=params, probes=[2.02], rst=3.05, checks=UT))
+    assert all(r.passed for r in v.values()), v
+    # The same packets re-checked as if U had been 0: KEEPCNT would have decided, so probes and abort fail.
+    v = verdicts(keepalive_results(tmp_path / "b", params={**params, "user_timeout": 0}, probes=[2.02], rst=3.05, checks=UT))
+    assert not v["keepalive_probes"].passed and not v["user_timeout_decides"].passed
+    # A capture where KEEPCNT decided although U was set.
+    v = verdicts(keepalive_results(tmp_path / "c", params=params, probes=[2.0, 3.03, 4.06], rst=5.09, checks=UT))
+    assert not v["user_timeout_decides"].passed
+    assert "3 probes is KEEPCNT" in v["user_timeout_decides"].detail
+
+
+def test_user_timeout_check_refuses_parameters_that_cannot_show_it(tmp_path):
+    params = {"keepidle": 1, "keepintvl": 1, "keepcnt": 2, "user_timeout": 3000}
+    v = verdicts(keepalive_results(tmp_path, params=params, probes=[1.0, 2.03], rst=3.06, checks=UT))
+    assert v["keepalive_probes"].passed and not v["user_timeout_decides"].passed
+    assert "cannot show which decided" in v["user_timeout_decides"].detail
+
+
+def test_hz_from_manifest_sets_tolerance(tmp_path):
+    # 1.060 s between probes is outside HZ=250's allowance (1.037) but inside HZ=100's (1.091).
+    sched = dict(probes=[2.007, 3.067, 4.127], rst=5.15)
+    assert not verdicts(keepalive_results(tmp_path / "a", params=EX1, hz=250, **sched))["keepalive_probes"].passed
+    assert verdicts(keepalive_results(tmp_path / "b", params=EX1, hz=100, **sched))["keepalive_probes"].passed
+
+
+def test_recheck_reads_parameters_from_the_manifest(tmp_path):
+    folder = keepalive_results(tmp_path, params=EX1, **MEASURED)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["parameters"]["keepcnt"] = 4
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert not verdicts(folder)["keepalive_probes"].passed

@@ -1,0 +1,57 @@
+"""The kernel model against the timer wheel and the measurements in shared/reference/linux-tcp-timers.md."""
+import pytest
+
+from lab.kernel_model import KeepaliveModel, timer_lateness, timer_slot
+
+
+@pytest.mark.parametrize(
+    "delay, slot",
+    [(0.004, 0.004), (0.2, 0.004), (0.25, 0.032), (1.0, 0.032), (2.0, 0.032), (2.02, 0.256), (10.0, 0.256), (16.2, 2.048), (60.0, 2.048)],
+)
+def test_timer_slot_at_hz_250(delay, slot):
+    assert timer_slot(delay, 250) == pytest.approx(slot)
+
+
+def test_timer_slot_scales_with_hz():
+    # At HZ=1000 a jiffy is 1 ms; 1 s is 1000 jiffies, level 2 (64 ms slots).
+    assert timer_slot(1.0, 1000) == pytest.approx(0.064)
+    assert timer_lateness(0.05, 1000) == pytest.approx(0.002)
+
+
+def test_measured_keepalive_without_user_timeout_fits():
+    # Reference: T=2 I=1 CNT=3: probes 2.007, 3.032, 4.055; RST and ETIMEDOUT at 5.08.
+    m = KeepaliveModel(2, 1, 3, 0, 250)
+    assert m.probe_counts() == [3]
+    assert m.first_probe().holds(2.007)
+    assert all(m.interval().holds(iv) for iv in (1.025, 1.023))
+    assert m.abort(3).holds(5.08)
+
+
+@pytest.mark.parametrize("u, probes, abort", [(2500, 1, 3.05), (10000, 8, 10.20)])
+def test_measured_keepalive_with_user_timeout_fits(u, probes, abort):
+    m = KeepaliveModel(2, 1, 3, u, 250)
+    assert m.probe_counts() == [probes]
+    assert m.abort(probes).holds(abort)
+
+
+def test_user_timeout_ignores_keepcnt_both_ways():
+    assert KeepaliveModel(4, 2, 9, 9000, 250).probe_counts() == [3]  # fewer than KEEPCNT
+    assert KeepaliveModel(1, 1, 2, 4000, 250).probe_counts() == [3]  # more than KEEPCNT
+
+
+def test_at_least_one_probe_before_a_user_timeout_abort():
+    assert KeepaliveModel(5, 1, 9, 100, 250).probe_counts() == [1]
+
+
+def test_user_timeout_within_slack_of_a_tick_allows_both_neighbours():
+    # Tick 3 is nominally at 5.000 s but may run up to ~0.14 s late, past U = 5.05 s.
+    assert KeepaliveModel(2, 1, 9, 5050, 250).probe_counts() == [3, 4]
+    assert KeepaliveModel(2, 1, 9, 5500, 250).probe_counts() == [4]
+
+
+def test_windows_reject_the_wrong_schedule():
+    m = KeepaliveModel(2, 1, 3, 0, 250)
+    assert not m.interval().holds(2.0)
+    assert not m.first_probe().holds(1.5)
+    assert not m.abort(3).holds(4.0)
+    assert not m.abort(3).holds(5.3)

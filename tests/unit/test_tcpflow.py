@@ -1,0 +1,100 @@
+"""The analyzer on small captures built with scapy."""
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import CookedLinux
+from scapy.utils import wrpcap
+
+from lab import tcpflow as tf
+from lab.pcap import read_segments
+from tests.pcapbuild import CLIENT, SERVER, Conversation
+
+
+def labels(flow):
+    return [(e.sender, sorted(e.labels)) for e in flow.events]
+
+
+def test_handshake_data_keepalive_and_rst(tmp_path):
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"hello")
+    c.server_data(0.02, b"reply")
+    c.client_ack(0.03)
+    c.client_probe(2.0)
+    c.server_ack(2.001)  # a live peer answers the probe
+    c.client_probe(4.0)
+    c.client_rst(6.0)
+    (flow,) = tf.analyze_file(c.write(tmp_path / "k.pcap"))
+    assert flow.client == CLIENT and flow.server == SERVER
+    assert labels(flow) == [
+        ("client", ["syn"]),
+        ("server", ["syn_ack"]),
+        ("client", ["ack"]),
+        ("client", ["data"]),
+        ("server", ["data"]),
+        ("client", ["ack"]),
+        ("client", ["keepalive"]),
+        ("server", ["keepalive_ack"]),
+        ("client", ["keepalive"]),
+        ("client", ["rst"]),
+    ]
+    rst = flow.events[-1]
+    assert rst.rel_seq == 1 + 5  # SND.NXT: SYN plus five bytes
+    assert flow.events[6].rel_seq == 5  # the probe sits at SND.UNA - 1
+
+
+def test_window_scaling_zero_window_probe_update_and_retransmission(tmp_path):
+    c = Conversation(wscale=7)
+    c.handshake()
+    c.client_data(0.01, b"x" * 100)
+    c.server_ack(0.02, win=0)  # receiver full
+    c.client_probe(0.3)  # Linux's zero-window probe: same form as a keepalive
+    c.server_ack(0.301, win=0)
+    c.server_ack(1.0, win=4)  # window update: same seq and ack, window opened
+    c.client_data(1.01, b"y" * 10)
+    c.packets.append(c.packets[-1].copy())  # the same data again
+    c.packets[-1].time += 0.2
+    flow = tf.analyze_file(c.write(tmp_path / "z.pcap"))[0]
+    got = labels(flow)[3:]
+    assert got == [
+        ("client", ["data"]),
+        ("server", ["ack", "zero_window"]),
+        ("client", ["zero_window_probe"]),
+        ("server", ["zero_window", "zero_window_probe_ack"]),
+        ("server", ["window_update"]),
+        ("client", ["data"]),
+        ("client", ["data", "retransmission"]),
+    ]
+    assert flow.events[7].window == 4 << 7  # scaled
+    assert flow.events[1].window == 65160  # a SYN's window is never scaled
+
+
+def test_one_byte_probe_is_a_probe_too(tmp_path):
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"abc")
+    c.server_ack(0.02, win=0)
+    c.client_probe(0.3, payload=b"c")  # the RFC/BSD form: one byte of old data
+    flow = tf.analyze_file(c.write(tmp_path / "b.pcap"))[0]
+    assert flow.events[-1].has(tf.ZERO_WINDOW_PROBE)
+
+
+def test_linux_cooked_capture_and_flow_without_syn(tmp_path):
+    pkts = [
+        CookedLinux(proto=0x0800) / IP(src="10.0.1.2", dst="10.0.1.1") / TCP(sport=8990, dport=4000, flags="A", seq=7, ack=9),
+        CookedLinux(proto=0x0800) / IP(src="10.0.1.1", dst="10.0.1.2") / TCP(sport=4000, dport=8990, flags="PA", seq=9, ack=7) / b"hi",
+    ]
+    for i, p in enumerate(pkts):
+        p.time = 10 + i
+    wrpcap(str(tmp_path / "s.pcap"), pkts)
+    segs = list(read_segments(tmp_path / "s.pcap"))
+    assert [(s.src, s.plen, s.ts) for s in segs] == [("10.0.1.2", 0, 10.0), ("10.0.1.1", 2, 11.0)]
+    (flow,) = tf.analyze(segs)
+    assert flow.client == ("10.0.1.2", 8990)  # whoever spoke first
+
+
+def test_truncated_capture_keeps_what_came_before(tmp_path):
+    c = Conversation()
+    c.handshake()
+    path = c.write(tmp_path / "t.pcap")
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    assert [s.index for s in read_segments(path)] == [1, 2]
