@@ -1,0 +1,102 @@
+"""Helpers for end-to-end tests: they drive `invoke` as a user does, on real namespaces and real TCP."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STATE_ROOT = Path("/run/tcplab")
+
+# Short timers keep the suite fast; the kernel does the same thing at any scale.
+EX1_FAST = ["keepidle=1", "keepintvl=1", "keepcnt=2"]  # abort at 3 s after 2 probes
+EX2_FAST = ["keepidle=1", "keepintvl=1", "keepcnt=5", "user_timeout=2500"]  # U gives 2 probes, KEEPCNT would give 5
+
+
+@pytest.fixture(autouse=True)
+def _root():
+    if os.geteuid() != 0:
+        pytest.fail("end-to-end tests need root (namespaces, iptables, tcpdump): run `sudo ./bootstrap test`")
+
+
+def invoke_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "invoke", *args]
+
+
+def invoke(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(invoke_argv(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(invoke_argv(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def up(exercise: str, lab: str, sets: list[str], results: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = ["up", exercise, "--lab", lab, "--results", str(results), *extra]
+    for s in sets:
+        args += ["--set", s]
+    return invoke(*args)
+
+
+def with_sets(exercise: str, lab: str, sets: list[str], *extra: str) -> list[str]:
+    args = ["up", exercise, "--lab", lab, *extra]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
+def report(folder: Path) -> dict:
+    return json.loads((folder / "report.json").read_text())
+
+
+def verdicts(folder: Path) -> dict[str, bool]:
+    return {c["name"]: c["passed"] for c in report(folder)["checks"]}
+
+
+def namespaces(lab: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [l.split()[0] for l in out.splitlines() if l.startswith(f"tcplab-{lab}-")]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for_event(lab: str, program: str, host: str, event: str, timeout: float = 20) -> dict:
+    """Waits until the lab's program has logged `event`; returns the lab's state.json."""
+    log = STATE_ROOT / lab / "hosts" / host / f"{program}.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and f'"event": "{event}"' in log.read_text():
+            return json.loads((STATE_ROOT / lab / "state.json").read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"{program} on lab {lab} never logged {event}")
+
+
+def copy_results(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_manifest(folder: Path, **params) -> Path:
+    m = json.loads((folder / "manifest.json").read_text())
+    m["parameters"].update(params)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    return folder
+
+
+def assert_lab_gone(lab: str, pids: list[int]) -> None:
+    assert namespaces(lab) == [], f"namespaces left: {namespaces(lab)}"
+    assert [p for p in pids if pid_alive(p)] == [], "processes left running"
+    assert not (STATE_ROOT / lab).exists(), "state folder left"
