@@ -14,20 +14,21 @@ from .conftest import (
 )
 
 
-@pytest.fixture(scope="module")
-def ex1(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ex1") / "run"
-    r = up("exercise1", "e2eone", EX1_FAST, folder)
+def passing_run(tmp_path_factory, exercise: str, lab: str, sets: list[str]) -> Path:
+    folder = tmp_path_factory.mktemp(lab) / "run"
+    r = up(exercise, lab, sets, folder)
     assert r.returncode == 0, r.stdout + r.stderr
     return folder
+
+
+@pytest.fixture(scope="module")
+def ex1(tmp_path_factory) -> Path:
+    return passing_run(tmp_path_factory, "exercise1", "e2eone", EX1_FAST)
 
 
 @pytest.fixture(scope="module")
 def ex2(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ex2") / "run"
-    r = up("exercise2", "e2etwo", EX2_FAST, folder)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return folder
+    return passing_run(tmp_path_factory, "exercise2", "e2etwo", EX2_FAST)
 
 
 def test_exercise1_passes_and_leaves_a_complete_results_folder(ex1):
