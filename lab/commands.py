@@ -27,25 +27,43 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
     require_root(f"up {name}")
     require_tools(backend.required_tools)
     backend.check_environment()
-    _clear_leftovers(lab)
+    with labstate.exclusive(lab):
+        _clear_leftovers(lab)
+        folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, ex.name))
+        try:
+            outcome = _run_lab(ex, lab, backend, folder, keep)
+        finally:
+            _remove_if_empty(folder)
+    if outcome == "interrupted":
+        ui.error(f"interrupted: lab {lab} torn down")
+        if folder.exists():
+            ui.console.print(f"partial results: {folder}")
+        return EXIT_INTERRUPTED
+    passed = report.check_folder(folder)
+    if keep:
+        ui.console.print(f"lab {lab} is still up (--keep): `ip netns exec {PREFIX}-{lab}-source bash` to look around, `invoke down --lab {lab}` to remove it")
+    ui.console.print(f"results: {folder}")
+    return EXIT_OK if passed else EXIT_FAILED
 
-    folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, name))
+
+def _run_lab(ex, lab: str, backend, folder: Path, keep: bool) -> str:
+    """Builds the lab, runs the timeline, writes the manifest; tears down unless kept. Returns 'done' or 'interrupted'."""
     ui.reset_clock()
     ui.step(f"{ex.name}: {ex.title}")
     ui.step("parameters: " + ", ".join(f"{k}={v}" for k, v in ex.values.items()))
     me = os.getpid()
-    state = LabState(lab, backend_name, name, owner_pid=me, owner_start=procs.start_time(me))
+    state = LabState(lab, backend.name, ex.name, owner_pid=me, owner_start=procs.start_time(me))
     state.save()
     manifest: dict = {}
     run: Optional[Run] = None
-    interrupted = started = False
+    built = interrupted = False
     try:
         with _signals_interrupt():
             try:
-                ui.step(f"bring up lab {lab} on {backend_name}: {', '.join(ex.topology.nodes)}")
+                ui.step(f"bring up lab {lab} on {backend.name}: {', '.join(ex.topology.nodes)}")
                 backend.create(ex.topology, state)
+                built = True
                 manifest = _manifest(ex, lab, backend, folder)
-                started = True
                 run = Run(ex, backend, state, folder)
                 try:
                     run.execute()
@@ -56,31 +74,19 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
                     run.finish()
             except KeyboardInterrupt:
                 interrupted = True
-            finally:
-                if started:
-                    manifest.update(run.summary() if run else {})
-                    manifest["finished"] = _now()
-                    if interrupted:
-                        manifest["timeline_error"] = "interrupted"
-                    results.write_json(folder / "manifest.json", manifest)
-                if keep and not interrupted:
-                    state.kept, state.owner_pid = True, 0
-                    state.save()
-                else:
-                    _teardown(backend, state)
     finally:
-        if not started:
-            _remove_if_empty(folder)
-    if interrupted:
-        ui.error(f"interrupted: lab {lab} torn down")
-        if started:
-            ui.console.print(f"partial results: {folder}")
-        return EXIT_INTERRUPTED
-    passed = report.check_folder(folder)
-    if keep:
-        ui.console.print(f"lab {lab} is still up (--keep): `ip netns exec {PREFIX}-{lab}-source bash` to look around, `invoke down --lab {lab}` to remove it")
-    ui.console.print(f"results: {folder}")
-    return EXIT_OK if passed else EXIT_FAILED
+        if manifest:
+            manifest.update(run.summary() if run else {})
+            manifest["finished"] = _now()
+            if interrupted:
+                manifest["timeline_error"] = "interrupted"
+            results.write_json(folder / "manifest.json", manifest)
+        if keep and built and not interrupted:
+            state.kept, state.owner_pid = True, 0
+            state.save()
+        else:
+            _teardown(backend, state)
+    return "interrupted" if interrupted else "done"
 
 
 def check(folder: str) -> int:
@@ -109,6 +115,7 @@ def down(lab: Optional[str], all_labs: bool) -> int:
             state = labstate.load(name) or state
         removed = backends.get(state.backend, name).destroy(state)
         state.remove()
+        labstate.drop_lock(name)
         ui.console.print(f"lab {name}: " + (f"removed {', '.join(removed)}" if removed else "nothing left to remove"))
     return EXIT_OK
 
@@ -180,14 +187,16 @@ def _clear_leftovers(lab: str) -> None:
 
 
 def _teardown(backend, state: LabState) -> None:
-    # A second Ctrl-C must not cut the teardown short and leave half a lab behind.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A second Ctrl-C or SIGTERM must not cut the teardown short and leave half a lab behind.
+    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in stoppers}
     try:
         ui.step(f"tear down lab {state.lab}")
         backend.destroy(state)
         state.remove()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager

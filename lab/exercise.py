@@ -7,6 +7,7 @@ from the parameters stored in a results folder's manifest, so a folder can be re
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ from .errors import ConfigError, LabError
 
 EXERCISE_DIR = Path(__file__).resolve().parent.parent / "exercises"
 
-# Each step kind: its required and optional fields. Numeric fields are expressions over the parameters.
+# Each step kind: its required and optional fields.
 STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "capture": ({"host", "interface"}, {"filter", "name"}),
     "start": ({"program"}, set()),
@@ -30,7 +31,10 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "sleep": ({"seconds"}, set()),
     "collect": (set(), set()),
 }
+# Numeric fields are expressions over the parameters and must come out >= 0; the rest are strings
+# (after substitution) except `drop`, a mapping checked on its own.
 NUMERIC_FIELDS = {"timeout", "seconds"}
+MAPPING_FIELDS = {"drop"}
 # A step may be written `- start: server`: the scalar fills this field.
 SCALAR_FIELD = {"start": "program", "stop": "program", "wait_exit": "program", "sleep": "seconds"}
 
@@ -171,7 +175,14 @@ def _parse_timeline(path: Path, items: list, ex: Exercise, variables: dict) -> l
         args = {}
         for key, raw in body.items():
             loc = (path, f.path(key))
-            args[key] = params_mod.evaluate(raw, variables, loc) if key in NUMERIC_FIELDS else params_mod.substitute(raw, variables, loc)
+            if key in NUMERIC_FIELDS:
+                args[key] = params_mod.evaluate(raw, variables, loc)
+                if args[key] < 0:
+                    raise f.error(key, f"{raw!r} gives {args[key]:g}; it must be 0 or more")
+                continue
+            args[key] = params_mod.substitute(raw, variables, loc)
+            if key not in MAPPING_FIELDS and not isinstance(args[key], str):
+                raise f.error(key, f"expected a string, got {args[key]!r}" + (" (quote it)" if isinstance(raw, (int, float)) else ""))
         _check_references(f, kind, args, ex)
         if kind == "capture":
             name = args.get("name", args["host"])
@@ -189,6 +200,11 @@ def _check_references(f: yamlfile.Fields, kind: str, args: dict, ex: Exercise) -
         raise f.error("host", f"no host {args['host']!r}; hosts: {', '.join(ex.topology.nodes)}")
     if kind == "wait" and ("event" in args) == ("line" in args):
         raise f.error("event", "a wait step needs exactly one of event (a JSON event name) or line (a regular expression)")
+    if "line" in args:
+        try:
+            re.compile(args["line"])
+        except re.error as e:
+            raise f.error("line", f"{args['line']!r} is not a regular expression: {e}") from None
     if kind == "firewall":
         drop = yamlfile.Fields(f.file, f.path("drop"), args["drop"]).only(["protocol", "port"])
         proto = drop.get("protocol", str, "tcp")
@@ -208,8 +224,12 @@ def _parse_checks(path: Path, items: list) -> list[dict[str, Any]]:
         name = f.get("check", str)
         if name not in REGISTRY:
             raise f.error("check", f"unknown check {name!r}; known: {', '.join(sorted(REGISTRY))}")
-        accepted = [p for p in inspect.signature(REGISTRY[name]).parameters if p != "ctx"]
+        signature = inspect.signature(REGISTRY[name]).parameters
+        accepted = [p for p in signature if p != "ctx"]
         f.only(["check", *accepted])
+        for p in accepted:
+            if signature[p].default is inspect.Parameter.empty and p not in item:
+                raise f.error(p, f"required by check {name}; it takes: {', '.join(accepted)}")
         out.append(dict(item))
     return out
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 LVL_CLK_SHIFT = 3  # each wheel level is 8 times coarser than the one below
 LVL_SIZE = 64  # slots per level
 LVL_DEPTH = 9
+# CONFIG_HZ choices; with HZ unknown, tolerances take the widest of them.
+HZ_CHOICES = (100, 250, 300, 1000)
 
 
 def timer_slot(delay_s: float, hz: int) -> float:
@@ -24,9 +27,15 @@ def timer_slot(delay_s: float, hz: int) -> float:
     return (1 << ((LVL_DEPTH - 1) * LVL_CLK_SHIFT)) / hz
 
 
-def timer_lateness(delay_s: float, hz: int) -> float:
+def timer_lateness(delay_s: float, hz: Optional[int]) -> float:
     """The most a timer of `delay_s` fires after its nominal time: one slot plus one jiffy."""
+    if hz is None:
+        return max(timer_lateness(delay_s, h) for h in HZ_CHOICES)
     return timer_slot(delay_s, hz) + 1.0 / hz
+
+
+def jiffy(hz: Optional[int]) -> float:
+    return 1.0 / (hz or min(HZ_CHOICES))
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class KeepaliveModel:
     keepintvl: float
     keepcnt: int
     user_timeout_ms: int
-    hz: int
+    hz: Optional[int]  # None: unknown, so the widest tolerance of any HZ
     # pcap timestamps and the kernel's jiffy bookkeeping do not line up to the microsecond:
     # the idle time is measured in whole jiffies, so the first probe may come up to a jiffy "early"
     # as seen from the capture.
@@ -63,7 +72,7 @@ class KeepaliveModel:
 
     @property
     def jiffy(self) -> float:
-        return 1.0 / self.hz
+        return jiffy(self.hz)
 
     def probe_counts(self) -> list[int]:
         """Every probe count the kernel may send before aborting (several only where U is within timer slack of a tick)."""

@@ -1,15 +1,18 @@
 """What a lab has created, written *before* each resource is made, so `down` can undo it after a SIGKILL."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from . import procs
+from .errors import LabError
 from .naming import STATE_ROOT, state_dir
 
 STATE_FILE = "state.json"
@@ -67,3 +70,40 @@ def labs() -> list[str]:
     if not STATE_ROOT.is_dir():
         return []
     return sorted(p.name for p in STATE_ROOT.iterdir() if p.is_dir())
+
+
+@contextlib.contextmanager
+def exclusive(lab: str) -> Iterator[None]:
+    """Held by `up` for its whole run, so two `up --lab X` started at once cannot both build lab X."""
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    # The lock file sits beside the state folder, not in it, so removing the state never frees it early.
+    path = STATE_ROOT / f"{lab}.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(f"lab {lab} is in use by another `invoke up`; choose another --lab or wait for it") from None
+        try:
+            yield
+        finally:
+            # Unlinked while still held: a later `up` makes a fresh file; nothing of this run stays behind.
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def drop_lock(lab: str) -> None:
+    """Removes the lab's lock file, unless an `up` holds it."""
+    path = STATE_ROOT / f"{lab}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)

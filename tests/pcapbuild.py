@@ -63,8 +63,8 @@ class Conversation:
         """Linux's keepalive or window probe: SND.UNA - 1, no data."""
         return self._add(t, True, "A", payload, seq=self.cseq - 1)
 
-    def client_rst(self, t: float):
-        return self._add(t, True, "RA")
+    def client_rst(self, t: float, seq_offset: int = 0):
+        return self._add(t, True, "RA", seq=self.cseq + seq_offset)
 
     def write(self, path: Path) -> Path:
         wrpcap(str(path), self.packets)
@@ -78,7 +78,8 @@ def keepalive_results(
     params: dict,
     error: str = "ETIMEDOUT",
     checks: list[str] = ("connection_established", "keepalive_probes", "keepalive_abort"),
-    hz: int = 250,
+    hz: int | None = 250,
+    rst_seq_offset: int = 0,
 ) -> Path:
     """A results folder as `invoke up exercise1` leaves it: times are seconds after the server's reply."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def keepalive_results(
     for p in probes:
         conv.client_probe(base + p)
     if rst is not None:
-        conv.client_rst(base + rst)
+        conv.client_rst(base + rst, rst_seq_offset)
     conv.write(folder / "source.pcap")
     wall = conv.t0
     events = [

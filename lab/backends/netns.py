@@ -1,6 +1,6 @@
 """The embedded default backend: each host is a Linux network namespace on this machine.
 
-Needs only root, iproute2, iptables and tcpdump. Hosts share this machine's filesystem, so a host's
+Needs only root, iproute2, iptables, tcpdump and ethtool (to turn off offloads that merge packets in captures). Hosts share this machine's filesystem, so a host's
 work files live in the lab's state folder and "fetching" them is a copy.
 """
 from __future__ import annotations
@@ -50,7 +50,10 @@ class NetnsBackend(Backend):
         for node in topology.nodes:
             ns = self.netns(node)
             if ns in existing:
-                raise LabError(f"network namespace {ns} already exists: run `invoke down --lab {self.lab}` first")
+                raise LabError(
+                    f"network namespace {ns} already exists but lab {self.lab} did not make it this time: "
+                    f"`invoke down --lab {self.lab}` removes it, or choose another --lab"
+                )
             state.add_namespace(ns)
             _ip("netns", "add", ns)
         wiring.wire(topology, self.netns, self.lab)
@@ -60,8 +63,14 @@ class NetnsBackend(Backend):
         for p in state.processes:
             if procs.stop(p["pid"], p.get("start"), grace=2.0):
                 removed.append(f"process {p['name']} ({p['pid']})")
-        prefix = netns_prefix(self.lab)
-        ours = [n for n in list_netns() if n in state.namespaces or n.startswith(prefix)]
+        # Only what the state recorded (written before each namespace was made): a namespace that merely
+        # shares the naming scheme was not made by this lab. With no record at all (state lost), `down
+        # --lab X` falls back to the lab's name prefix, since the user named the lab.
+        present = list_netns()
+        if state.namespaces:
+            ours = [n for n in present if n in state.namespaces]
+        else:
+            ours = [n for n in present if n.startswith(netns_prefix(self.lab))]
         for ns in ours:
             # Whatever still runs inside a lab namespace was started there by the lab.
             r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)

@@ -35,7 +35,7 @@ def wire(topology: Topology, netns_of: Callable[[str], str], lab: str) -> None:
         for ns, name in ((a_ns, plan.a_name), (b_ns, plan.b_name)):
             ip(ns, "link", "set", name, "alias", alias)
             # Segmentation and receive offloads merge packets into 64 KB super-packets in captures.
-            _run(["ip", "netns", "exec", ns, "ethtool", "-K", name, "tso", "off", "gso", "off", "gro", "off"], quiet=True)
+            _run(["ip", "netns", "exec", ns, "ethtool", "-K", name, "tso", "off", "gso", "off", "gro", "off"])
         if plan.b_bridge:
             ip(b_ns, "link", "set", plan.b_name, "master", plan.b_bridge)
         ip(b_ns, "link", "set", plan.b_name, "up")
@@ -47,7 +47,7 @@ def wire(topology: Topology, netns_of: Callable[[str], str], lab: str) -> None:
             ip(ns, "link", "set", iface.name, "up")
 
 
-def _run(argv: Sequence[str], quiet: bool = False) -> None:
+def _run(argv: Sequence[str]) -> None:
     r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if r.returncode != 0 and not quiet:
+    if r.returncode != 0:
         raise LabError(f"`{' '.join(argv)}` failed: {r.stderr.strip() or r.returncode}")

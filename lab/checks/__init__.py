@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import params
+from ..errors import LabError
 from . import keepalive  # noqa: F401  (registers the keepalive checks)
 from .context import Context
 from .registry import REGISTRY, CheckResult, MissingInput
@@ -31,4 +32,7 @@ def run(folder: Path) -> list[CheckResult]:
             results.append(fn(ctx, **args))
         except MissingInput as e:
             results.append(CheckResult(name, False, "the inputs this check reads", "missing", str(e)))
+        except (KeyError, TypeError, ValueError, LabError) as e:
+            # A hand-edited manifest or a log from an older tcplab: the check cannot judge, so it fails.
+            results.append(CheckResult(name, False, "well-formed inputs", "malformed", f"cannot evaluate {name}: {type(e).__name__}: {e}"))
     return results

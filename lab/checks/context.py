@@ -10,9 +10,6 @@ from .. import tcpflow
 from ..errors import LabError
 from .registry import MissingInput
 
-# With HZ unknown, assume the coarsest common tick: tolerances only get wider.
-FALLBACK_HZ = 100
-
 
 class Context:
     def __init__(self, folder: Path):
@@ -24,11 +21,16 @@ class Context:
             raise LabError(f"{folder}: not a results folder (no manifest.json)") from None
         except ValueError as e:
             raise LabError(f"{path}: not valid JSON: {e}") from None
+        shape = {"parameters": dict, "checks": list}
+        if not isinstance(self.manifest, dict) or any(not isinstance(self.manifest.get(k), t) for k, t in shape.items()):
+            raise LabError(f"{path}: not a tcplab manifest (needs a mapping with 'parameters' and a list of 'checks')")
         self._flows = lru_cache(maxsize=None)(self._analyze)
 
     @property
-    def hz(self) -> int:
-        return int((self.manifest.get("kernel") or {}).get("hz") or FALLBACK_HZ)
+    def hz(self) -> Optional[int]:
+        """The capturing machine's HZ; None when it was unknown (the model then takes the widest tolerance)."""
+        hz = (self.manifest.get("kernel") or {}).get("hz")
+        return int(hz) if hz else None
 
     def capture_file(self, capture: str) -> Path:
         path = self.folder / f"{capture}.pcap"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import tcpflow as tf
+from ..pcap import FIN, SYN
 from ..kernel_model import KeepaliveModel
 from .context import Context
 from .registry import CheckResult, MissingInput, check
@@ -121,7 +122,7 @@ def keepalive_probes(ctx: Context, capture: str, client: str, keepidle, keepintv
         not problems,
         expected=(
             f"{_counts(counts)} probes ({_why_count(m)}), at {_fmt(m.probe_times(n))} s after the last received segment: "
-            f"first within {first.low:.3f}..{first.high:.3f} s, then every {gap.low:.3f}..{gap.high:.3f} s (HZ={ctx.hz})"
+            f"first within {first.low:.3f}..{first.high:.3f} s, then every {gap.low:.3f}..{gap.high:.3f} s ({f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown: widest tolerance'})"
         ),
         observed=f"{len(o.probes)} probes at {_fmt(offsets)} s; intervals {_fmt(intervals)} s",
         detail="; ".join(problems) + (f"; {o.answered} answered probe(s) before the peer went silent" if o.answered else ""),
@@ -146,7 +147,8 @@ def keepalive_abort(ctx: Context, capture: str, client: str, keepidle, keepintvl
         if not window.holds(at):
             problems.append(f"RST at {at:.3f} s, outside {window.low:.3f}..{window.high:.3f}")
         # Linux's keepalive reset carries seq = SND.NXT: one past the probes' SND.UNA - 1.
-        nxt = max((e.rel_seq + e.seg.plen for e in o.flow.sent_by(tf.CLIENT) if not e.has(tf.KEEPALIVE)), default=0)
+        before = [e for e in o.flow.sent_by(tf.CLIENT) if e.ts < o.rst.ts and not (e.has(tf.KEEPALIVE) or e.has(tf.RST_))]
+        nxt = max((e.rel_seq + e.seg.plen + (1 if e.seg.flags & (SYN | FIN) else 0) for e in before), default=0)
         if o.rst.rel_seq != nxt:
             problems.append(f"RST seq {o.rst.rel_seq} (relative) is not SND.NXT {nxt}")
     if err is None:

@@ -100,3 +100,4 @@ def assert_lab_gone(lab: str, pids: list[int]) -> None:
     assert namespaces(lab) == [], f"namespaces left: {namespaces(lab)}"
     assert [p for p in pids if pid_alive(p)] == [], "processes left running"
     assert not (STATE_ROOT / lab).exists(), "state folder left"
+    assert not (STATE_ROOT / f"{lab}.lock").exists(), "lock file left"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,16 @@ def test_keep_leaves_the_lab_up_until_down(tmp_path):
     assert again.returncode == 2 and f"invoke down --lab {lab}" in again.stdout + again.stderr
     assert invoke("down", "--lab", lab).returncode == 0
     assert namespaces(lab) == []
+
+
+def test_a_failed_build_is_torn_down_even_with_keep(tmp_path):
+    lab = "e2ehalf"
+    subprocess.run(["ip", "netns", "add", f"tcplab-{lab}-dest"], check=True)  # in the way of the lab's own
+    try:
+        r = up("exercise1", lab, EX1_FAST, tmp_path / "r", "--keep")
+        assert r.returncode == 2 and "already exists" in r.stdout + r.stderr
+        assert namespaces(lab) == [f"tcplab-{lab}-dest"]  # the lab's own two were removed; the stranger stays
+        assert "kept" not in invoke("status").stdout
+        assert not (tmp_path / "r").exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", f"tcplab-{lab}-dest"])

@@ -80,6 +80,10 @@ programs: {client: {host: source, script: client.py, args: ["{port}"]}}
         ("- capture: {host: source, interface: eth0, filter: '{nope}'}", "timeline[0].capture.filter", "unknown placeholder {nope}"),
         ("- firewall: {host: dest, drop: {protocol: icmp, port: 1}}", "timeline[0].firewall.drop.protocol", "allowed: tcp, udp"),
         ("- capture: {host: source, interface: eth0}\n- capture: {host: source, interface: eth0}", "timeline[1].capture.name", "already exists"),
+        ("- capture: {host: source, interface: eth0, filter: 8990}", "timeline[0].capture.filter", "expected a string"),
+        ("- wait: {program: client, line: '[', timeout: 1}", "timeline[0].wait.line", "not a regular expression"),
+        ("- sleep: -1", "timeline[0].sleep.seconds", "must be 0 or more"),
+        ("- wait_exit: {program: client, timeout: 'port - 5'}", "timeline[0].wait_exit.timeout", "must be 0 or more"),
     ],
 )
 def test_timeline_errors_name_file_and_field(tmp_path, timeline, field, words):
@@ -89,6 +93,17 @@ def test_timeline_errors_name_file_and_field(tmp_path, timeline, field, words):
     assert e.value.field == field, e.value
     assert words in e.value.message
     assert e.value.file.endswith("mine/exercise.yml")
+
+
+def test_check_without_a_required_field(tmp_path):
+    path = own_exercise(tmp_path, BASE + "timeline: []\nchecks: [{check: keepalive_probes, capture: source, client: client}]\n")
+    with pytest.raises(ConfigError, match="keepidle: required by check keepalive_probes"):
+        exercise.load(path)
+
+
+def test_user_timeout_beyond_the_kernel_int_is_refused_before_anything_runs():
+    with pytest.raises(LabError, match="above the maximum"):
+        exercise.load("exercise2", ["user_timeout=3000000000"])
 
 
 def test_unknown_check_and_check_fields(tmp_path):

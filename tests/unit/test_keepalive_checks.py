@@ -4,6 +4,7 @@ import json
 import pytest
 
 from lab import checks
+from lab.errors import LabError
 from tests.pcapbuild import keepalive_results
 
 EX1 = {"keepidle": 2, "keepintvl": 1, "keepcnt": 3, "user_timeout": 0}
@@ -92,3 +93,32 @@ def test_recheck_reads_parameters_from_the_manifest(tmp_path):
     manifest["parameters"]["keepcnt"] = 4
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert not verdicts(folder)["keepalive_probes"].passed
+
+
+@pytest.mark.parametrize("offset", [-1, 1, 1000])
+def test_abort_check_fails_when_the_rst_is_not_at_snd_nxt(tmp_path, offset):
+    v = verdicts(keepalive_results(tmp_path, params=EX1, rst_seq_offset=offset, **MEASURED))
+    assert not v["keepalive_abort"].passed
+    assert "is not SND.NXT" in v["keepalive_abort"].detail
+
+
+def test_unknown_hz_takes_the_widest_tolerance(tmp_path):
+    # At HZ=250 a 4 s timer sits in the 256 ms wheel level; at HZ=100 it would be 80 ms. Unknown must allow 250's.
+    params = {"keepidle": 4, "keepintvl": 2, "keepcnt": 3, "user_timeout": 0}
+    v = verdicts(keepalive_results(tmp_path, params=params, probes=[4.167, 6.183, 8.199], rst=10.215, hz=None))
+    assert v["keepalive_probes"].passed and v["keepalive_abort"].passed
+    assert "HZ unknown" in v["keepalive_probes"].expected
+
+
+def test_malformed_manifest_fails_checks_without_a_traceback(tmp_path):
+    folder = keepalive_results(tmp_path, params=EX1, **MEASURED)
+    m = json.loads((folder / "manifest.json").read_text())
+    for spec in m["checks"]:
+        spec.pop("keepcnt", None)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    v = verdicts(folder)
+    assert v["connection_established"].passed
+    assert not v["keepalive_probes"].passed and "cannot evaluate keepalive_probes" in v["keepalive_probes"].detail
+    (folder / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(LabError, match="not a tcplab manifest"):
+        checks.run(folder)
