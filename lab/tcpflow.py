@@ -1,35 +1,36 @@
 """Turns a capture into TCP connections and labels each segment with what it means.
 
 Labels follow Wireshark's TCP analysis where the two agree, and Linux's behaviour where they differ:
-a 0-byte segment at SND.NXT - 1 is a keep-alive probe when the peer's window is open and a
-zero-window probe when it is closed (Wireshark calls both keep-alive).
+a 0- or 1-byte segment at SND.NXT - 1 is a keep-alive probe when the peer's window is open and a
+zero-window probe when it is closed (Wireshark calls both keep-alive); a 1-byte segment of new data
+at SND.NXT into a closed window is the RFC 1122 / BSD zero-window probe.
+
+The analysis is columnar: each flow's segments are numpy arrays, and every label is computed for all
+segments at once (a running maximum gives SND.NXT, forward fills give each side's last window), so
+a capture of a million packets takes about a second. Event objects are built only when asked for.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-from .pcap import ACK, FIN, RST, SYN, Segment, read_segments
+import numpy as np
+
+from .pcap import ACK, FIN, RST, SYN, Segment, SegmentTable, read_table
 
 MOD = 1 << 32
-
-# Segment labels
-SYN_ = "syn"
-SYN_ACK = "syn_ack"
-DATA = "data"
-PURE_ACK = "ack"
-FIN_ = "fin"
-RST_ = "rst"
-KEEPALIVE = "keepalive"
-KEEPALIVE_ACK = "keepalive_ack"
-ZERO_WINDOW = "zero_window"
-ZERO_WINDOW_PROBE = "zero_window_probe"
-ZERO_WINDOW_PROBE_ACK = "zero_window_probe_ack"
-WINDOW_UPDATE = "window_update"
-RETRANSMISSION = "retransmission"
-
 CLIENT, SERVER = "client", "server"
+
+# Segment labels, each one bit of Flow.labels
+LABELS = [
+    "syn", "syn_ack", "data", "ack", "fin", "rst", "keepalive", "keepalive_ack", "zero_window",
+    "zero_window_probe", "zero_window_probe_ack", "window_update", "retransmission",
+]
+BIT = {name: 1 << i for i, name in enumerate(LABELS)}
+(SYN_, SYN_ACK, DATA, PURE_ACK, FIN_, RST_, KEEPALIVE, KEEPALIVE_ACK, ZERO_WINDOW,
+ ZERO_WINDOW_PROBE, ZERO_WINDOW_PROBE_ACK, WINDOW_UPDATE, RETRANSMISSION) = LABELS
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,36 @@ class Event:
 
 
 @dataclass
-class _Side:
-    isn: Optional[int] = None
-    nxt: int = 0  # highest relative sequence sent + 1
-    wscale: Optional[int] = None
-    window: Optional[int] = None  # last advertised, scaled
-    last_seq: Optional[int] = None
-    last_ack: Optional[int] = None
-    last_was_probe: bool = False
-
-
-@dataclass
 class Flow:
+    """One connection: its segments in capture order, as columns."""
+
     client: tuple[str, int]
     server: tuple[str, int]
-    events: list[Event] = field(default_factory=list)
-    _sides: dict = field(default_factory=lambda: {CLIENT: _Side(), SERVER: _Side()}, repr=False)
+    table: SegmentTable = field(repr=False)
+    rows: np.ndarray = field(repr=False)  # this flow's rows of the table
+    from_server: np.ndarray = field(repr=False)  # bool per segment
+    rel_seq: np.ndarray = field(repr=False)
+    rel_ack: np.ndarray = field(repr=False)
+    window: np.ndarray = field(repr=False)  # scaled
+    labels: np.ndarray = field(repr=False)  # bit mask per segment, see BIT
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def count(self, label: str) -> int:
+        return int(np.count_nonzero(self.labels & BIT[label]))
+
+    @cached_property
+    def events(self) -> list[Event]:
+        out = []
+        for k, row in enumerate(self.rows.tolist()):
+            bits = int(self.labels[k])
+            out.append(Event(
+                self.table.segment(row), SERVER if self.from_server[k] else CLIENT,
+                frozenset(name for name in LABELS if bits & BIT[name]),
+                int(self.rel_seq[k]), int(self.rel_ack[k]), int(self.window[k]),
+            ))
+        return out
 
     def sent_by(self, sender: str) -> list[Event]:
         return [e for e in self.events if e.sender == sender]
@@ -78,78 +93,133 @@ class Flow:
 
 
 def analyze_file(path: Path) -> list[Flow]:
-    return analyze(read_segments(path))
+    return analyze(read_table(path))
 
 
-def analyze(segments: Iterable[Segment]) -> list[Flow]:
+def analyze(table: SegmentTable) -> list[Flow]:
     """Flows in order of first appearance, each with every segment labelled."""
-    flows: dict[tuple, Flow] = {}
-    for seg in segments:
-        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
-        key = (a, b) if a <= b else (b, a)
-        flow = flows.get(key)
-        if flow is None:
-            # The SYN's sender is the client; without a SYN in the capture, whoever speaks first.
-            if seg.flags & SYN and seg.flags & ACK:
-                flow = Flow(client=b, server=a)
-            else:
-                flow = Flow(client=a, server=b)
-            flows[key] = flow
-        _label(flow, seg)
-    return list(flows.values())
+    if not len(table):
+        return []
+    a = (table.src << 16) | table.sport
+    b = (table.dst << 16) | table.dport
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    if len(table.addresses) < 1 << 15:
+        key = (lo << 32) | hi  # one 64-bit key per connection
+        if (key == key[0]).all():  # a capture of one connection: the common case, no sort needed
+            return [_flow(table, np.arange(len(key)))]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(np.stack([lo, hi], axis=1), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(first) + 1))
+    return [_flow(table, order[bounds[f] : bounds[f + 1]]) for f in np.argsort(first)]  # in order of first appearance
 
 
-def _label(flow: Flow, seg: Segment) -> None:
-    sender = CLIENT if (seg.src, seg.sport) == flow.client else SERVER
-    me = flow._sides[sender]
-    peer = flow._sides[SERVER if sender == CLIENT else CLIENT]
-    flags = seg.flags
-    labels = set()
+def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
+    i0 = rows[0]
+    first_from = (t.addresses[t.src[i0]], int(t.sport[i0]))
+    first_to = (t.addresses[t.dst[i0]], int(t.dport[i0]))
+    # The SYN's sender is the client; without a SYN in the capture, whoever speaks first.
+    synack_first = (t.flags[i0] & (SYN | ACK)) == (SYN | ACK)
+    client, server = (first_to, first_from) if synack_first else (first_from, first_to)
+    flags, plen, seq, ack, win = t.flags[rows], t.plen[rows], t.seq[rows], t.ack[rows], t.win[rows]
+    sent_by_first = (t.src[rows] == t.src[i0]) & (t.sport[rows] == t.sport[i0])
+    from_server = sent_by_first if synack_first else ~sent_by_first
+    m = len(rows)
+    pos = np.arange(m)
+    sides = (~from_server, from_server)
+    is_syn = (flags & SYN) != 0
+    synfin = (flags & (SYN | FIN)) != 0
 
-    if flags & SYN:
-        me.isn = seg.seq
-        me.wscale = seg.wscale
-        labels.add(SYN_ACK if flags & ACK else SYN_)
-    if me.isn is None:
-        me.isn = seg.seq  # capture started mid-connection
-    rel_seq = (seg.seq - me.isn) % MOD
-    rel_ack = (seg.ack - peer.isn) % MOD if peer.isn is not None and flags & ACK else 0
+    # Per side: ISN, unwrapped relative sequence, window scale.
+    rel_seq = np.zeros(m, dtype=np.int64)
+    isn, scale = [0, 0], [-1, -1]
+    for d, mine in enumerate(sides):
+        idx = np.nonzero(mine)[0]
+        if not len(idx):
+            continue
+        syns = idx[is_syn[idx]]
+        isn[d] = int(seq[syns[0]]) if len(syns) else int(seq[idx[0]])
+        if len(syns):
+            scale[d] = int(t.wscale[rows[syns[0]]])
+        rel_seq[idx] = _unwrap((seq[idx] - isn[d]) % MOD)
+    rel_ack = np.zeros(m, dtype=np.int64)
+    for d, mine in enumerate(sides):
+        idx = np.nonzero(mine & ((flags & ACK) != 0))[0]
+        if len(idx):
+            rel_ack[idx] = _unwrap((ack[idx] - isn[1 - d]) % MOD)
+    both_scaled = scale[0] >= 0 and scale[1] >= 0
+    shift = np.where(from_server, max(scale[1], 0), max(scale[0], 0)) if both_scaled else np.zeros(m, dtype=np.int64)
+    window = np.where(is_syn, win, win << shift)
 
-    # Scaling applies only once both SYNs carried the option, and never to a SYN's own window.
-    scale = me.wscale if (me.wscale is not None and peer.wscale is not None and not flags & SYN) else 0
-    window = seg.win << scale
+    # SND.NXT before each segment: the running maximum of what the side sent before it. A probe
+    # (at SND.NXT - 1, at most one byte) never raises it, so no probe test is needed inside the maximum.
+    end = rel_seq + plen + synfin
+    nxt_before = np.zeros(m, dtype=np.int64)
+    for mine in sides:
+        idx = np.nonzero(mine)[0]
+        if len(idx):
+            running = np.maximum.accumulate(end[idx])
+            nxt_before[idx[1:]] = running[:-1]
+    rst = (flags & RST) != 0
+    # Each side's last advertised window before a segment (RSTs advertise nothing), and the previous segment of the same side.
+    last_win = [_last_before(mine & ~rst, window, pos) for mine in sides]
+    peer_win = np.where(from_server, last_win[0], last_win[1])
+    own_win = np.where(from_server, last_win[1], last_win[0])
+    prev_same = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
 
-    control = flags & (SYN | FIN | RST)
-    ack_only = flags & ACK and not control
-    if flags & RST:
-        labels.add(RST_)
-    if flags & FIN:
-        labels.add(FIN_)
+    ack_only = ((flags & ACK) != 0) & ((flags & (SYN | FIN | RST)) == 0)
+    probe = ack_only & (plen <= 1) & (nxt_before > 0) & (rel_seq == nxt_before - 1)
+    rfc_probe = ack_only & (plen == 1) & (rel_seq == nxt_before) & (peer_win == 0)
+    labels = np.zeros(m, dtype=np.int64)
+    labels |= np.where(is_syn & ((flags & ACK) == 0), BIT[SYN_], 0)
+    labels |= np.where(is_syn & ((flags & ACK) != 0), BIT[SYN_ACK], 0)
+    labels |= np.where(rst, BIT[RST_], 0)
+    labels |= np.where((flags & FIN) != 0, BIT[FIN_], 0)
+    labels |= np.where(probe & (peer_win != 0), BIT[KEEPALIVE], 0)
+    labels |= np.where((probe & (peer_win == 0)) | rfc_probe, BIT[ZERO_WINDOW_PROBE], 0)
+    any_probe = probe | rfc_probe
+    moves = ~any_probe & ((plen > 0) | synfin)
+    labels |= np.where(moves & ~is_syn & (nxt_before > 0) & (end <= nxt_before), BIT[RETRANSMISSION], 0)
+    labels |= np.where(moves & (plen > 0), BIT[DATA], 0)
 
-    probe_form = ack_only and seg.plen <= 1 and me.nxt > 0 and rel_seq == (me.nxt - 1) % MOD
-    if probe_form:
-        labels.add(ZERO_WINDOW_PROBE if peer.window == 0 else KEEPALIVE)
-    elif seg.plen > 0 or flags & (SYN | FIN):
-        end = rel_seq + seg.plen + (1 if flags & (SYN | FIN) else 0)
-        if me.nxt and end <= me.nxt and not flags & SYN:
-            labels.add(RETRANSMISSION)
-        if seg.plen > 0:
-            labels.add(DATA)
-    elif ack_only:
-        if peer.last_was_probe:
-            labels.add(ZERO_WINDOW_PROBE_ACK if window == 0 else KEEPALIVE_ACK)
-        elif me.window is not None and window != me.window and rel_seq == me.last_seq and rel_ack == me.last_ack:
-            labels.add(WINDOW_UPDATE)
-        else:
-            labels.add(PURE_ACK)
-    if window == 0 and not flags & (SYN | FIN | RST):
-        labels.add(ZERO_WINDOW)
+    # A bare ACK right after the peer's probe (nothing of ours in between) answers it.
+    prev_any = pos - 1
+    after_peer_probe = np.zeros(m, dtype=bool)
+    after_peer_probe[1:] = any_probe[prev_any[1:]] & (from_server[prev_any[1:]] != from_server[1:])
+    bare = ack_only & (plen == 0) & ~any_probe
+    answers = bare & after_peer_probe
+    labels |= np.where(answers & (window == 0), BIT[ZERO_WINDOW_PROBE_ACK], 0)
+    labels |= np.where(answers & (window != 0), BIT[KEEPALIVE_ACK], 0)
+    has_prev = prev_same >= 0
+    ps = np.where(has_prev, prev_same, 0)
+    update = bare & ~answers & has_prev & (own_win >= 0) & (window != own_win) & (rel_seq == rel_seq[ps]) & (rel_ack == rel_ack[ps])
+    labels |= np.where(update, BIT[WINDOW_UPDATE], 0)
+    labels |= np.where(bare & ~answers & ~update, BIT[PURE_ACK], 0)
+    labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
+    return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
 
-    if not probe_form:
-        me.nxt = max(me.nxt, rel_seq + seg.plen + (1 if flags & (SYN | FIN) else 0))
-    if not flags & RST:
-        me.window = window
-    me.last_seq, me.last_ack = rel_seq, rel_ack
-    me.last_was_probe = bool(probe_form)
-    peer.last_was_probe = False  # only the first reply after a probe answers it
-    flow.events.append(Event(seg, sender, frozenset(labels), rel_seq, rel_ack, window))
+
+def _unwrap(rel: np.ndarray) -> np.ndarray:
+    """Relative sequence numbers past 2**32 keep growing (a flow can carry more than 4 GB)."""
+    if len(rel) < 2:
+        return rel
+    step = np.diff(rel)
+    step = (step + (MOD >> 1)) % MOD - (MOD >> 1)
+    return np.concatenate([rel[:1], rel[0] + np.cumsum(step)])
+
+
+def _prev_index(mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """For each position, the index of the last earlier position where mask holds, or -1."""
+    marked = np.where(mask, pos, -1)
+    running = np.maximum.accumulate(marked)
+    out = np.full(len(pos), -1, dtype=np.int64)
+    out[1:] = running[:-1]
+    return out
+
+
+def _last_before(mask: np.ndarray, values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """For each position, the value at the last earlier position where mask holds, or -1."""
+    prev = _prev_index(mask, pos)
+    return np.where(prev >= 0, values[np.maximum(prev, 0)], -1)

@@ -87,7 +87,7 @@ def test_linux_cooked_capture_and_flow_without_syn(tmp_path):
     wrpcap(str(tmp_path / "s.pcap"), pkts)
     segs = list(read_segments(tmp_path / "s.pcap"))
     assert [(s.src, s.plen, s.ts) for s in segs] == [("10.0.1.2", 0, 10.0), ("10.0.1.1", 2, 11.0)]
-    (flow,) = tf.analyze(segs)
+    (flow,) = tf.analyze_file(tmp_path / "s.pcap")
     assert flow.client == ("10.0.1.2", 8990)  # whoever spoke first
 
 
