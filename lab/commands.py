@@ -168,6 +168,7 @@ def _manifest(ex, lab: str, backend, folder: Path) -> dict:
         "tools": sysinfo.tool_versions(),
         "started": _now(),
         "checks": ex.checks,
+        "plots": ex.plots,
     }
     results.write_json(folder / "manifest.json", manifest)
     return manifest

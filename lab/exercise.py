@@ -21,7 +21,7 @@ EXERCISE_DIR = Path(__file__).resolve().parent.parent / "exercises"
 
 # Each step kind: its required and optional fields.
 STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    "capture": ({"host", "interface"}, {"filter", "name"}),
+    "capture": ({"host", "interface"}, {"filter", "name", "snaplen"}),
     "start": ({"program"}, set()),
     "wait": ({"program", "timeout"}, {"event", "line"}),
     "firewall": ({"host", "drop"}, set()),
@@ -33,7 +33,7 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
 }
 # Numeric fields are expressions over the parameters and must come out >= 0; the rest are strings
 # (after substitution) except `drop`, a mapping checked on its own.
-NUMERIC_FIELDS = {"timeout", "seconds"}
+NUMERIC_FIELDS = {"timeout", "seconds", "snaplen"}
 MAPPING_FIELDS = {"drop"}
 # A step may be written `- start: server`: the scalar fills this field.
 SCALAR_FIELD = {"start": "program", "stop": "program", "wait_exit": "program", "sleep": "seconds"}
@@ -71,6 +71,7 @@ class Exercise:
     programs: dict[str, Program] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    plots: list[dict[str, Any]] = field(default_factory=list)
 
 
 def known() -> list[str]:
@@ -94,7 +95,7 @@ def exercise_file(name: str) -> Path:
 def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exercise:
     path = exercise_file(name)
     top = yamlfile.Fields(path, "", yamlfile.load(path) or {})
-    top.only(["title", "description", "topology", "parameters", "programs", "timeline", "checks"])
+    top.only(["title", "description", "topology", "parameters", "programs", "timeline", "checks", "plots"])
     topo_name = top.get("topology", str, "default")
     try:
         topo = topology_mod.load(topo_name)
@@ -121,6 +122,7 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exerc
     ex.programs = _parse_programs(path, top.sub("programs", {}), topo, variables)
     ex.steps = _parse_timeline(path, top.get("timeline", list), ex, variables)
     ex.checks = _parse_checks(path, top.get("checks", list, []))
+    ex.plots = _parse_plots(path, top.get("plots", list, []))
     return ex
 
 
@@ -233,3 +235,17 @@ def _parse_checks(path: Path, items: list) -> list[dict[str, Any]]:
         out.append(dict(item))
     return out
 
+
+
+def _parse_plots(path: Path, items: list) -> list[dict[str, Any]]:
+    from .plots import PLOTS, accepted_fields  # matplotlib loads only for exercises that draw
+
+    out = []
+    for i, item in enumerate(items):
+        f = yamlfile.Fields(path, f"plots[{i}]", item)
+        name = f.get("plot", str)
+        if name not in PLOTS:
+            raise f.error("plot", f"unknown plot {name!r}; known: {', '.join(sorted(PLOTS))}")
+        f.only(["plot", *accepted_fields(name)])
+        out.append(dict(item))
+    return out

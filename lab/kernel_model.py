@@ -110,3 +110,73 @@ class KeepaliveModel:
 
     def probe_times(self, probes: int) -> list[float]:
         return [self.keepidle + k * self.keepintvl for k in range(probes)]
+
+
+TCP_RTO_MIN = 0.2
+TCP_RTO_MAX = 120.0
+# RFC 1122 4.2.2.17 / BSD: the persist interval a textbook shows, for comparison only.
+TEXTBOOK_PERSIST = [5.0, 10.0, 20.0, 40.0, 60.0]
+
+
+@dataclass(frozen=True)
+class PersistModel:
+    """Zero-window probing (tcp_probe_timer, tcp_send_probe0) for a sender whose peer's window is 0.
+
+    The first probe comes max(RTO, 200 ms) after the zero window closed in all that was in flight;
+    each later one doubles the interval, capped at TCP_RTO_MAX (120 s).
+    """
+
+    rto: float  # seconds: the RTO while the window is closed (from TCP_INFO)
+    hz: Optional[int]
+    measure_slack: float = 0.001
+
+    @property
+    def base(self) -> float:
+        return max(self.rto, TCP_RTO_MIN)
+
+    def nominal_interval(self, k: int) -> float:
+        """Interval before probe k+1 (k = 0: from the zero window to the first probe)."""
+        return min(self.base * (1 << min(k, 30)), TCP_RTO_MAX)
+
+    def interval(self, k: int) -> Window:
+        nominal = self.nominal_interval(k)
+        return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(nominal, self.hz) + self.measure_slack)
+
+    def schedule(self, until: float) -> list[float]:
+        """Nominal probe times after the zero window, up to `until` seconds."""
+        out, t, k = [], 0.0, 0
+        while True:
+            t += self.nominal_interval(k)
+            if t > until or k > 64:
+                return out
+            out.append(t)
+            k += 1
+
+    def probe_counts(self, stall: float) -> list[int]:
+        """Probes sent before the window reopens `stall` seconds after it closed.
+
+        Probe k goes out between its nominal time and that time plus the lateness accumulated over
+        its intervals, so a probe due within that slack of the reopening may or may not be sent.
+        """
+        certain = due = 0
+        t = late = 0.0
+        for k in range(64):
+            t += self.nominal_interval(k)
+            late += timer_lateness(self.nominal_interval(k), self.hz)
+            if t > stall + self.measure_slack:
+                break
+            due += 1
+            if t + late < stall:
+                certain += 1
+        return list(range(certain, due + 1))
+
+
+def textbook_persist_schedule(until: float) -> list[float]:
+    out, t, k = [], 0.0, 0
+    while k < 64:
+        t += TEXTBOOK_PERSIST[min(k, len(TEXTBOOK_PERSIST) - 1)]
+        if t > until:
+            return out
+        out.append(t)
+        k += 1
+    return out

@@ -17,6 +17,8 @@ from .labstate import LabState
 from .naming import iptables_chain
 
 POLL = 0.02
+# Bytes kept of each packet: every header the checks read, with room for options; 0 keeps whole packets.
+DEFAULT_SNAPLEN = 256
 
 
 class TimelineError(LabError):
@@ -30,6 +32,7 @@ class Capture:
     interface: str
     filter: str
     path: str  # on the host
+    snaplen: int
     process: Process
     stats: dict = field(default_factory=dict)
 
@@ -67,7 +70,8 @@ class Run:
                 name: {"host": p.host, "argv": self.argv.get(name), "exit_status": p.poll()} for name, p in self.programs.items()
             },
             "captures": [
-                {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "file": f"{c.name}.pcap", **c.stats}
+                {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "snaplen": c.snaplen,
+                 "file": f"{c.name}.pcap", **c.stats}
                 for c in self.captures.values()
             ],
         }
@@ -77,14 +81,16 @@ class Run:
     def _capture(self, step: Step, entry: dict) -> None:
         name = step.args.get("name", step.args["host"])
         host, iface, filt = step.args["host"], step.args["interface"], step.args.get("filter", "")
+        snaplen = int(step.args.get("snaplen", DEFAULT_SNAPLEN))
         path = self.backend.work_path(host, f"{name}.pcap")
         # --immediate-mode: libpcap otherwise hands packets over in ring blocks, and the block still open
         # when SIGINT arrives is lost (the abort's RST, typically). -U writes each packet as it comes;
         # -Z root keeps tcpdump able to write the lab's folder.
-        argv = ["tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-Z", "root", "-w", path] + ([filt] if filt else [])
+        argv = ["tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-Z", "root", "-s", str(snaplen), "-w", path]
+        argv += [filt] if filt else []
         ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else ""))
         proc = self.backend.spawn(host, f"tcpdump-{name}", argv, self.state)
-        self.captures[name] = Capture(name, host, iface, filt, path, proc)
+        self.captures[name] = Capture(name, host, iface, filt, path, snaplen, proc)
         # Nothing may start before tcpdump listens, or the handshake is missing from the capture.
         self._wait_for(proc, lambda out, err: "listening on" in err, 10, f"tcpdump on {host}:{iface} to start")
 

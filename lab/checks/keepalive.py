@@ -65,38 +65,33 @@ def _why_count(m: KeepaliveModel) -> str:
 
 
 @check
-def connection_established(ctx: Context, capture: str, client: str) -> CheckResult:
-    """The three-way handshake, the client's request and the server's reply are all on the wire."""
+def connection_established(ctx: Context, capture: str, client: str, exchange: bool = True) -> CheckResult:
+    """The three-way handshake, and (with exchange) the client's request and the server's reply, are on the wire."""
     name = "connection_established"
-    sent, reply = ctx.event(client, "sent"), ctx.event(client, "reply")
     flow = ctx.client_flow(capture, client)
     syn = flow.labelled(tf.SYN_, tf.CLIENT)
     synack = flow.labelled(tf.SYN_ACK, tf.SERVER)
     acks = [e for e in flow.sent_by(tf.CLIENT) if synack and e.ts >= synack[0].ts and not e.has(tf.SYN_)]
-    req = [e for e in flow.labelled(tf.DATA, tf.CLIENT) if not e.has(tf.RETRANSMISSION)]
-    rep = [e for e in flow.labelled(tf.DATA, tf.SERVER) if not e.has(tf.RETRANSMISSION)]
-    want_req = sent["bytes"] if sent else None
-    want_rep = reply["bytes"] if reply else None
-    ok = bool(
-        syn and synack and acks and sent and reply
-        and sum(e.seg.plen for e in req) == want_req
-        and sum(e.seg.plen for e in rep) == want_rep
-    )
     t0 = syn[0].ts if syn else None
 
     def at(events):
         return f"{events[0].ts - t0:.3f} s" if events and t0 is not None else "missing"
 
-    return CheckResult(
-        name,
-        ok,
-        expected=f"SYN, SYN-ACK, ACK on {flow}; request of {want_req} bytes from the client; reply of {want_rep} bytes from the server",
-        observed=(
-            f"SYN {'at 0.000 s' if syn else 'missing'}, SYN-ACK {at(synack)}, ACK {at(acks)}; "
-            f"request {sum(e.seg.plen for e in req)} bytes {at(req)}; reply {sum(e.seg.plen for e in rep)} bytes {at(rep)}"
-        ),
-        detail="" if (sent and reply) else f"{client}.log lacks the 'sent' or 'reply' event",
-    )
+    ok = bool(syn and synack and acks)
+    expected = f"SYN, SYN-ACK, ACK on {flow}"
+    observed = f"SYN {'at 0.000 s' if syn else 'missing'}, SYN-ACK {at(synack)}, ACK {at(acks)}"
+    detail = ""
+    if exchange:
+        sent, reply = ctx.event(client, "sent"), ctx.event(client, "reply")
+        req = [e for e in flow.labelled(tf.DATA, tf.CLIENT) if not e.has(tf.RETRANSMISSION)]
+        rep = [e for e in flow.labelled(tf.DATA, tf.SERVER) if not e.has(tf.RETRANSMISSION)]
+        want_req = sent["bytes"] if sent else None
+        want_rep = reply["bytes"] if reply else None
+        ok = ok and bool(sent and reply) and sum(e.seg.plen for e in req) == want_req and sum(e.seg.plen for e in rep) == want_rep
+        expected += f"; request of {want_req} bytes from the client; reply of {want_rep} bytes from the server"
+        observed += f"; request {sum(e.seg.plen for e in req)} bytes {at(req)}; reply {sum(e.seg.plen for e in rep)} bytes {at(rep)}"
+        detail = "" if (sent and reply) else f"{client}.log lacks the 'sent' or 'reply' event"
+    return CheckResult(name, ok, expected=expected, observed=observed, detail=detail)
 
 
 @check

@@ -1,0 +1,173 @@
+"""Checks for the persist timer: zero window, window probes, reopening, and the stream's integrity.
+
+The probe schedule is compared with the kernel (tcp_send_probe0: max(RTO, 200 ms), doubling, capped
+at 120 s; a 0-byte segment at SND.UNA - 1) and shown beside the textbook's 5, 10, 20, 40, 60 s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .. import tcpflow as tf
+from ..kernel_model import PersistModel, textbook_persist_schedule
+from .context import Context
+from .registry import CheckResult, MissingInput, check
+
+
+@dataclass
+class Stall:
+    """The longest period in which the server advertised a zero window."""
+
+    flow: tf.Flow
+    closed: tf.Event  # the server's first zero-window segment of the period
+    reopened: Optional[tf.Event]  # the server's first segment after it with an open window
+    probes: list  # the client's zero-window probes in between
+    replies: list  # the server's answers to them
+
+    @property
+    def seconds(self) -> Optional[float]:
+        return self.reopened.ts - self.closed.ts if self.reopened else None
+
+
+def observe_stall(ctx: Context, capture: str, client: str) -> Stall:
+    flow = ctx.client_flow(capture, client)
+    periods: list[tuple[tf.Event, Optional[tf.Event]]] = []
+    start = None
+    for e in flow.sent_by(tf.SERVER):
+        if e.has(tf.RST_) or e.has(tf.SYN_ACK):
+            continue
+        if e.window == 0 and start is None:
+            start = e
+        elif e.window > 0 and start is not None:
+            periods.append((start, e))
+            start = None
+    if start is not None:
+        periods.append((start, None))
+    if not periods:
+        raise MissingInput(f"{capture}.pcap shows no zero window from the server on {flow}")
+    end_of = lambda p: (p[1].ts if p[1] else flow.events[-1].ts) - p[0].ts  # noqa: E731
+    closed, reopened = max(periods, key=end_of)
+    until = reopened.ts if reopened else float("inf")
+    inside = [e for e in flow.events if closed.ts < e.ts < until]
+    probes = [e for e in inside if e.sender == tf.CLIENT and e.has(tf.ZERO_WINDOW_PROBE)]
+    replies = [e for e in inside if e.sender == tf.SERVER and e.has(tf.ZERO_WINDOW_PROBE_ACK)]
+    return Stall(flow, closed, reopened, probes, replies)
+
+
+def persist_model(ctx: Context, client: str) -> PersistModel:
+    blocked = [e for e in ctx.events(client) if e["event"] == "blocked"]
+    if not blocked:
+        raise MissingInput(f"{client}.log has no 'blocked' event, so the RTO in force during the stall is unknown")
+    longest = max(blocked, key=lambda e: e["seconds"])
+    return PersistModel(longest["rto_us"] / 1e6, ctx.hz)
+
+
+def _times(values: list[float]) -> str:
+    return ", ".join(f"{v:.3f}" for v in values) if values else "none"
+
+
+@check
+def zero_window_advertised(ctx: Context, capture: str, client: str) -> CheckResult:
+    """The receiver's buffer filled and it advertised a zero window."""
+    s = observe_stall(ctx, capture, client)
+    count = len([e for e in s.flow.sent_by(tf.SERVER) if e.has(tf.ZERO_WINDOW)])
+    lasted = f"{s.seconds:.3f} s" if s.seconds is not None else "until the end of the capture"
+    return CheckResult(
+        "zero_window_advertised", count > 0,
+        expected="the server advertises window 0 once its receive buffer is full",
+        observed=f"{count} zero-window segments from the server; the longest closed period lasted {lasted}",
+    )
+
+
+@check
+def window_probes(ctx: Context, capture: str, client: str) -> CheckResult:
+    """During the stall the sender probes: 0-byte segments at SND.UNA - 1, at max(RTO, 200 ms), then doubling."""
+    s = observe_stall(ctx, capture, client)
+    m = persist_model(ctx, client)
+    stall = s.seconds if s.seconds is not None else s.flow.events[-1].ts - s.closed.ts
+    at = [p.ts - s.closed.ts for p in s.probes]
+    intervals = [b - a for a, b in zip([0.0] + at, at)]
+    problems = []
+    counts = m.probe_counts(stall)
+    if len(s.probes) not in counts:
+        problems.append(f"{len(s.probes)} probes in a {stall:.3f} s stall where {' or '.join(map(str, counts))} were due")
+    wrong_form = [p for p in s.probes if p.seg.plen != 0 or p.rel_seq != s.closed.rel_ack - 1]
+    if wrong_form:
+        problems.append(f"{len(wrong_form)} probe(s) not in Linux's form (0 bytes at SND.UNA - 1 = {s.closed.rel_ack - 1})")
+    for k, iv in enumerate(intervals):
+        w = m.interval(k)
+        if not w.holds(iv):
+            what = "first probe" if k == 0 else f"probe {k + 1}"
+            problems.append(f"{what} {iv:.3f} s after the previous event, outside {w.low:.3f}..{w.high:.3f}")
+    textbook = textbook_persist_schedule(stall)
+    if textbook:
+        compare = f"the textbook's 1-byte probes every 5, 10, 20, 40, 60 s would be at {_times(textbook)} s"
+    else:
+        compare = f"the textbook's 1-byte probes every 5, 10, 20, 40, 60 s would not have started in a {stall:.1f} s stall"
+    return CheckResult(
+        "window_probes", not problems,
+        expected=(
+            f"{' or '.join(map(str, counts))} probes of 0 bytes at SND.UNA - 1, at {_times(m.schedule(stall))} s after the window closed "
+            f"(RTO {m.rto * 1000:.0f} ms, floor 200 ms, doubling; each interval may run one timer slot + one jiffy late); {compare}"
+        ),
+        observed=(
+            f"{len(s.probes)} probes at {_times(at)} s; intervals {_times(intervals)} s; "
+            f"{len(s.replies)} answered (the receiver rate-limits its replies, so not every probe is)"
+        ),
+        detail="; ".join(problems),
+    )
+
+
+@check
+def window_reopened(ctx: Context, capture: str, client: str) -> CheckResult:
+    """The receiver reopens its window after the stall and the sender resumes within one probe interval."""
+    s = observe_stall(ctx, capture, client)
+    m = persist_model(ctx, client)
+    problems = []
+    resumed = None
+    if s.reopened is None:
+        problems.append("the window never reopened in the capture")
+    else:
+        resumed = next((e for e in s.flow.sent_by(tf.CLIENT) if e.ts >= s.reopened.ts and e.has(tf.DATA)
+                        and not e.has(tf.RETRANSMISSION)), None)
+        limit = m.interval(len(s.probes)).high
+        if resumed is None:
+            problems.append("no new data from the client after the window reopened")
+        elif resumed.ts - s.reopened.ts > limit:
+            problems.append(f"new data came {resumed.ts - s.reopened.ts:.3f} s after the reopening, over one probe interval ({limit:.3f} s)")
+    observed = "window never reopened" if s.reopened is None else (
+        f"reopened to {s.reopened.window} bytes after {s.seconds:.3f} s"
+        + (f"; new data {resumed.ts - s.reopened.ts:.4f} s later" if resumed else "; no new data")
+    )
+    return CheckResult(
+        "window_reopened", not problems,
+        expected="a window update from the server after the stall, then new data from the client within one probe interval",
+        observed=observed, detail="; ".join(problems),
+    )
+
+
+@check
+def stream_intact(ctx: Context, capture: str, client: str, server: str) -> CheckResult:
+    """Every byte the client sent reached the server, in order and unchanged."""
+    sent, got = ctx.event(client, "done"), ctx.event(server, "closed")
+    if sent is None or got is None:
+        raise MissingInput(f"{client}.log needs a 'done' event and {server}.log a 'closed' event")
+    flow = ctx.client_flow(capture, client)
+    acked = max((e.rel_ack for e in flow.sent_by(tf.SERVER)), default=0)
+    # The server's last ACK covers the SYN, every byte and the FIN.
+    wire = acked - 2 if flow.labelled(tf.FIN_, tf.CLIENT) else acked - 1
+    retrans = len(flow.labelled(tf.RETRANSMISSION, tf.CLIENT))
+    problems = []
+    if sent["bytes"] != got["bytes"]:
+        problems.append(f"the client sent {sent['bytes']} bytes, the server received {got['bytes']}")
+    if sent["sha256"] != got["sha256"]:
+        problems.append("the SHA-256 of what was received differs from what was sent")
+    if wire != sent["bytes"]:
+        problems.append(f"the capture shows {wire} bytes acknowledged, not {sent['bytes']}")
+    return CheckResult(
+        "stream_intact", not problems,
+        expected=f"the server receives all {sent['bytes']} bytes the client sent, with the same SHA-256, all acknowledged on the wire",
+        observed=f"{got['bytes']} bytes received, SHA-256 {'equal' if sent['sha256'] == got['sha256'] else 'different'}; "
+                 f"{wire} bytes acknowledged in the capture; {retrans} retransmissions",
+        detail="; ".join(problems),
+    )
