@@ -25,7 +25,7 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
     ex = exercise_mod.load(name, sets, lab)  # all input is checked before anything is built
     backend = backends.get(backend_name, lab)
     require_root(f"up {name}")
-    require_tools(backend.required_tools)
+    require_tools({**backend.required_tools, **exercise_mod.required_tools(ex)})
     backend.check_environment()
     with labstate.exclusive(lab):
         _clear_leftovers(lab)

@@ -30,11 +30,16 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "stop_captures": (set(), set()),
     "sleep": ({"seconds"}, set()),
     "collect": (set(), set()),
+    "bridge_drop": ({"host", "from", "to", "port"}, {"window"}),
+    "bridge_restore": ({"host"}, set()),
 }
+# Tools a step needs beyond the backend's own, checked before anything is built.
+STEP_TOOLS = {"bridge_drop": {"nft": "nftables"}, "bridge_restore": {"nft": "nftables"}}
 # Numeric fields are expressions over the parameters and must come out >= 0; the rest are strings
 # (after substitution) except `drop`, a mapping checked on its own.
 NUMERIC_FIELDS = {"timeout", "seconds", "snaplen"}
 MAPPING_FIELDS = {"drop"}
+INTEGER_FIELDS = {"port"}
 # A step may be written `- start: server`: the scalar fills this field.
 SCALAR_FIELD = {"start": "program", "stop": "program", "wait_exit": "program", "sleep": "seconds"}
 
@@ -183,6 +188,10 @@ def _parse_timeline(path: Path, items: list, ex: Exercise, variables: dict) -> l
                     raise f.error(key, f"{raw!r} gives {args[key]:g}; it must be 0 or more")
                 continue
             args[key] = params_mod.substitute(raw, variables, loc)
+            if key in INTEGER_FIELDS:
+                if not isinstance(args[key], int) or not 1 <= args[key] <= 65535:
+                    raise f.error(key, f"{args[key]!r} is not a port number")
+                continue
             if key not in MAPPING_FIELDS and not isinstance(args[key], str):
                 raise f.error(key, f"expected a string, got {args[key]!r}" + (" (quote it)" if isinstance(raw, (int, float)) else ""))
         _check_references(f, kind, args, ex)
@@ -207,6 +216,15 @@ def _check_references(f: yamlfile.Fields, kind: str, args: dict, ex: Exercise) -
             re.compile(args["line"])
         except re.error as e:
             raise f.error("line", f"{args['line']!r} is not a regular expression: {e}") from None
+    if kind == "bridge_drop":
+        for end in ("from", "to"):
+            node = ex.topology.nodes.get(args[end])
+            if node is None or not node.ip:
+                raise f.error(end, f"{args[end]!r} is not a host with an IPv4 address; hosts: {', '.join(n for n, v in ex.topology.nodes.items() if v.ip)}")
+        if args.get("window", "any") not in ("open", "closed", "any"):
+            raise f.error("window", f"{args['window']!r}: allowed: open, closed, any")
+        if not ex.topology.nodes[args["host"]].bridges:
+            raise f.error("host", f"{args['host']} holds no bridge, so no frame between two other hosts crosses it")
     if kind == "firewall":
         drop = yamlfile.Fields(f.file, f.path("drop"), args["drop"]).only(["protocol", "port"])
         proto = drop.get("protocol", str, "tcp")
@@ -249,3 +267,10 @@ def _parse_plots(path: Path, items: list) -> list[dict[str, Any]]:
         f.only(["plot", *accepted_fields(name)])
         out.append(dict(item))
     return out
+
+
+def required_tools(ex: Exercise) -> dict[str, str]:
+    tools: dict[str, str] = {}
+    for step in ex.steps:
+        tools.update(STEP_TOOLS.get(step.kind, {}))
+    return tools

@@ -43,3 +43,8 @@ def iptables_chain(lab: str) -> str:
 def link_alias(lab: str) -> str:
     """Written to every interface's ifalias so `ip link` shows which lab made it."""
     return f"{PREFIX}:{lab}"
+
+
+def nft_table(lab: str) -> str:
+    """The nftables table (bridge family) holding a lab's on-path drops."""
+    return f"{PREFIX}_{lab}"

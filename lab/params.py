@@ -106,6 +106,8 @@ def substitute(value: Any, variables: Mapping[str, Any], where: tuple[Path, str]
 
 def evaluate(expr: Any, variables: Mapping[str, Any], where: tuple[Path, str]) -> float:
     """A number, or an arithmetic expression over the variables (no names other than those)."""
+    if isinstance(expr, str) and PLACEHOLDER.fullmatch(expr.strip()):
+        expr = substitute(expr.strip(), variables, where)  # "{loss}" means the parameter, as elsewhere
     if isinstance(expr, (int, float)) and not isinstance(expr, bool):
         return float(expr)
     if not isinstance(expr, str):

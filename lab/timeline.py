@@ -14,7 +14,7 @@ from .backends.base import Backend, Process
 from .errors import LabError
 from .exercise import Exercise, Step
 from .labstate import LabState
-from .naming import iptables_chain
+from .naming import iptables_chain, nft_table
 
 POLL = 0.02
 # Bytes kept of each packet: every header the checks read, with room for options; 0 keeps whole packets.
@@ -125,6 +125,18 @@ class Run:
         proto, port = drop.get("protocol", "tcp"), int(drop["port"])
         ui.step(f"firewall on {host}: drop {proto} port {port} in both directions")
         entry["commands"] = self.backend.firewall_drop(host, iptables_chain(self.backend.lab), proto, port)
+
+    def _bridge_drop(self, step: Step, entry: dict) -> None:
+        a = step.args
+        src, dst = self.ex.topology.nodes[a["from"]].ip, self.ex.topology.nodes[a["to"]].ip
+        window = a.get("window", "any")
+        what = {"open": "segments advertising an open window", "closed": "zero-window segments", "any": "all segments"}[window]
+        ui.step(f"on {a['host']}'s bridge: drop {what} of port {a['port']} from {a['from']} to {a['to']}")
+        entry["commands"] = self.backend.bridge_drop(a["host"], nft_table(self.backend.lab), src, dst, a["port"], window)
+
+    def _bridge_restore(self, step: Step, entry: dict) -> None:
+        ui.step(f"on {step.args['host']}'s bridge: stop dropping")
+        entry["commands"] = self.backend.bridge_restore(step.args["host"], nft_table(self.backend.lab))
 
     def _wait_exit(self, step: Step, entry: dict) -> None:
         proc = self._program(step)

@@ -98,6 +98,28 @@ class Backend(ABC):
             self.run(host, argv)
         return commands
 
+    # On-path loss: a bridge-family nftables table of the lab's own on the host that holds the bridge,
+    # so frames are dropped between two other hosts, and each end's own capture shows what it saw.
+    def bridge_drop(self, host: str, table: str, src: str, dst: str, port: int, window: str) -> list[list[str]]:
+        """Drops TCP frames from src to dst with `port` on either side, crossing the host's bridges.
+        window: 'open' drops only segments advertising a non-zero window, 'closed' only zero ones, 'any' all."""
+        match = {"open": ["tcp", "window", "!=", "0"], "closed": ["tcp", "window", "0"], "any": []}[window]
+        commands = [
+            ["nft", "add", "table", "bridge", table],
+            ["nft", "add", "chain", "bridge", table, "forward", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "}"],
+        ]
+        for side in ("sport", "dport"):
+            commands.append(["nft", "add", "rule", "bridge", table, "forward", "ip", "saddr", src, "ip", "daddr", dst,
+                             "tcp", side, str(port), *match, "drop"])
+        for argv in commands:
+            self.run(host, argv)
+        return commands
+
+    def bridge_restore(self, host: str, table: str) -> list[list[str]]:
+        argv = ["nft", "delete", "table", "bridge", table]
+        self.run(host, argv, check=False)  # already gone is fine
+        return [argv]
+
     def read_sysctls(self, host: str, names: Sequence[str]) -> dict[str, Optional[str]]:
         """Per-namespace sysctls as the host sees them (TCP's are per network namespace)."""
         out: dict[str, Optional[str]] = {}

@@ -61,6 +61,13 @@ class Context:
     def event(self, program: str, name: str) -> Optional[dict]:
         return next((e for e in self.events(program) if e["event"] == name), None)
 
+    def step_times(self, kind: str) -> tuple[float, float]:
+        """When the timeline's first step of this kind started and finished (wall clock, as the captures)."""
+        for entry in self.manifest.get("timeline") or []:
+            if entry.get("step") == kind and "finished" in entry:
+                return float(entry["started"]), float(entry["finished"])
+        raise MissingInput(f"the manifest's timeline has no completed {kind!r} step")
+
     def client_flow(self, capture: str, client: str) -> tcpflow.Flow:
         """The connection the client program reported opening, found in the capture by its local port."""
         connected = self.event(client, "connected")
