@@ -67,26 +67,70 @@ class Flow:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @cached_property
+    def ts(self) -> np.ndarray:
+        return self.table.ts[self.rows]
+
+    @cached_property
+    def plen(self) -> np.ndarray:
+        return self.table.plen[self.rows]
+
+    @cached_property
+    def flags(self) -> np.ndarray:
+        return self.table.flags[self.rows]
+
     def count(self, label: str) -> int:
         return int(np.count_nonzero(self.labels & BIT[label]))
 
+    def where(self, label: Optional[str] = None, sender: Optional[str] = None, *, without: tuple = (),
+              after: Optional[float] = None, since: Optional[float] = None, before: Optional[float] = None) -> np.ndarray:
+        """Positions of the segments that match: a label, a sender, labels to exclude, and a time range
+        (after: strictly later; since: at or later; before: strictly earlier)."""
+        m = np.ones(len(self.rows), dtype=bool)
+        if label is not None:
+            m &= (self.labels & BIT[label]) != 0
+        for name in without:
+            m &= (self.labels & BIT[name]) == 0
+        if sender is not None:
+            m &= self.from_server == (sender == SERVER)
+        if after is not None:
+            m &= self.ts > after
+        if since is not None:
+            m &= self.ts >= since
+        if before is not None:
+            m &= self.ts < before
+        return np.flatnonzero(m)
+
+    def event(self, k: int) -> Event:
+        bits = int(self.labels[k])
+        return Event(
+            self.table.segment(int(self.rows[k])), SERVER if self.from_server[k] else CLIENT,
+            frozenset(name for name in LABELS if bits & BIT[name]),
+            int(self.rel_seq[k]), int(self.rel_ack[k]), int(self.window[k]),
+        )
+
+    def pick(self, *args, **kw) -> list[Event]:
+        """The matching segments as events (for the few a check reports on; see `where`)."""
+        return [self.event(int(k)) for k in self.where(*args, **kw)]
+
+    def first(self, *args, **kw) -> Optional[Event]:
+        pos = self.where(*args, **kw)
+        return self.event(int(pos[0])) if len(pos) else None
+
+    def last(self, *args, **kw) -> Optional[Event]:
+        pos = self.where(*args, **kw)
+        return self.event(int(pos[-1])) if len(pos) else None
+
     @cached_property
     def events(self) -> list[Event]:
-        out = []
-        for k, row in enumerate(self.rows.tolist()):
-            bits = int(self.labels[k])
-            out.append(Event(
-                self.table.segment(row), SERVER if self.from_server[k] else CLIENT,
-                frozenset(name for name in LABELS if bits & BIT[name]),
-                int(self.rel_seq[k]), int(self.rel_ack[k]), int(self.window[k]),
-            ))
-        return out
+        """Every segment as an event: convenient for small captures; checks use `where` and `pick`."""
+        return [self.event(k) for k in range(len(self.rows))]
 
     def sent_by(self, sender: str) -> list[Event]:
-        return [e for e in self.events if e.sender == sender]
+        return self.pick(sender=sender)
 
     def labelled(self, label: str, sender: Optional[str] = None) -> list[Event]:
-        return [e for e in self.events if label in e.labels and (sender is None or e.sender == sender)]
+        return self.pick(label, sender)
 
     def __str__(self) -> str:
         return f"{self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"

@@ -36,13 +36,12 @@ class Observed:
 
 def observe(ctx: Context, capture: str, client: str) -> Observed:
     flow = ctx.client_flow(capture, client)
-    received = flow.sent_by(tf.SERVER)
-    if not received:
+    anchor = flow.last(sender=tf.SERVER)
+    if anchor is None:
         raise MissingInput(f"{capture}.pcap shows nothing from the server on {flow}")
-    anchor = received[-1]
-    probes = [e for e in flow.labelled(tf.KEEPALIVE, tf.CLIENT) if e.ts > anchor.ts]
-    answered = len([e for e in flow.labelled(tf.KEEPALIVE, tf.CLIENT) if e.ts <= anchor.ts])
-    rst = next((e for e in flow.labelled(tf.RST_, tf.CLIENT) if e.ts > anchor.ts), None)
+    probes = flow.pick(tf.KEEPALIVE, tf.CLIENT, after=anchor.ts)
+    answered = len(flow.where(tf.KEEPALIVE, tf.CLIENT)) - len(probes)
+    rst = flow.first(tf.RST_, tf.CLIENT, after=anchor.ts)
     return Observed(flow, anchor, probes, answered, rst)
 
 
@@ -69,27 +68,30 @@ def connection_established(ctx: Context, capture: str, client: str, exchange: bo
     """The three-way handshake, and (with exchange) the client's request and the server's reply, are on the wire."""
     name = "connection_established"
     flow = ctx.client_flow(capture, client)
-    syn = flow.labelled(tf.SYN_, tf.CLIENT)
-    synack = flow.labelled(tf.SYN_ACK, tf.SERVER)
-    acks = [e for e in flow.sent_by(tf.CLIENT) if synack and e.ts >= synack[0].ts and not e.has(tf.SYN_)]
-    t0 = syn[0].ts if syn else None
+    syn = flow.first(tf.SYN_, tf.CLIENT)
+    synack = flow.first(tf.SYN_ACK, tf.SERVER)
+    ack = flow.first(sender=tf.CLIENT, since=synack.ts, without=(tf.SYN_,)) if synack else None
+    t0 = syn.ts if syn else None
 
-    def at(events):
-        return f"{events[0].ts - t0:.3f} s" if events and t0 is not None else "missing"
+    def at(event) -> str:
+        return f"{event.ts - t0:.3f} s" if event is not None and t0 is not None else "missing"
 
-    ok = bool(syn and synack and acks)
+    ok = bool(syn and synack and ack)
     expected = f"SYN, SYN-ACK, ACK on {flow}"
-    observed = f"SYN {'at 0.000 s' if syn else 'missing'}, SYN-ACK {at(synack)}, ACK {at(acks)}"
+    observed = f"SYN {'at 0.000 s' if syn else 'missing'}, SYN-ACK {at(synack)}, ACK {at(ack)}"
     detail = ""
     if exchange:
         sent, reply = ctx.event(client, "sent"), ctx.event(client, "reply")
-        req = [e for e in flow.labelled(tf.DATA, tf.CLIENT) if not e.has(tf.RETRANSMISSION)]
-        rep = [e for e in flow.labelled(tf.DATA, tf.SERVER) if not e.has(tf.RETRANSMISSION)]
+        req = flow.where(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION,))
+        rep = flow.where(tf.DATA, tf.SERVER, without=(tf.RETRANSMISSION,))
+        req_bytes, rep_bytes = int(flow.plen[req].sum()), int(flow.plen[rep].sum())
         want_req = sent["bytes"] if sent else None
         want_rep = reply["bytes"] if reply else None
-        ok = ok and bool(sent and reply) and sum(e.seg.plen for e in req) == want_req and sum(e.seg.plen for e in rep) == want_rep
+        ok = ok and bool(sent and reply) and req_bytes == want_req and rep_bytes == want_rep
+        first_req = flow.event(int(req[0])) if len(req) else None
+        first_rep = flow.event(int(rep[0])) if len(rep) else None
         expected += f"; request of {want_req} bytes from the client; reply of {want_rep} bytes from the server"
-        observed += f"; request {sum(e.seg.plen for e in req)} bytes {at(req)}; reply {sum(e.seg.plen for e in rep)} bytes {at(rep)}"
+        observed += f"; request {req_bytes} bytes {at(first_req)}; reply {rep_bytes} bytes {at(first_rep)}"
         detail = "" if (sent and reply) else f"{client}.log lacks the 'sent' or 'reply' event"
     return CheckResult(name, ok, expected=expected, observed=observed, detail=detail)
 
@@ -142,8 +144,10 @@ def keepalive_abort(ctx: Context, capture: str, client: str, keepidle, keepintvl
         if not window.holds(at):
             problems.append(f"RST at {at:.3f} s, outside {window.low:.3f}..{window.high:.3f}")
         # Linux's keepalive reset carries seq = SND.NXT: one past the probes' SND.UNA - 1.
-        before = [e for e in o.flow.sent_by(tf.CLIENT) if e.ts < o.rst.ts and not (e.has(tf.KEEPALIVE) or e.has(tf.RST_))]
-        nxt = max((e.rel_seq + e.seg.plen + (1 if e.seg.flags & (SYN | FIN) else 0) for e in before), default=0)
+        f = o.flow
+        before = f.where(sender=tf.CLIENT, before=o.rst.ts, without=(tf.KEEPALIVE, tf.RST_))
+        ends = f.rel_seq[before] + f.plen[before] + ((f.flags[before] & (SYN | FIN)) != 0)
+        nxt = int(ends.max()) if len(before) else 0
         if o.rst.rel_seq != nxt:
             problems.append(f"RST seq {o.rst.rel_seq} (relative) is not SND.NXT {nxt}")
     if err is None:

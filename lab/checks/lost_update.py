@@ -48,14 +48,14 @@ def no_data_while_lost(ctx: Context, sent_capture: str, seen_capture: str, clien
     if sent is None or stall.reopened is None:
         return CheckResult("no_data_while_lost", False, "an update sent and later seen", "missing",
                            "the update was never sent or the sender never saw the window open")
-    between = [e for e in stall.flow.sent_by(tf.CLIENT) if sent.ts <= e.ts < stall.reopened.ts]
-    data = [e for e in between if e.has(tf.DATA) and not e.has(tf.ZERO_WINDOW_PROBE)]
-    probes = [e for e in between if e.has(tf.ZERO_WINDOW_PROBE)]
+    span = dict(since=sent.ts, before=stall.reopened.ts)
+    data = stall.flow.where(tf.DATA, tf.CLIENT, without=(tf.ZERO_WINDOW_PROBE,), **span)
+    probes = stall.flow.where(tf.ZERO_WINDOW_PROBE, tf.CLIENT, **span)
     return CheckResult(
-        "no_data_while_lost", not data and bool(probes),
+        "no_data_while_lost", len(data) == 0 and len(probes) > 0,
         expected="only zero-window probes from the client between the lost update and the reopening it finally saw",
         observed=f"{len(probes)} probes and {len(data)} data segments in the {stall.reopened.ts - sent.ts:.3f} s the window was open but unknown to the sender",
-        detail="" if probes else "no probe either: nothing could have recovered the window",
+        detail="" if len(probes) else "no probe either: nothing could have recovered the window",
     )
 
 
@@ -69,8 +69,7 @@ def probe_reopens(ctx: Context, seen_capture: str, client: str) -> CheckResult:
     if stall.reopened is None:
         problems.append("the sender never saw the window open")
     else:
-        before = [e for e in stall.flow.events if e.ts < stall.reopened.ts]
-        probe = before[-1] if before else None
+        probe = stall.flow.last(before=stall.reopened.ts)
         if probe is None or probe.sender != tf.CLIENT or not probe.has(tf.ZERO_WINDOW_PROBE):
             problems.append("the segment before the reopening ACK is not a zero-window probe from the client")
         elif stall.reopened.rel_ack != probe.rel_seq + 1:
@@ -94,8 +93,7 @@ def data_resumes(ctx: Context, seen_capture: str, client: str) -> CheckResult:
     stall = observe_stall(ctx, seen_capture, client)
     resumed = None
     if stall.reopened is not None:
-        resumed = next((e for e in stall.flow.sent_by(tf.CLIENT) if e.ts >= stall.reopened.ts and e.has(tf.DATA)
-                        and not e.has(tf.RETRANSMISSION)), None)
+        resumed = stall.flow.first(tf.DATA, tf.CLIENT, since=stall.reopened.ts, without=(tf.RETRANSMISSION,))
     gap = resumed.ts - stall.reopened.ts if resumed is not None else None
     ok = gap is not None and gap <= RESUME_SLACK and resumed.rel_seq == stall.reopened.rel_ack
     return CheckResult(

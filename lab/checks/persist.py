@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from .. import tcpflow as tf
 from ..kernel_model import PersistModel, textbook_persist_schedule
 from .context import Context
@@ -31,26 +33,21 @@ class Stall:
 
 def observe_stall(ctx: Context, capture: str, client: str) -> Stall:
     flow = ctx.client_flow(capture, client)
-    periods: list[tuple[tf.Event, Optional[tf.Event]]] = []
-    start = None
-    for e in flow.sent_by(tf.SERVER):
-        if e.has(tf.RST_) or e.has(tf.SYN_ACK):
-            continue
-        if e.window == 0 and start is None:
-            start = e
-        elif e.window > 0 and start is not None:
-            periods.append((start, e))
-            start = None
-    if start is not None:
-        periods.append((start, None))
-    if not periods:
+    srv = flow.where(sender=tf.SERVER, without=(tf.RST_, tf.SYN_ACK))
+    zero = (flow.window[srv] == 0).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], zero, [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # ends: the first open window after each run
+    if not len(starts):
         raise MissingInput(f"{capture}.pcap shows no zero window from the server on {flow}")
-    end_of = lambda p: (p[1].ts if p[1] else flow.events[-1].ts) - p[0].ts  # noqa: E731
-    closed, reopened = max(periods, key=end_of)
-    until = reopened.ts if reopened else float("inf")
-    inside = [e for e in flow.events if closed.ts < e.ts < until]
-    probes = [e for e in inside if e.sender == tf.CLIENT and e.has(tf.ZERO_WINDOW_PROBE)]
-    replies = [e for e in inside if e.sender == tf.SERVER and e.has(tf.ZERO_WINDOW_PROBE_ACK)]
+    last_ts = flow.ts[-1]
+    lengths = [(flow.ts[srv[e]] if e < len(srv) else last_ts) - flow.ts[srv[a]] for a, e in zip(starts, ends)]
+    longest = int(np.argmax(lengths))
+    closed = flow.event(int(srv[starts[longest]]))
+    e = ends[longest]
+    reopened = flow.event(int(srv[e])) if e < len(srv) else None
+    until = reopened.ts if reopened else None
+    probes = flow.pick(tf.ZERO_WINDOW_PROBE, tf.CLIENT, after=closed.ts, before=until)
+    replies = flow.pick(tf.ZERO_WINDOW_PROBE_ACK, tf.SERVER, after=closed.ts, before=until)
     return Stall(flow, closed, reopened, probes, replies)
 
 
@@ -70,7 +67,7 @@ def _times(values: list[float]) -> str:
 def zero_window_advertised(ctx: Context, capture: str, client: str) -> CheckResult:
     """The receiver's buffer filled and it advertised a zero window."""
     s = observe_stall(ctx, capture, client)
-    count = len([e for e in s.flow.sent_by(tf.SERVER) if e.has(tf.ZERO_WINDOW)])
+    count = len(s.flow.where(tf.ZERO_WINDOW, tf.SERVER))
     lasted = f"{s.seconds:.3f} s" if s.seconds is not None else "until the end of the capture"
     return CheckResult(
         "zero_window_advertised", count > 0,
@@ -84,7 +81,7 @@ def window_probes(ctx: Context, capture: str, client: str) -> CheckResult:
     """During the stall the sender probes: 0-byte segments at SND.UNA - 1, at max(RTO, 200 ms), then doubling."""
     s = observe_stall(ctx, capture, client)
     m = persist_model(ctx, client)
-    stall = s.seconds if s.seconds is not None else s.flow.events[-1].ts - s.closed.ts
+    stall = s.seconds if s.seconds is not None else float(s.flow.ts[-1]) - s.closed.ts
     at = [p.ts - s.closed.ts for p in s.probes]
     intervals = [b - a for a, b in zip([0.0] + at, at)]
     problems = []
@@ -128,8 +125,7 @@ def window_reopened(ctx: Context, capture: str, client: str) -> CheckResult:
     if s.reopened is None:
         problems.append("the window never reopened in the capture")
     else:
-        resumed = next((e for e in s.flow.sent_by(tf.CLIENT) if e.ts >= s.reopened.ts and e.has(tf.DATA)
-                        and not e.has(tf.RETRANSMISSION)), None)
+        resumed = s.flow.first(tf.DATA, tf.CLIENT, since=s.reopened.ts, without=(tf.RETRANSMISSION,))
         limit = m.interval(len(s.probes)).high
         if resumed is None:
             problems.append("no new data from the client after the window reopened")
@@ -153,10 +149,11 @@ def stream_intact(ctx: Context, capture: str, client: str, server: str) -> Check
     if sent is None or got is None:
         raise MissingInput(f"{client}.log needs a 'done' event and {server}.log a 'closed' event")
     flow = ctx.client_flow(capture, client)
-    acked = max((e.rel_ack for e in flow.sent_by(tf.SERVER)), default=0)
+    server = flow.where(sender=tf.SERVER)
+    acked = int(flow.rel_ack[server].max()) if len(server) else 0
     # The server's last ACK covers the SYN, every byte and the FIN.
-    wire = acked - 2 if flow.labelled(tf.FIN_, tf.CLIENT) else acked - 1
-    retrans = len(flow.labelled(tf.RETRANSMISSION, tf.CLIENT))
+    wire = acked - 2 if flow.first(tf.FIN_, tf.CLIENT) else acked - 1
+    retrans = len(flow.where(tf.RETRANSMISSION, tf.CLIENT))
     problems = []
     if sent["bytes"] != got["bytes"]:
         problems.append(f"the client sent {sent['bytes']} bytes, the server received {got['bytes']}")
