@@ -26,11 +26,13 @@ CLIENT, SERVER = "client", "server"
 # Segment labels, each one bit of Flow.labels
 LABELS = [
     "syn", "syn_ack", "data", "ack", "fin", "rst", "keepalive", "keepalive_ack", "zero_window",
-    "zero_window_probe", "zero_window_probe_ack", "window_update", "retransmission",
+    "zero_window_probe", "zero_window_probe_ack", "window_update", "retransmission", "window_full",
+    "rfc_zero_window_probe",
 ]
 BIT = {name: 1 << i for i, name in enumerate(LABELS)}
 (SYN_, SYN_ACK, DATA, PURE_ACK, FIN_, RST_, KEEPALIVE, KEEPALIVE_ACK, ZERO_WINDOW,
- ZERO_WINDOW_PROBE, ZERO_WINDOW_PROBE_ACK, WINDOW_UPDATE, RETRANSMISSION) = LABELS
+ ZERO_WINDOW_PROBE, ZERO_WINDOW_PROBE_ACK, WINDOW_UPDATE, RETRANSMISSION, WINDOW_FULL,
+ RFC_ZERO_WINDOW_PROBE) = LABELS
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,14 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
 
     # Per side: ISN, unwrapped relative sequence, window scale.
     rel_seq = np.zeros(m, dtype=np.int64)
-    isn, scale = [0, 0], [-1, -1]
+    isn, scale, syn_seen = [0, 0], [-1, -1], [False, False]
     for d, mine in enumerate(sides):
         idx = np.nonzero(mine)[0]
         if not len(idx):
             continue
         syns = idx[is_syn[idx]]
         isn[d] = int(seq[syns[0]]) if len(syns) else int(seq[idx[0]])
+        syn_seen[d] = bool(len(syns))
         if len(syns):
             scale[d] = int(t.wscale[rows[syns[0]]])
         rel_seq[idx] = _unwrap((seq[idx] - isn[d]) % MOD)
@@ -197,25 +200,32 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     shift = np.where(from_server, max(scale[1], 0), max(scale[0], 0)) if both_scaled else np.zeros(m, dtype=np.int64)
     window = np.where(is_syn, win, win << shift)
 
-    # SND.NXT before each segment: the running maximum of what the side sent before it. A probe
-    # (at SND.NXT - 1, at most one byte) never raises it, so no probe test is needed inside the maximum.
+    rst = (flags & RST) != 0
+    ack_only = ((flags & ACK) != 0) & ((flags & (SYN | FIN | RST)) == 0)
+    # Each side's last advertised window before a segment (RSTs advertise nothing), its last
+    # acknowledgement, and the previous segment of the same side.
+    has_ack = (flags & ACK) != 0
+    last_win = [_last_before(mine & ~rst, window, pos) for mine in sides]
+    last_ack = [_last_before(mine & has_ack, rel_ack, pos) for mine in sides]
+    peer_win = np.where(from_server, last_win[0], last_win[1])
+    own_win = np.where(from_server, last_win[1], last_win[0])
+    peer_ack = np.where(from_server, last_ack[0], last_ack[1])
+    prev_same = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
+    prev_peer = np.where(from_server, _prev_index(~from_server, pos), _prev_index(from_server, pos))
+
+    # SND.NXT before each segment: the running maximum of what the side sent before it. A probe at
+    # SND.NXT - 1 never raises it; a byte pushed into a closed window (the RFC probe) must not either.
+    pushed_into_zero = ack_only & (plen == 1) & (peer_win == 0)
     end = rel_seq + plen + synfin
     nxt_before = np.zeros(m, dtype=np.int64)
     for mine in sides:
         idx = np.nonzero(mine)[0]
         if len(idx):
-            running = np.maximum.accumulate(end[idx])
+            running = np.maximum.accumulate(np.where(pushed_into_zero[idx], 0, end[idx]))
             nxt_before[idx[1:]] = running[:-1]
-    rst = (flags & RST) != 0
-    # Each side's last advertised window before a segment (RSTs advertise nothing), and the previous segment of the same side.
-    last_win = [_last_before(mine & ~rst, window, pos) for mine in sides]
-    peer_win = np.where(from_server, last_win[0], last_win[1])
-    own_win = np.where(from_server, last_win[1], last_win[0])
-    prev_same = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
 
-    ack_only = ((flags & ACK) != 0) & ((flags & (SYN | FIN | RST)) == 0)
     probe = ack_only & (plen <= 1) & (nxt_before > 0) & (rel_seq == nxt_before - 1)
-    rfc_probe = ack_only & (plen == 1) & (rel_seq == nxt_before) & (peer_win == 0)
+    rfc_probe = pushed_into_zero & (rel_seq == nxt_before)
     labels = np.zeros(m, dtype=np.int64)
     labels |= np.where(is_syn & ((flags & ACK) == 0), BIT[SYN_], 0)
     labels |= np.where(is_syn & ((flags & ACK) != 0), BIT[SYN_ACK], 0)
@@ -223,23 +233,34 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     labels |= np.where((flags & FIN) != 0, BIT[FIN_], 0)
     labels |= np.where(probe & (peer_win != 0), BIT[KEEPALIVE], 0)
     labels |= np.where((probe & (peer_win == 0)) | rfc_probe, BIT[ZERO_WINDOW_PROBE], 0)
+    labels |= np.where(rfc_probe, BIT[RFC_ZERO_WINDOW_PROBE], 0)
     any_probe = probe | rfc_probe
     moves = ~any_probe & ((plen > 0) | synfin)
-    labels |= np.where(moves & ~is_syn & (nxt_before > 0) & (end <= nxt_before), BIT[RETRANSMISSION], 0)
+    # Old data (Wireshark's "not advanced": it starts below SND.NXT, except one byte back with more
+    # behind it), or data the peer has already acknowledged.
+    behind = (nxt_before > 0) & (rel_seq < nxt_before) & ~((plen > 1) & (rel_seq == nxt_before - 1))
+    acked_already = (plen > 0) & (peer_ack > 0) & (rel_seq + plen <= peer_ack)
+    labels |= np.where(moves & ~is_syn & (behind | acked_already), BIT[RETRANSMISSION], 0)
     labels |= np.where(moves & (plen > 0), BIT[DATA], 0)
+    # The segment fills the window the peer last offered exactly (the sender must now wait). Known
+    # only once the peer's SYN was seen, since the window's scale comes from it.
+    peer_syn_seen = np.where(from_server, syn_seen[0], syn_seen[1])
+    fills = (plen > 0) & ~(synfin | rst) & (peer_ack >= 0) & (peer_win >= 0) & (rel_seq + plen == peer_ack + peer_win)
+    labels |= np.where(fills & peer_syn_seen, BIT[WINDOW_FULL], 0)
 
-    # A bare ACK right after the peer's probe (nothing of ours in between) answers it.
-    prev_any = pos - 1
-    after_peer_probe = np.zeros(m, dtype=bool)
-    after_peer_probe[1:] = any_probe[prev_any[1:]] & (from_server[prev_any[1:]] != from_server[1:])
+    # Bare ACKs: a window update (the window changed, nothing else did), else the answer to the
+    # peer's last probe, else a plain ACK.
     bare = ack_only & (plen == 0) & ~any_probe
-    answers = bare & after_peer_probe
-    labels |= np.where(answers & (window == 0), BIT[ZERO_WINDOW_PROBE_ACK], 0)
-    labels |= np.where(answers & (window != 0), BIT[KEEPALIVE_ACK], 0)
     has_prev = prev_same >= 0
     ps = np.where(has_prev, prev_same, 0)
-    update = bare & ~answers & has_prev & (own_win >= 0) & (window != own_win) & (rel_seq == rel_seq[ps]) & (rel_ack == rel_ack[ps])
+    same_place = has_prev & (rel_seq == nxt_before) & (rel_ack == rel_ack[ps])
+    update = bare & same_place & (window != 0) & (own_win >= 0) & (window != own_win)
     labels |= np.where(update, BIT[WINDOW_UPDATE], 0)
+    pp = np.where(prev_peer >= 0, prev_peer, 0)
+    after_peer_probe = (prev_peer >= 0) & any_probe[pp]
+    answers = bare & ~update & after_peer_probe
+    labels |= np.where(answers & (window == 0), BIT[ZERO_WINDOW_PROBE_ACK], 0)
+    labels |= np.where(answers & (window != 0), BIT[KEEPALIVE_ACK], 0)
     labels |= np.where(bare & ~answers & ~update, BIT[PURE_ACK], 0)
     labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
     return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
