@@ -63,6 +63,13 @@ class Conversation:
         """Linux's keepalive or window probe: SND.UNA - 1, no data."""
         return self._add(t, True, "A", payload, seq=self.cseq - 1)
 
+    def client_rfc_probe(self, t: float):
+        """The RFC 1122 / BSD probe: one new byte at SND.NXT into the closed window (not sent on)."""
+        return self._add(t, True, "PA", b"z", seq=self.cseq)
+
+    def client_fin(self, t: float):
+        return self._add(t, True, "FA")
+
     def client_rst(self, t: float, seq_offset: int = 0):
         return self._add(t, True, "RA", seq=self.cseq + seq_offset)
 
@@ -112,5 +119,124 @@ def keepalive_results(
             spec.update(spec_args)
         specs.append(spec)
     manifest = {"exercise": "exercise1", "backend": "netns", "parameters": params, "kernel": {"hz": hz}, "checks": specs}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def _write_logs(folder: Path, client: list[dict], server: list[dict]) -> None:
+    (folder / "client.log").write_text("".join(json.dumps(e) + "\n" for e in client))
+    (folder / "server.log").write_text("".join(json.dumps(e) + "\n" for e in server))
+
+
+PERSIST_CHECKS = [
+    {"check": "connection_established", "capture": "source", "client": "client", "exchange": False},
+    {"check": "zero_window_advertised", "capture": "source", "client": "client"},
+    {"check": "window_probes", "capture": "source", "client": "client"},
+    {"check": "window_reopened", "capture": "source", "client": "client"},
+    {"check": "stream_intact", "capture": "source", "client": "client", "server": "server"},
+]
+
+
+def persist_results(
+    folder: Path,
+    probes: list[float] = (0.208, 0.624, 1.456, 3.12),  # seconds after the zero window
+    reopen: float | None = 4.0,
+    resume_gap: float = 0.0001,
+    rto_us: int = 208000,
+    probe_kind: str = "linux",  # linux | garbage (1 old byte) | rfc (1 new byte)
+    received_sha: str = "same",
+    hz: int | None = 250,
+) -> Path:
+    """A results folder as `invoke up persist-timer` leaves it, with a schedule of one's choosing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"x" * 1000)
+    zero_at = 0.02
+    c.server_ack(zero_at, win=0)
+    for p in probes:
+        t = zero_at + p
+        {"linux": c.client_probe, "garbage": lambda t: c.client_probe(t, payload=b"x"), "rfc": c.client_rfc_probe}[probe_kind](t)
+        c.server_ack(t + 0.0001, win=0)
+    end = zero_at + (reopen if reopen is not None else (probes[-1] if probes else 0) + 1)
+    if reopen is not None:
+        c.server_ack(end, win=64)
+        c.client_data(end + resume_gap, b"y" * 1000)
+        c.server_ack(end + resume_gap + 0.0001)
+    c.client_fin(end + resume_gap + 0.01)
+    c.server_ack(end + resume_gap + 0.0101, win=64 if reopen is not None else 0)
+    c.write(folder / "source.pcap")
+    sent = 2000 if reopen is not None else 1000
+    wall = c.t0
+    _write_logs(
+        folder,
+        [
+            {"event": "connected", "wall": wall, "mono": 1.0, "local_port": CLIENT[1]},
+            {"event": "blocked", "wall": wall + end, "mono": 1.0 + end, "seconds": end - zero_at, "rto_us": rto_us},
+            {"event": "done", "wall": wall + end + 0.01, "mono": 2.0, "bytes": sent, "sha256": "abc"},
+        ],
+        [{"event": "closed", "wall": wall + end + 0.02, "mono": 2.0, "bytes": sent,
+          "sha256": "abc" if received_sha == "same" else "def"}],
+    )
+    manifest = {"exercise": "persist-timer", "backend": "netns", "parameters": {}, "kernel": {"hz": hz}, "checks": PERSIST_CHECKS}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+LOST_UPDATE_CHECKS = [
+    {"check": "window_update_lost", "sent_capture": "dest", "seen_capture": "source", "client": "client"},
+    {"check": "no_data_while_lost", "sent_capture": "dest", "seen_capture": "source", "client": "client"},
+    {"check": "probe_reopens", "seen_capture": "source", "client": "client"},
+    {"check": "data_resumes", "seen_capture": "source", "client": "client"},
+]
+
+
+def lost_update_results(
+    folder: Path,
+    update_at: float = 3.0,  # seconds after the zero window
+    drop: tuple = (1.0, 6.0),  # the path drops open-window segments from ... to ...
+    probes: list[float] = (0.208, 0.624, 1.456, 3.12, 6.448),
+    leak_update: bool = False,  # the update reaches the sender anyway
+    data_during_loss: bool = False,
+    resume_gap: float = 0.0001,
+) -> Path:
+    """Captures at both ends of a connection whose window update is lost on the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"x" * 1000)
+    z = 0.02
+    c.server_ack(z, win=0)
+    lost = []  # packets dest sends that the path drops
+    events = [(p, "probe") for p in probes] + [(update_at, "update")]
+    window_open, reopened_seen = False, False
+    for t, what in sorted(events):
+        if what == "update":
+            pkt = c.server_ack(z + t, win=64)
+            window_open = True
+            if not leak_update and drop[0] <= t < drop[1]:
+                lost.append(pkt)
+            if data_during_loss:
+                c.client_data(z + t + 0.5, b"d" * 10)
+            continue
+        c.client_probe(z + t)
+        reply = c.server_ack(z + t + 0.0001, win=64 if window_open else 0)
+        if window_open and drop[0] <= t < drop[1]:
+            lost.append(reply)
+        elif window_open and not reopened_seen:
+            reopened_seen = True
+            c.client_data(z + t + 0.0001 + resume_gap, b"y" * 1000)
+            c.server_ack(z + t + 0.0002 + resume_gap, win=64)
+    c.write(folder / "dest.pcap")
+    c.packets = [p for p in c.packets if all(p is not q for q in lost)]
+    c.write(folder / "source.pcap")
+    wall = c.t0
+    _write_logs(folder, [{"event": "connected", "wall": wall, "mono": 1.0, "local_port": CLIENT[1]}], [])
+    timeline = [
+        {"step": "bridge_drop", "started": wall + z + drop[0] - 0.01, "finished": wall + z + drop[0]},
+        {"step": "bridge_restore", "started": wall + z + drop[1], "finished": wall + z + drop[1] + 0.01},
+    ]
+    manifest = {"exercise": "zero-window-probe", "backend": "netns", "parameters": {}, "kernel": {"hz": 250},
+                "checks": LOST_UPDATE_CHECKS, "timeline": timeline}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
