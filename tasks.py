@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from invoke import Exit, task
 
@@ -59,6 +60,26 @@ def status(c):
 def list_(c):
     """List the exercises with their parameters and defaults."""
     _run(commands.list_exercises)
+
+
+@task(
+    help={
+        "seconds": "seconds of bulk transfer to capture (default 8: about a million packets here)",
+        "tshark_packets": "packets tshark analyses for its rate (default 100000; it is slow)",
+        "capture": "analyse this pcap instead of making one (made and kept there if it does not exist)",
+    }
+)
+def bench(c, seconds=8.0, tshark_packets=100000, capture=None):
+    """Print the analyzer's packets per second beside tshark's on the same bulk capture."""
+    from lab import bench as bench_mod
+    from lab.preflight import require_root
+
+    def go():
+        if not capture or not Path(capture).exists():
+            require_root("bench")
+        return bench_mod.run(float(seconds), int(tshark_packets), capture)
+
+    _run(go)
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})
