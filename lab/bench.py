@@ -93,7 +93,7 @@ def run(seconds: float, tshark_packets: int, capture: Optional[str]) -> int:
             n = bulk_capture(path, seconds)
             ui.step(f"{n} packets, {path.stat().st_size / 1e6:.0f} MB")
             if n < 1_000_000:
-                ui.warn(f"under a million packets: raise --seconds for a capture of the size the target speaks of")
+                ui.warn("under a million packets: raise --seconds for a capture of the size the target speaks of")
         ui.step("analyzer: reading and labelling the whole capture, best of 3")
         n, ours = analyzer_rate(path)
         ui.step(f"tshark: TCP analysis of the first {tshark_packets} packets")

@@ -238,39 +238,29 @@ def _check_references(f: yamlfile.Fields, kind: str, args: dict, ex: Exercise) -
 def _parse_checks(path: Path, items: list) -> list[dict[str, Any]]:
     from .checks import REGISTRY  # the registry imports the checks; late import keeps loading light
 
+    return _parse_named(path, items, "check", REGISTRY)
+
+
+def _parse_named(path: Path, items: list, kind: str, registry: dict) -> list[dict[str, Any]]:
+    """Checks and plots: each item names a registered function and sets its parameters (after ctx/out)."""
     out = []
     for i, item in enumerate(items):
-        f = yamlfile.Fields(path, f"checks[{i}]", item)
-        name = f.get("check", str)
-        if name not in REGISTRY:
-            raise f.error("check", f"unknown check {name!r}; known: {', '.join(sorted(REGISTRY))}")
-        signature = inspect.signature(REGISTRY[name]).parameters
-        accepted = [p for p in signature if p != "ctx"]
-        f.only(["check", *accepted])
+        f = yamlfile.Fields(path, f"{kind}s[{i}]", item)
+        name = f.get(kind, str)
+        if name not in registry:
+            raise f.error(kind, f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+        signature = inspect.signature(registry[name]).parameters
+        accepted = [p for p in signature if p not in ("ctx", "out")]
+        f.only([kind, *accepted])
         for p in accepted:
             if signature[p].default is inspect.Parameter.empty and p not in item:
-                raise f.error(p, f"required by check {name}; it takes: {', '.join(accepted)}")
+                raise f.error(p, f"required by {kind} {name}; it takes: {', '.join(accepted)}")
         out.append(dict(item))
     return out
 
 
 
 def _parse_plots(path: Path, items: list) -> list[dict[str, Any]]:
-    from .plots import PLOTS, accepted_fields  # matplotlib loads only for exercises that draw
+    from .plots import PLOTS  # matplotlib loads only for exercises that draw
 
-    out = []
-    for i, item in enumerate(items):
-        f = yamlfile.Fields(path, f"plots[{i}]", item)
-        name = f.get("plot", str)
-        if name not in PLOTS:
-            raise f.error("plot", f"unknown plot {name!r}; known: {', '.join(sorted(PLOTS))}")
-        f.only(["plot", *accepted_fields(name)])
-        out.append(dict(item))
-    return out
-
-
-def required_tools(ex: Exercise) -> dict[str, str]:
-    tools: dict[str, str] = {}
-    for step in ex.steps:
-        tools.update(STEP_TOOLS.get(step.kind, {}))
-    return tools
+    return _parse_named(path, items, "plot", PLOTS)

@@ -3,7 +3,6 @@ the throughput over time. Like checks, they read only the folder, and exercise.y
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Callable
 
@@ -22,10 +21,6 @@ PLOTS: dict[str, Callable[..., Path]] = {}
 def plot(fn: Callable[..., Path]) -> Callable[..., Path]:
     PLOTS[fn.__name__] = fn
     return fn
-
-
-def accepted_fields(name: str) -> list[str]:
-    return [p for p in inspect.signature(PLOTS[name]).parameters if p not in ("ctx", "out")]
 
 
 def _columns(flow: tf.Flow):

@@ -55,7 +55,7 @@ def our_flags(path: Path) -> dict[int, set[str]]:
         frames = flow.table.index[flow.rows]
         bits = flow.labels
 
-        def has(label: str):
+        def has(label: str, bits=bits):
             return (bits & tf.BIT[label]) != 0
 
         linux_probe = has(tf.ZERO_WINDOW_PROBE) & ~has(tf.RFC_ZERO_WINDOW_PROBE)

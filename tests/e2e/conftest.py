@@ -101,3 +101,11 @@ def assert_lab_gone(lab: str, pids: list[int]) -> None:
     assert [p for p in pids if pid_alive(p)] == [], "processes left running"
     assert not (STATE_ROOT / lab).exists(), "state folder left"
     assert not (STATE_ROOT / f"{lab}.lock").exists(), "lock file left"
+
+
+def run_ok(tmp_path_factory, exercise: str, lab: str, sets: list[str]) -> Path:
+    """A run that must pass, in a folder of its own, for module-scoped fixtures."""
+    folder = tmp_path_factory.mktemp(lab) / "run"
+    r = up(exercise, lab, sets, folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return folder

@@ -10,26 +10,19 @@ import pytest
 from scapy.utils import rdpcap, wrpcap
 
 from .conftest import (
-    EX1_FAST, EX2_FAST, assert_lab_gone, copy_results, edit_manifest, invoke, namespaces, report, start, up,
+    EX1_FAST, EX2_FAST, assert_lab_gone, run_ok, copy_results, edit_manifest, invoke, namespaces, report, start, up,
     verdicts, wait_for_event, with_sets,
 )
 
 
-def passing_run(tmp_path_factory, exercise: str, lab: str, sets: list[str]) -> Path:
-    folder = tmp_path_factory.mktemp(lab) / "run"
-    r = up(exercise, lab, sets, folder)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return folder
-
-
 @pytest.fixture(scope="module")
 def ex1(tmp_path_factory) -> Path:
-    return passing_run(tmp_path_factory, "exercise1", "e2eone", EX1_FAST)
+    return run_ok(tmp_path_factory, "exercise1", "e2eone", EX1_FAST)
 
 
 @pytest.fixture(scope="module")
 def ex2(tmp_path_factory) -> Path:
-    return passing_run(tmp_path_factory, "exercise2", "e2etwo", EX2_FAST)
+    return run_ok(tmp_path_factory, "exercise2", "e2etwo", EX2_FAST)
 
 
 def test_exercise1_passes_and_leaves_a_complete_results_folder(ex1):

@@ -9,20 +9,13 @@ import pytest
 
 from lab.wireshark import COMPARED, disagreements, tshark_flags
 
-from .conftest import EX1_FAST, EX2_FAST, copy_results, invoke, report, up, verdicts
+from .conftest import EX1_FAST, EX2_FAST, copy_results, invoke, report, run_ok, up, verdicts
 
 PERSIST_CHECKS = {"connection_established", "zero_window_advertised", "window_probes", "window_reopened", "stream_intact"}
 # The seed's variations, as the exercise README lists them.
 QUICK = ["stall=5", "duration=7"]
 TINY = ["recv_buf=1024", "send_buf=4096", "block_size=1024", "stall=3", "duration=4"]
 EXTENDED = ["stall=30", "duration=32"]
-
-
-def run_ok(tmp_path_factory, exercise: str, lab: str, sets: list[str]) -> Path:
-    folder = tmp_path_factory.mktemp(lab) / "run"
-    r = up(exercise, lab, sets, folder)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return folder
 
 
 @pytest.fixture(scope="module")
