@@ -24,6 +24,8 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
     check_lab_name(lab)
     ex = exercise_mod.load(name, sets, lab)  # all input is checked before anything is built
     backend = backends.get(backend_name, lab)
+    if ex.dir.parent != exercise_mod.EXERCISE_DIR:
+        backend.share.append(ex.dir)
     require_root(f"up {name}")
     require_tools({**backend.required_tools, **exercise_mod.required_tools(ex)})
     backend.check_environment()

@@ -264,3 +264,11 @@ def _parse_plots(path: Path, items: list) -> list[dict[str, Any]]:
     from .plots import PLOTS  # matplotlib loads only for exercises that draw
 
     return _parse_named(path, items, "plot", PLOTS)
+
+
+def required_tools(ex: Exercise) -> dict[str, str]:
+    """Commands the exercise's steps need beyond the backend's own (command -> Debian package)."""
+    tools: dict[str, str] = {}
+    for step in ex.steps:
+        tools.update(STEP_TOOLS.get(step.kind, {}))
+    return tools

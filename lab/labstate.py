@@ -28,6 +28,7 @@ class LabState:
     kept: bool = False
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     namespaces: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
     processes: list[dict] = field(default_factory=list)  # {pid, start, host, name}
 
     @property
@@ -42,6 +43,10 @@ class LabState:
 
     def add_namespace(self, name: str) -> None:
         self.namespaces.append(name)
+        self.save()
+
+    def add_container(self, name: str) -> None:
+        self.containers.append(name)
         self.save()
 
     def add_process(self, pid: int, start: Optional[int], host: str, name: str) -> None:

@@ -6,7 +6,7 @@ import importlib
 from ..errors import LabError
 from .base import Backend
 
-BACKENDS = {"netns": "lab.backends.netns:NetnsBackend"}
+BACKENDS = {"netns": "lab.backends.netns:NetnsBackend", "docker": "lab.backends.docker:DockerBackend"}
 
 
 def get(name: str, lab: str) -> Backend:

@@ -45,6 +45,8 @@ class Backend(ABC):
 
     def __init__(self, lab: str):
         self.lab = lab
+        # Folders the hosts must see at the same path (the exercise's own, when it lives outside exercises/).
+        self.share: list[Path] = []
 
     @abstractmethod
     def check_environment(self) -> None:
@@ -127,3 +129,34 @@ class Backend(ABC):
             r = self.run(host, ["cat", "/proc/sys/" + name.replace(".", "/")], check=False)
             out[name] = r.stdout.strip() if r.returncode == 0 else None
         return out
+
+
+class LocalFiles:
+    """Work files on this machine, at the same path the hosts see (netns shares the filesystem;
+    Docker bind-mounts the folder), so reading and fetching them are local file operations."""
+
+    lab: str
+
+    def work_dir(self, host: str) -> Path:
+        from ..naming import state_dir
+
+        d = state_dir(self.lab) / "hosts" / host
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def work_path(self, host: str, filename: str) -> str:
+        return str(self.work_dir(host) / filename)
+
+    def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def fetch(self, host: str, path: str, local: Path) -> None:
+        import shutil
+
+        if Path(path).exists():
+            shutil.copyfile(path, local)

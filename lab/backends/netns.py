@@ -5,8 +5,6 @@ work files live in the lab's state folder and "fetching" them is a copy.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +13,10 @@ from typing import Optional, Sequence
 from .. import procs
 from ..errors import LabError
 from ..labstate import LabState
-from ..naming import netns_name, netns_prefix, state_dir
+from ..naming import netns_name, netns_prefix
 from ..topology import Topology
 from . import wiring
-from .base import Backend, CommandError, Process
+from .base import Backend, CommandError, LocalFiles, Process
 
 
 class LocalProcess(Process):
@@ -34,7 +32,7 @@ class LocalProcess(Process):
             self.popen.send_signal(sig)
 
 
-class NetnsBackend(Backend):
+class NetnsBackend(LocalFiles, Backend):
     name = "netns"
     required_tools = {"ip": "iproute2", "iptables": "iptables", "tcpdump": "tcpdump", "ethtool": "ethtool"}
 
@@ -102,23 +100,6 @@ class NetnsBackend(Backend):
         # `ip netns exec` execs the program in place, so this PID is the program's own.
         state.add_process(popen.pid, procs.start_time(popen.pid), host, name)
         return LocalProcess(popen, name, host, out, err)
-
-    def work_path(self, host: str, filename: str) -> str:
-        d = state_dir(self.lab) / "hosts" / host
-        d.mkdir(parents=True, exist_ok=True)
-        return str(d / filename)
-
-    def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            return b""
-
-    def fetch(self, host: str, path: str, local: Path) -> None:
-        if os.path.exists(path):
-            shutil.copyfile(path, local)
 
     def python(self, host: str, script: Path) -> list[str]:
         # The same interpreter as the orchestrator: it is on this filesystem, and -u keeps events unbuffered.

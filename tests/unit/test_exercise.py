@@ -121,3 +121,8 @@ def test_substitution_keeps_type_for_whole_placeholders():
     assert params.substitute("a{n}b", {"n": 5}, where) == "a5b"
     assert params.substitute(["{dest.ip}"], {"dest.ip": "10.0.1.2"}, where) == ["10.0.1.2"]
     assert params.evaluate("max(a, b / 1000) + 1", {"a": 2, "b": 5000}, where) == 6.0
+
+
+def test_tools_an_exercise_needs_beyond_the_backend():
+    assert exercise.required_tools(exercise.load("exercise1")) == {}
+    assert exercise.required_tools(exercise.load("zero-window-probe")) == {"nft": "nftables"}

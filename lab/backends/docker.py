@@ -1,0 +1,188 @@
+"""Docker backend: each host is a container of the lab's own, wired like the namespace backend.
+
+Containers start with no Docker networking (`--network none`); their network namespaces are linked
+under /run/netns, as containerlab does, and the same wiring code builds the observer's bridge and the
+veths. So the observer sees every frame exactly as on namespaces, no Docker network or iptables rule
+is involved, and two labs reuse the same addresses without meeting. Docker's own networks would put
+the bridge in the root namespace, where Docker's FORWARD policy drops bridged frames on many machines.
+
+Programs run with `docker exec`, so they have the container's capabilities only (NET_ADMIN and
+NET_RAW, never --privileged). The exercises folder is mounted read-only and the lab's work folder
+read-write, both at the same paths as on this machine, so edits need no rebuild and logs are local.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .. import images, procs, ui
+from ..errors import LabError
+from ..exercise import EXERCISE_DIR
+from ..labstate import LabState
+from ..naming import netns_name, netns_prefix
+from ..topology import Topology
+from . import wiring
+from .base import Backend, CommandError, LocalFiles, Process
+
+NETNS_DIR = Path("/run/netns")
+LAB_LABEL, NODE_LABEL = "tcplab.lab", "tcplab.node"
+
+
+def client():
+    """A Docker client, or one line saying what is missing and how to fix it."""
+    import docker
+
+    try:
+        c = docker.from_env(timeout=30)
+        c.ping()
+        return c
+    except docker.errors.DockerException:
+        if shutil.which("dockerd") is None:
+            raise LabError("Docker is not installed: `sudo apt-get install -y docker.io` (./bootstrap does it), or use --backend netns") from None
+        raise LabError("Docker is not running: start it with `sudo systemctl start docker` (./bootstrap starts it), or use --backend netns") from None
+
+
+class DockerProcess(Process):
+    def __init__(self, api, exec_id: str, pid: int, name: str, host: str, stdout: str, stderr: str):
+        super().__init__(name, host, pid, stdout, stderr)
+        self.api, self.exec_id = api, exec_id
+        self.start = procs.start_time(pid)
+        self._status: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self._status is None:
+            info = self.api.exec_inspect(self.exec_id)
+            if not info["Running"]:
+                self._status = info["ExitCode"]
+        return self._status
+
+    def signal(self, sig: int) -> None:
+        # The container's processes are visible from this machine's PID namespace: signal directly.
+        if self.poll() is None and procs.same_process(self.pid, self.start):
+            os.kill(self.pid, sig)
+
+
+class DockerBackend(LocalFiles, Backend):
+    name = "docker"
+    required_tools = {"ip": "iproute2", "ethtool": "ethtool"}  # the wiring runs from this machine
+
+    def __init__(self, lab: str):
+        super().__init__(lab)
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = client()
+        return self._client
+
+    def check_environment(self) -> None:
+        self.client  # noqa: B018  (connects, or says how to fix it)
+
+    def container(self, host: str) -> str:
+        return netns_name(self.lab, host)
+
+    def create(self, topology: Topology, state: LabState) -> None:
+        image = images.ensure(self.client)
+        names = {node: self.container(node) for node in topology.nodes}
+        taken = {c.name for c in self.client.containers.list(all=True, filters={"label": LAB_LABEL})}
+        for name in names.values():
+            if name in taken or (NETNS_DIR / name).exists():
+                raise LabError(f"container or namespace {name} already exists: `invoke down --lab {self.lab}` removes it, or choose another --lab")
+        for name in names.values():
+            state.add_container(name)
+        ui.step(f"starting {len(names)} containers from {image}")
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            started = list(pool.map(lambda item: self._start(image, *item), names.items()))
+        for node, container in zip(names, started):
+            container.reload()
+            pid = container.attrs["State"]["Pid"]
+            state.add_namespace(names[node])
+            NETNS_DIR.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"/proc/{pid}/ns/net", NETNS_DIR / names[node])
+        wiring.wire(topology, self.container, self.lab)
+
+    def _start(self, image: str, node: str, name: str):
+        mounts = {str(EXERCISE_DIR): {"bind": str(EXERCISE_DIR), "mode": "ro"}}
+        for extra in self.share:
+            mounts[str(extra)] = {"bind": str(extra), "mode": "ro"}
+        work = self.work_dir(node)
+        mounts[str(work)] = {"bind": str(work), "mode": "rw"}
+        return self.client.containers.run(
+            image, ["sleep", "infinity"], name=name, hostname=node, detach=True, init=True,
+            network_mode="none", cap_add=["NET_ADMIN", "NET_RAW"], volumes=mounts,
+            labels={LAB_LABEL: self.lab, NODE_LABEL: node},
+        )
+
+    def destroy(self, state: LabState) -> list[str]:
+        removed = []
+        try:
+            found = self.client.containers.list(all=True, filters={"label": f"{LAB_LABEL}={self.lab}"})
+        except LabError:
+            found = []  # no Docker: nothing of this lab can be running in it
+        with ThreadPoolExecutor(max_workers=max(1, len(found))) as pool:
+            list(pool.map(lambda c: c.remove(force=True), found))
+        removed += [f"container {c.name}" for c in found]
+        links = state.namespaces or [p.name for p in NETNS_DIR.glob(netns_prefix(self.lab) + "*")]
+        for name in links:
+            link = NETNS_DIR / name
+            if link.is_symlink():  # only the links this backend made; a real namespace is not ours to remove here
+                link.unlink()
+                removed.append(f"namespace link {name}")
+        return removed
+
+    def _get(self, host: str):
+        import docker.errors
+
+        try:
+            return self.client.containers.get(self.container(host))
+        except docker.errors.NotFound:
+            raise LabError(f"container {self.container(host)} is gone: was it removed while the lab ran?") from None
+
+    def run(self, host: str, argv: Sequence[str], timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
+        # coreutils' timeout inside the container: the Docker API's exec has none of its own.
+        code, (out, err) = self._get(host).exec_run(["timeout", str(max(1, int(timeout))), *argv], demux=True)
+        out, err = (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+        if code == 124:
+            raise LabError(f"on {host}: `{' '.join(argv)}` did not finish within {timeout:g} s")
+        if check and code != 0:
+            raise CommandError(host, argv, code, err)
+        return subprocess.CompletedProcess(list(argv), code, out, err)
+
+    def spawn(self, host: str, name: str, argv: Sequence[str], state: LabState) -> Process:
+        out, err = self.work_path(host, f"{name}.log"), self.work_path(host, f"{name}.err")
+        api = self.client.api
+        # The program's arguments travel as positional parameters, never through the shell's parser.
+        cmd = ["sh", "-c", 'exec "$@" >"$TCPLAB_OUT" 2>"$TCPLAB_ERR"', "sh", *argv]
+        exec_id = api.exec_create(self.container(host), cmd, environment={"TCPLAB_OUT": out, "TCPLAB_ERR": err})["Id"]
+        api.exec_start(exec_id, detach=True)
+        deadline = time.monotonic() + 10
+        pid = 0
+        while not pid and time.monotonic() < deadline:
+            pid = api.exec_inspect(exec_id).get("Pid") or 0
+            if not pid:
+                time.sleep(0.01)
+        if not pid:
+            raise LabError(f"on {host}: {name} did not start")
+        state.add_process(pid, procs.start_time(pid), host, name)
+        return DockerProcess(api, exec_id, pid, name, host, out, err)
+
+    def python(self, host: str, script: Path) -> list[str]:
+        return ["python3", "-u", str(script)]
+
+
+def lab_names() -> list[str]:
+    """Labs with containers in Docker, for `status` and `down --all`; none when Docker is absent."""
+    try:
+        c = client()
+    except LabError:
+        return []
+    return sorted({k.labels.get(LAB_LABEL, "") for k in c.containers.list(all=True, filters={"label": LAB_LABEL})} - {""})
+
+
+

@@ -1,0 +1,106 @@
+"""The Docker backend's host image: built from images/host/Dockerfile, offline if need be.
+
+The tag carries a hash of images/host/, so an edit to the Dockerfile (or anything beside it) makes
+`up` rebuild. Without a registry the base is made from Debian's package mirror (debootstrap, then
+`docker import`) and handed to the same Dockerfile as its BASE.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from . import ui
+from .errors import LabError
+
+IMAGE_DIR = Path(__file__).resolve().parent.parent / "images" / "host"
+REPOSITORY = "tcplab/host"
+REGISTRY_BASE = "debian:bookworm-slim"
+OFFLINE_BASE = "tcplab/debian-base:bookworm"
+MIRROR = "http://deb.debian.org/debian"
+LABEL = "tcplab.image"
+
+
+def content_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in IMAGE_DIR.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(IMAGE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def tag() -> str:
+    return f"{REPOSITORY}:{content_hash()}"
+
+
+def ensure(client, rebuild: bool = False) -> str:
+    """The host image's tag, built first if it is missing or out of date."""
+    import docker.errors
+
+    wanted = tag()
+    if not rebuild:
+        try:
+            client.images.get(wanted)
+            return wanted
+        except docker.errors.ImageNotFound:
+            pass
+    base = _base(client)
+    ui.step(f"building {wanted} from {IMAGE_DIR}/Dockerfile on {base}")
+    try:
+        # forcerm: the intermediate build container goes even when a step fails.
+        stream = client.api.build(path=str(IMAGE_DIR), tag=wanted, buildargs={"BASE": base}, network_mode="host",
+                                  rm=True, forcerm=True, decode=True, labels={LABEL: "host"})
+        for chunk in stream:
+            if "error" in chunk:
+                raise LabError(f"building {wanted} failed: {chunk['error'].strip()}")
+            line = (chunk.get("stream") or "").strip()
+            if line.startswith("Step ") or line.startswith("Successfully"):
+                ui.step(f"  {line}")
+    except docker.errors.APIError as e:
+        raise LabError(f"building {wanted} failed: {e.explanation or e}") from None
+    return wanted
+
+
+def _base(client) -> str:
+    import docker.errors
+
+    for name in (REGISTRY_BASE, OFFLINE_BASE):
+        try:
+            client.images.get(name)
+            return name
+        except docker.errors.ImageNotFound:
+            pass
+    ui.step(f"pulling {REGISTRY_BASE}")
+    try:
+        client.images.pull(REGISTRY_BASE)
+        return REGISTRY_BASE
+    except docker.errors.APIError as e:
+        reason = (e.explanation or str(e)).splitlines()[0][:160]
+    ui.warn(f"cannot pull {REGISTRY_BASE} ({reason}); making the base from Debian's mirror with debootstrap instead")
+    return debootstrap_base(client)
+
+
+def debootstrap_base(client) -> str:
+    """A minimal Debian bookworm from the package mirror, imported as OFFLINE_BASE."""
+    if shutil.which("debootstrap") is None:
+        raise LabError("no container registry, and debootstrap is missing to build the base offline: "
+                       "`sudo apt-get install -y debootstrap` or run ./bootstrap")
+    with tempfile.TemporaryDirectory(prefix="tcplab-debootstrap-", dir="/var/tmp") as tmp:
+        root = Path(tmp) / "rootfs"
+        ui.step(f"debootstrap --variant=minbase bookworm from {MIRROR} (about a minute)")
+        r = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
+            raise LabError(f"debootstrap failed: {' / '.join(tail)}")
+        ui.step(f"importing the root file system as {OFFLINE_BASE}")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(str(root), arcname=".")
+        buf.seek(0)
+        repo, _, image_tag = OFFLINE_BASE.partition(":")
+        client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=image_tag)
+    return OFFLINE_BASE
