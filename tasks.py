@@ -24,7 +24,7 @@ def _run(fn, *args) -> None:
     help={
         "exercise": "exercise to run (see `invoke list`)",
         "lab": "lab name: every namespace, link and process is named after it (default tcplab)",
-        "backend": "where hosts live: netns (network namespaces on this machine)",
+        "backend": "where hosts live: netns (network namespaces on this machine, the default) or docker (containers)",
         "set_": "override a parameter, name=value; repeatable (--set keepidle=3 --set keepcnt=5)",
         "results": "results folder (default results/<lab>-<exercise>-<timestamp>/)",
         "keep": "leave the lab up after the run, to look around; remove it with `invoke down`",
@@ -48,6 +48,12 @@ def check(c, folder):
 def down_(c, lab=None, all=False):
     """Remove everything a lab created, even after `up` was killed. Safe to run twice."""
     _run(commands.down, lab, all)
+
+
+@task(help={"rebuild": "build even if an up-to-date image exists"})
+def images(c, rebuild=False):
+    """Build the Docker backend's host image (offline from Debian's mirror when no registry answers)."""
+    _run(commands.images, rebuild)
 
 
 @task

@@ -103,13 +103,14 @@ def check(folder: str) -> int:
 def down(lab: Optional[str], all_labs: bool) -> int:
     require_root("down")
     if all_labs:
-        names = sorted(set(labstate.labs()) | set(_stray_labs()))
+        names = sorted(set(labstate.labs()) | set(_stray_labs()) | set(_docker_labs()))
     else:
         names = [check_lab_name(lab or "tcplab")]
     if not names:
         ui.console.print("no labs to remove")
+    docker_labs = set(_docker_labs())
     for name in names:
-        state = labstate.load(name) or LabState(name, "netns")
+        state = labstate.load(name) or LabState(name, "docker" if name in docker_labs else "netns")
         if state.owner_alive() and state.owner_pid != os.getpid():
             # `up` is still running: let it tear its own lab down, then sweep what is left.
             ui.step(f"lab {name}: stopping its `up` (pid {state.owner_pid})")
@@ -123,13 +124,15 @@ def down(lab: Optional[str], all_labs: bool) -> int:
 
 
 def status() -> int:
-    names = sorted(set(labstate.labs()) | set(_stray_labs()))
+    docker_labs = set(_docker_labs())
+    names = sorted(set(labstate.labs()) | set(_stray_labs()) | docker_labs)
     if not names:
         ui.console.print("no labs on this machine")
     for name in names:
         state = labstate.load(name)
         if state is None:
-            ui.console.print(f"{name}: leftover namespaces without a state file; `invoke down --lab {name}` removes them")
+            what = "containers" if name in docker_labs else "namespaces"
+            ui.console.print(f"{name}: leftover {what} without a state file; `invoke down --lab {name}` removes them")
             continue
         if state.owner_alive():
             how = f"running `up {state.exercise}` (pid {state.owner_pid})"
@@ -138,7 +141,8 @@ def status() -> int:
         else:
             how = "left over from an interrupted run"
         present = [ns for ns in _netns() if ns in state.namespaces]
-        ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; namespaces: {', '.join(present) or 'none'}")
+        things = "containers" if state.backend == "docker" else "namespaces"
+        ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; {things}: {', '.join(present) or 'none'}")
     return EXIT_OK
 
 
@@ -230,6 +234,24 @@ def _stray_labs() -> list[str]:
         if len(parts) == 3 and parts[0] == PREFIX:
             out.add(parts[1])
     return sorted(out)
+
+
+def _docker_labs() -> list[str]:
+    """Labs with containers in Docker; none, quietly, where Docker is absent."""
+    from .backends.docker import lab_names
+
+    return lab_names()
+
+
+def images(rebuild: bool) -> int:
+    from . import images as images_mod
+    from .backends.docker import client
+
+    require_root("images")
+    ui.reset_clock()
+    tag = images_mod.ensure(client(), rebuild=rebuild)
+    ui.console.print(f"image: {tag}")
+    return EXIT_OK
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -126,3 +126,13 @@ def test_substitution_keeps_type_for_whole_placeholders():
 def test_tools_an_exercise_needs_beyond_the_backend():
     assert exercise.required_tools(exercise.load("exercise1")) == {}
     assert exercise.required_tools(exercise.load("zero-window-probe")) == {"nft": "nftables"}
+
+
+def test_image_tag_follows_the_dockerfile(tmp_path, monkeypatch):
+    from lab import images
+
+    shutil.copytree(images.IMAGE_DIR, tmp_path / "host")
+    monkeypatch.setattr(images, "IMAGE_DIR", tmp_path / "host")
+    first = images.tag()
+    (tmp_path / "host" / "Dockerfile").write_text((tmp_path / "host" / "Dockerfile").read_text() + "\n# edited\n")
+    assert images.tag() != first and images.tag().startswith("tcplab/host:")
