@@ -83,6 +83,40 @@ def tshark_rate(path: Path, packets: Optional[int]) -> tuple[int, float]:
     return n, n / elapsed
 
 
+def docker_lab_times(repeat: int = 3) -> tuple[float, float]:
+    """Best time of our up+down of the three-host lab (wired, empty), and of the plain docker CLI
+    starting and removing three containers one by one (unwired: the least a user would do)."""
+    from .backends.docker import DockerBackend, client
+    from .images import ensure
+
+    image = ensure(client())
+    topo = load_topology("default")
+    ours, plain = float("inf"), float("inf")
+    for i in range(repeat):
+        backend = DockerBackend(f"{BENCH_LAB}{i}")
+        me = os.getpid()
+        state = LabState(backend.lab, "docker", "bench", owner_pid=me, owner_start=procs.start_time(me))
+        state.save()
+        start = time.perf_counter()
+        try:
+            backend.create(topo, state)
+        finally:
+            backend.destroy(state)
+            state.remove()
+        ours = min(ours, time.perf_counter() - start)
+        names = [f"tcplab-{BENCH_LAB}cli{i}-{n}" for n in topo.nodes]
+        start = time.perf_counter()
+        try:
+            for n in names:
+                subprocess.run(["docker", "run", "-d", "--name", n, "--label", f"tcplab.lab={BENCH_LAB}cli{i}", "--network", "none",
+                                "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", image, "sleep", "infinity"],
+                               check=True, capture_output=True)
+        finally:
+            subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+        plain = min(plain, time.perf_counter() - start)
+    return ours, plain
+
+
 def run(seconds: float, tshark_packets: int, capture: Optional[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tcplab-bench-") as tmp:
         path = Path(capture) if capture else Path(tmp) / "bulk.pcap"
@@ -101,6 +135,14 @@ def run(seconds: float, tshark_packets: int, capture: Optional[str]) -> int:
         ui.console.print(f"analyzer  {n:>9} packets  {ours:>12,.0f} packets/s")
         ui.console.print(f"tshark    {m:>9} packets  {theirs:>12,.0f} packets/s")
         ui.console.print(f"the analyzer is {ours / theirs:.0f} times tshark's rate")
+    ui.step("Docker: up+down of the three-host lab, best of 3")
+    try:
+        lab_time, cli_time = docker_lab_times()
+    except LabError as e:
+        ui.warn(f"Docker part skipped: {e}")
+        return 0
+    ui.console.print(f"tcplab docker up+down (3 containers, wired)   {lab_time:6.2f} s")
+    ui.console.print(f"docker CLI run+rm (3 containers, unwired)     {cli_time:6.2f} s")
     return 0
 
 
