@@ -162,7 +162,7 @@ def _records_vectorized(buf: bytes, endian: str) -> Optional[tuple[np.ndarray, n
         if n - target >= 16:
             return None  # a whole header the candidates missed
         break
-    keep = np.concatenate([np.arange(a, b) for a, b in runs if b > a]) if runs else np.zeros(0, dtype=np.int64)
+    keep = np.concatenate([np.arange(a, b) for a, b in runs if b > a] or [np.zeros(0, dtype=np.int64)])
     return hdr[keep] + 16, incl[keep]
 
 

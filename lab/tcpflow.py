@@ -151,27 +151,45 @@ def analyze(table: SegmentTable) -> list[Flow]:
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     if len(table.addresses) < 1 << 15:
         key = (lo << 32) | hi  # one 64-bit key per connection
-        if (key == key[0]).all():  # a capture of one connection: the common case, no sort needed
-            return [_flow(table, np.arange(len(key)))]
+        if (key == key[0]).all():  # a capture of one 4-tuple: the common case, no sort needed
+            return [_flow(table, part) for part in _connections(table, np.arange(len(key)))]
         _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     else:
         _, first, inverse = np.unique(np.stack([lo, hi], axis=1), axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(len(first) + 1))
-    return [_flow(table, order[bounds[f] : bounds[f + 1]]) for f in np.argsort(first)]  # in order of first appearance
+    return [_flow(table, part) for f in np.argsort(first)  # in order of first appearance
+            for part in _connections(table, order[bounds[f] : bounds[f + 1]])]
+
+
+def _connections(t: SegmentTable, rows: np.ndarray) -> list[np.ndarray]:
+    """The rows of one 4-tuple, split where a SYN with a new ISN starts a new connection (port reuse)."""
+    pure_syn = np.nonzero((t.flags[rows] & (SYN | ACK)) == SYN)[0]
+    if len(pure_syn) < 2:
+        return [rows]
+    isn = t.seq[rows[pure_syn]]
+    starts = pure_syn[1:][isn[1:] != isn[:-1]]
+    return [part for part in np.split(rows, starts) if len(part)]
 
 
 def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
-    i0 = rows[0]
-    first_from = (t.addresses[t.src[i0]], int(t.sport[i0]))
-    first_to = (t.addresses[t.dst[i0]], int(t.dport[i0]))
-    # The SYN's sender is the client; without a SYN in the capture, whoever speaks first.
-    synack_first = (t.flags[i0] & (SYN | ACK)) == (SYN | ACK)
-    client, server = (first_to, first_from) if synack_first else (first_from, first_to)
-    flags, plen, seq, ack, win = t.flags[rows], t.plen[rows], t.seq[rows], t.ack[rows], t.win[rows]
-    sent_by_first = (t.src[rows] == t.src[i0]) & (t.sport[rows] == t.sport[i0])
-    from_server = sent_by_first if synack_first else ~sent_by_first
+    flags = t.flags[rows]
+    # The client is the SYN's sender (or the SYN-ACK's receiver); with neither in the capture, whoever speaks first.
+    syn_at = np.nonzero((flags & (SYN | ACK)) == SYN)[0]
+    synack_at = np.nonzero((flags & (SYN | ACK)) == (SYN | ACK))[0]
+    if len(syn_at):
+        i0, sender_is_client = rows[syn_at[0]], True
+    elif len(synack_at):
+        i0, sender_is_client = rows[synack_at[0]], False
+    else:
+        i0, sender_is_client = rows[0], True
+    a = (t.addresses[t.src[i0]], int(t.sport[i0]))
+    b = (t.addresses[t.dst[i0]], int(t.dport[i0]))
+    client, server = (a, b) if sender_is_client else (b, a)
+    plen, seq, ack, win = t.plen[rows], t.seq[rows], t.ack[rows], t.win[rows]
+    sent_by_i0 = (t.src[rows] == t.src[i0]) & (t.sport[rows] == t.sport[i0])
+    from_server = ~sent_by_i0 if sender_is_client else sent_by_i0
     m = len(rows)
     pos = np.arange(m)
     sides = (~from_server, from_server)
@@ -196,8 +214,14 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
         idx = np.nonzero(mine & ((flags & ACK) != 0))[0]
         if len(idx):
             rel_ack[idx] = _unwrap((ack[idx] - isn[1 - d]) % MOD)
-    both_scaled = scale[0] >= 0 and scale[1] >= 0
-    shift = np.where(from_server, max(scale[1], 0), max(scale[0], 0)) if both_scaled else np.zeros(m, dtype=np.int64)
+    # Window scale per side, as Wireshark does: a side's own SYN (or SYN-ACK) option sets its scale;
+    # a SYN seen without the option means neither side scales. A side whose SYN is not in the capture
+    # has an unknown scale (its windows are shown unscaled, and "window full" is not judged against it).
+    pure_syn_rows = np.nonzero(is_syn & ((flags & ACK) == 0))[0]
+    no_scaling = bool(len(pure_syn_rows)) and int(t.wscale[rows[pure_syn_rows[0]]]) < 0
+    shift_of = [0 if no_scaling else max(scale[d], 0) for d in (0, 1)]
+    scale_known = [no_scaling or syn_seen[d] for d in (0, 1)]
+    shift = np.where(from_server, shift_of[1], shift_of[0])
     window = np.where(is_syn, win, win << shift)
 
     rst = (flags & RST) != 0
@@ -240,11 +264,11 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     # behind it), or data the peer has already acknowledged.
     behind = (nxt_before > 0) & (rel_seq < nxt_before) & ~((plen > 1) & (rel_seq == nxt_before - 1))
     acked_already = (plen > 0) & (peer_ack > 0) & (rel_seq + plen <= peer_ack)
-    labels |= np.where(moves & ~is_syn & (behind | acked_already), BIT[RETRANSMISSION], 0)
+    labels |= np.where(moves & (behind | acked_already), BIT[RETRANSMISSION], 0)
     labels |= np.where(moves & (plen > 0), BIT[DATA], 0)
     # The segment fills the window the peer last offered exactly (the sender must now wait). Known
     # only once the peer's SYN was seen, since the window's scale comes from it.
-    peer_syn_seen = np.where(from_server, syn_seen[0], syn_seen[1])
+    peer_syn_seen = np.where(from_server, scale_known[0], scale_known[1])
     fills = (plen > 0) & ~(synfin | rst) & (peer_ack >= 0) & (peer_win >= 0) & (rel_seq + plen == peer_ack + peer_win)
     labels |= np.where(fills & peer_syn_seen, BIT[WINDOW_FULL], 0)
 

@@ -146,6 +146,7 @@ def persist_results(
     probe_kind: str = "linux",  # linux | garbage (1 old byte) | rfc (1 new byte)
     received_sha: str = "same",
     hz: int | None = 250,
+    logged_bytes: int | None = None,  # what both logs claim, if not what the capture carries
 ) -> Path:
     """A results folder as `invoke up persist-timer` leaves it, with a schedule of one's choosing."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,7 +167,7 @@ def persist_results(
     c.client_fin(end + resume_gap + 0.01)
     c.server_ack(end + resume_gap + 0.0101, win=64 if reopen is not None else 0)
     c.write(folder / "source.pcap")
-    sent = 2000 if reopen is not None else 1000
+    sent = logged_bytes if logged_bytes is not None else (2000 if reopen is not None else 1000)
     wall = c.t0
     _write_logs(
         folder,
@@ -199,6 +200,7 @@ def lost_update_results(
     leak_update: bool = False,  # the update reaches the sender anyway
     data_during_loss: bool = False,
     resume_gap: float = 0.0001,
+    claimed_restore: float | None = None,  # what the manifest says, if not the real end of the drop
 ) -> Path:
     """Captures at both ends of a connection whose window update is lost on the path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -216,8 +218,12 @@ def lost_update_results(
             window_open = True
             if not leak_update and drop[0] <= t < drop[1]:
                 lost.append(pkt)
-            if data_during_loss:
-                c.client_data(z + t + 0.5, b"d" * 10)
+                if data_during_loss:
+                    c.client_data(z + t + 0.5, b"d" * 10)
+            else:  # the update gets through: the sender resumes at once
+                reopened_seen = True
+                c.client_data(z + t + 0.0001, b"y" * 1000)
+                c.server_ack(z + t + 0.0002, win=64)
             continue
         c.client_probe(z + t)
         reply = c.server_ack(z + t + 0.0001, win=64 if window_open else 0)
@@ -234,7 +240,8 @@ def lost_update_results(
     _write_logs(folder, [{"event": "connected", "wall": wall, "mono": 1.0, "local_port": CLIENT[1]}], [])
     timeline = [
         {"step": "bridge_drop", "started": wall + z + drop[0] - 0.01, "finished": wall + z + drop[0]},
-        {"step": "bridge_restore", "started": wall + z + drop[1], "finished": wall + z + drop[1] + 0.01},
+        {"step": "bridge_restore", "started": wall + z + (claimed_restore if claimed_restore is not None else drop[1]),
+         "finished": wall + z + (claimed_restore if claimed_restore is not None else drop[1]) + 0.01},
     ]
     manifest = {"exercise": "zero-window-probe", "backend": "netns", "parameters": {}, "kernel": {"hz": 250},
                 "checks": LOST_UPDATE_CHECKS, "timeline": timeline}

@@ -21,9 +21,7 @@ class Context:
             raise LabError(f"{folder}: not a results folder (no manifest.json)") from None
         except ValueError as e:
             raise LabError(f"{path}: not valid JSON: {e}") from None
-        shape = {"parameters": dict, "checks": list}
-        if not isinstance(self.manifest, dict) or any(not isinstance(self.manifest.get(k), t) for k, t in shape.items()):
-            raise LabError(f"{path}: not a tcplab manifest (needs a mapping with 'parameters' and a list of 'checks')")
+        _check_shape(path, self.manifest)
         self._flows = lru_cache(maxsize=None)(self._analyze)
 
     @property
@@ -78,3 +76,22 @@ class Context:
             if flow.client[1] == port:
                 return flow
         raise MissingInput(f"{capture}.pcap has no TCP connection from the client's port {port}")
+
+
+def _check_shape(path: Path, m: object) -> None:
+    """A manifest edited by hand or written by another tool: refuse it in one line rather than fail deep inside a check."""
+    def bad(what: str) -> LabError:
+        return LabError(f"{path}: not a tcplab manifest: {what}")
+
+    if not isinstance(m, dict):
+        raise bad("expected a mapping")
+    if not isinstance(m.get("parameters"), dict) or not isinstance(m.get("checks"), list):
+        raise bad("needs a mapping 'parameters' and a list 'checks'")
+    if any(not isinstance(c, dict) or not isinstance(c.get("check"), str) for c in m["checks"]):
+        raise bad("each entry of 'checks' is a mapping with a 'check' name")
+    if any(not isinstance(c, dict) or not isinstance(c.get("plot"), str) for c in m.get("plots") or []):
+        raise bad("each entry of 'plots' is a mapping with a 'plot' name")
+    if m.get("kernel") is not None and not isinstance(m["kernel"], dict):
+        raise bad("'kernel' is a mapping")
+    if not isinstance(m.get("timeline") or [], list) or any(not isinstance(e, dict) for e in m.get("timeline") or []):
+        raise bad("'timeline' is a list of mappings")

@@ -74,6 +74,10 @@ def probe_reopens(ctx: Context, seen_capture: str, client: str) -> CheckResult:
             problems.append("the segment before the reopening ACK is not a zero-window probe from the client")
         elif stall.reopened.rel_ack != probe.rel_seq + 1:
             problems.append(f"the ACK acknowledges {stall.reopened.rel_ack}, not the probe's SND.UNA {probe.rel_seq + 1}")
+        else:
+            unanswered = stall.flow.where(tf.ZERO_WINDOW_PROBE, tf.CLIENT, since=restore_start, before=probe.ts)
+            if len(unanswered):
+                problems.append(f"{len(unanswered)} probe(s) after the loss ended went unanswered before this one")
         if stall.reopened.ts < restore_start:
             problems.append("the reopening arrived before the path stopped dropping")
     observed = (

@@ -122,3 +122,21 @@ def test_malformed_manifest_fails_checks_without_a_traceback(tmp_path):
     (folder / "manifest.json").write_text("[1, 2]")
     with pytest.raises(LabError, match="not a tcplab manifest"):
         checks.run(folder)
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda m: m.update(kernel="6.18"), "'kernel' is a mapping"),
+        (lambda m: m.update(timeline=["bridge_drop"]), "'timeline' is a list of mappings"),
+        (lambda m: m["checks"].append("keepalive_probes"), "each entry of 'checks'"),
+        (lambda m: m["checks"].append({"capture": "source"}), "each entry of 'checks'"),
+    ],
+)
+def test_hand_edited_manifests_are_refused_in_one_line(tmp_path, edit, words):
+    folder = keepalive_results(tmp_path, params=EX1, **MEASURED)
+    m = json.loads((folder / "manifest.json").read_text())
+    edit(m)
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(LabError, match=words):
+        checks.run(folder)

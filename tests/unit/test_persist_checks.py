@@ -55,6 +55,8 @@ def test_kernel_schedule_passes(tmp_path):
         # The sender waits longer than the next probe interval (0.208 * 16 = 3.3 s) after the reopening.
         (dict(resume_gap=4.0), {"window_reopened"}, "over one probe interval"),
         (dict(received_sha="other"), {"stream_intact"}, "SHA-256"),
+        # Both logs agree with each other, but not with what the wire carried.
+        (dict(logged_bytes=3000), {"stream_intact"}, "bytes acknowledged"),
     ],
 )
 def test_each_persist_check_fails_off_the_kernel(tmp_path, change, fails, words):
@@ -89,10 +91,13 @@ def test_lost_update_passes(tmp_path):
     "change, fails",
     [
         (dict(leak_update=True), {"window_update_lost", "no_data_while_lost", "probe_reopens"}),
-        (dict(update_at=0.5), {"window_update_lost"}),  # sent before the path began dropping
+        # Sent before the path began dropping: nothing was lost, so nothing had to be recovered by a probe.
+        (dict(update_at=0.5), {"window_update_lost", "no_data_while_lost", "probe_reopens"}),
         (dict(data_during_loss=True), {"no_data_while_lost"}),
         (dict(resume_gap=0.5), {"data_resumes"}),
+        # The loss "ended" at 5 s, yet the probe at 6.448 s went unanswered: not the first probe after the loss.
+        (dict(drop=(1.0, 7.0), probes=[0.208, 0.624, 1.456, 3.12, 6.448, 13.104], claimed_restore=5.0), {"probe_reopens"}),
     ],
 )
 def test_each_lost_update_check_fails_where_it_should(tmp_path, change, fails):
-    assert fails <= failing(lost_update_results(tmp_path, **change))
+    assert failing(lost_update_results(tmp_path, **change)) == fails

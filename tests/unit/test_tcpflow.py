@@ -98,3 +98,48 @@ def test_truncated_capture_keeps_what_came_before(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:-10])
     assert [s.index for s in read_segments(path)] == [1, 2]
+
+
+def test_syn_retransmission_is_labelled(tmp_path):
+    c = Conversation()
+    syn = c._add(0.0, True, "S", options=[("WScale", 7)])
+    again = syn.copy()
+    again.time = syn.time + 1.0
+    c.packets.append(again)
+    (flow,) = tf.analyze_file(c.write(tmp_path / "s.pcap"))
+    assert [sorted(e.labels) for e in flow.events] == [["syn"], ["retransmission", "syn"]]
+
+
+def test_scale_from_the_syn_ack_alone_when_the_syn_is_missing(tmp_path):
+    c = Conversation(wscale=7)
+    c.handshake()
+    c.packets.pop(0)  # the capture starts at the SYN-ACK
+    c.server_ack(0.1, win=16)
+    (flow,) = tf.analyze_file(c.write(tmp_path / "w.pcap"))
+    assert flow.client == CLIENT  # the SYN-ACK's receiver
+    assert flow.events[-1].window == 16 << 7
+
+
+def test_a_reused_port_starts_a_new_connection(tmp_path):
+    first = Conversation()
+    first.handshake()
+    first.client_data(0.01, b"one")
+    second = Conversation(t0=first.t0 + 5)
+    second.cseq = 900_000  # a new ISN on the same four-tuple
+    second.handshake()
+    second.client_data(0.01, b"two")
+    first.packets += second.packets
+    flows = tf.analyze_file(first.write(tmp_path / "r.pcap"))
+    assert len(flows) == 2
+    assert all(not f.labelled(tf.RETRANSMISSION) for f in flows)
+    assert [len(f) for f in flows] == [4, 4]
+
+
+def test_a_capture_whose_first_record_is_cut_short_has_no_segments(tmp_path):
+    c = Conversation()
+    c.handshake()
+    path = c.write(tmp_path / "t.pcap")
+    data = path.read_bytes()
+    path.write_bytes(data[: 24 + 16 + 10])
+    assert list(read_segments(path)) == []
+    assert tf.analyze_file(path) == []
