@@ -26,6 +26,7 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
     backend = backends.get(backend_name, lab)
     if ex.dir.parent != exercise_mod.EXERCISE_DIR:
         backend.share.append(ex.dir)
+    backend.sysctls = ex.sysctls
     require_root(f"up {name}")
     require_tools({**backend.required_tools, **exercise_mod.required_tools(ex)})
     backend.check_environment()
@@ -170,7 +171,8 @@ def _manifest(ex, lab: str, backend, folder: Path) -> dict:
         "addresses": {n.name: n.ip for n in ex.topology.nodes.values() if n.ip},
         "topology": ex.topology.to_dict(),
         "kernel": sysinfo.kernel(),
-        "sysctls": {h: backend.read_sysctls(h, sysinfo.TCP_SYSCTLS) for h in hosts},
+        "sysctls": {h: backend.read_sysctls(h, sorted(set(sysinfo.TCP_SYSCTLS) | set(ex.sysctls.get(h, {})))) for h in hosts},
+        "sysctls_set": ex.sysctls,
         "tools": sysinfo.tool_versions(),
         "started": _now(),
         "checks": ex.checks,

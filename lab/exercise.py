@@ -77,6 +77,7 @@ class Exercise:
     steps: list[Step] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     plots: list[dict[str, Any]] = field(default_factory=list)
+    sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> {net.ipv4.x: value}
 
 
 def known() -> list[str]:
@@ -100,7 +101,7 @@ def exercise_file(name: str) -> Path:
 def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exercise:
     path = exercise_file(name)
     top = yamlfile.Fields(path, "", yamlfile.load(path) or {})
-    top.only(["title", "description", "topology", "parameters", "programs", "timeline", "checks", "plots"])
+    top.only(["title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots"])
     topo_name = top.get("topology", str, "default")
     try:
         topo = topology_mod.load(topo_name)
@@ -125,6 +126,7 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exerc
         if n in declared:
             raise top.error(f"parameters.{n}", "a parameter may not share its name with a node")
     ex.programs = _parse_programs(path, top.sub("programs", {}), topo, variables)
+    ex.sysctls = _parse_sysctls(top.sub("sysctls", {}), topo, variables)
     ex.steps = _parse_timeline(path, top.get("timeline", list), ex, variables)
     ex.checks = _parse_checks(path, top.get("checks", list, []))
     ex.plots = _parse_plots(path, top.get("plots", list, []))
@@ -157,6 +159,28 @@ def _parse_programs(path: Path, f: yamlfile.Fields, topo: topology_mod.Topology,
         args = params_mod.substitute(args, variables, (path, p.path("args")))
         programs[name] = Program(name, host, script, [str(a) for a in args])
     return programs
+
+
+SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|netfilter)\.[a-z0-9_.]+$")
+
+
+def _parse_sysctls(f: yamlfile.Fields, topo: topology_mod.Topology, variables: dict) -> dict[str, dict[str, str]]:
+    """Per-host sysctls, set before anything runs. Only network-namespace sysctls (net.*): they are
+    the ones a namespace or a container has its own copy of."""
+    out: dict[str, dict[str, str]] = {}
+    for host in f.value:
+        if host not in topo.nodes:
+            raise f.error(str(host), f"no host {host!r}; hosts: {', '.join(topo.nodes)}")
+        h = f.sub(host)
+        out[host] = {}
+        for name, raw in h.value.items():
+            if not isinstance(name, str) or not SYSCTL_RE.match(name):
+                raise h.error(str(name), "only per-network-namespace sysctls are allowed: net.ipv4.*, net.ipv6.*, net.core.*, net.netfilter.*")
+            value = params_mod.substitute(raw, variables, (f.file, h.path(name)))
+            if not isinstance(value, (int, str)) or isinstance(value, bool) or not re.match(r"^[0-9 ]+$", str(value)):
+                raise h.error(name, f"{value!r}: sysctl values here are numbers (or numbers separated by spaces)")
+            out[host][name] = str(value)
+    return out
 
 
 def _parse_timeline(path: Path, items: list, ex: Exercise, variables: dict) -> list[Step]:

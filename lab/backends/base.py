@@ -47,6 +47,8 @@ class Backend(ABC):
         self.lab = lab
         # Folders the hosts must see at the same path (the exercise's own, when it lives outside exercises/).
         self.share: list[Path] = []
+        # Per-host sysctls the exercise needs, applied when the hosts are created.
+        self.sysctls: dict[str, dict[str, str]] = {}
 
     @abstractmethod
     def check_environment(self) -> None:

@@ -116,6 +116,8 @@ class DockerBackend(LocalFiles, Backend):
         return self.client.containers.run(
             image, ["sleep", "infinity"], name=name, hostname=node, detach=True, init=True,
             network_mode="none", cap_add=["NET_ADMIN", "NET_RAW"], volumes=mounts,
+            # /proc/sys is read-only inside a container: sysctls are given at creation, as Docker allows.
+            sysctls=self.sysctls.get(node) or None,
             labels={LAB_LABEL: self.lab, NODE_LABEL: node},
         )
 

@@ -34,7 +34,7 @@ class LocalProcess(Process):
 
 class NetnsBackend(LocalFiles, Backend):
     name = "netns"
-    required_tools = {"ip": "iproute2", "iptables": "iptables", "tcpdump": "tcpdump", "ethtool": "ethtool"}
+    required_tools = {"ip": "iproute2", "iptables": "iptables", "tcpdump": "tcpdump", "ethtool": "ethtool", "sysctl": "procps"}
 
     def check_environment(self) -> None:
         if not Path("/proc/self/ns/net").exists():
@@ -55,6 +55,9 @@ class NetnsBackend(LocalFiles, Backend):
             state.add_namespace(ns)
             _ip("netns", "add", ns)
         wiring.wire(topology, self.netns, self.lab)
+        for host, values in self.sysctls.items():
+            for name, value in values.items():
+                self.run(host, ["sysctl", "-q", "-w", f"{name}={value}"])
 
     def destroy(self, state: LabState) -> list[str]:
         removed = []

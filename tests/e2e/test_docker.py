@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,3 +154,20 @@ def test_docker_absent_is_one_line(tmp_path):
     assert r.returncode == 2
     lines = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and "Docker is not running" in lines[0] and "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("backend", ["netns", "docker"])
+def test_exercise_sysctls_are_set_on_either_backend(tmp_path, backend):
+    """/proc/sys is read-only in a container: the Docker backend sets them at creation, netns with sysctl -w."""
+    mine = tmp_path / "mine"
+    shutil.copytree(REPO / "exercises" / "exercise1", mine)
+    text = (mine / "exercise.yml").read_text().replace(
+        "programs:\n", "sysctls:\n  source: {net.ipv4.tcp_keepalive_time: \"{keepcnt}1\", net.ipv4.tcp_invalid_ratelimit: 1000}\n\nprograms:\n", 1)
+    (mine / "exercise.yml").write_text(text)
+    r = up(str(mine), f"e2esc{backend[:2]}", EX1_FAST, tmp_path / "r", "--backend", backend)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["sysctls"]["source"]["net.ipv4.tcp_keepalive_time"] == "21"  # keepcnt=2, then "1"
+    # Kept in jiffies by the kernel: 1000 ms is whole jiffies at any HZ, so it reads back unchanged.
+    assert m["sysctls"]["source"]["net.ipv4.tcp_invalid_ratelimit"] == "1000"
+    assert m["sysctls"]["dest"]["net.ipv4.tcp_keepalive_time"] == "7200"  # only the host that asked

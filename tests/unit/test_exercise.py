@@ -136,3 +136,18 @@ def test_image_tag_follows_the_dockerfile(tmp_path, monkeypatch):
     first = images.tag()
     (tmp_path / "host" / "Dockerfile").write_text((tmp_path / "host" / "Dockerfile").read_text() + "\n# edited\n")
     assert images.tag() != first and images.tag().startswith("tcplab/host:")
+
+
+@pytest.mark.parametrize(
+    "sysctls, field, words",
+    [
+        ("{moon: {net.ipv4.tcp_keepalive_time: 1}}", "sysctls.moon", "no host 'moon'"),
+        ("{source: {kernel.hostname: 1}}", "sysctls.source.kernel.hostname", "only per-network-namespace"),
+        ("{source: {net.ipv4.tcp_keepalive_time: 'x; reboot'}}", "sysctls.source.net.ipv4.tcp_keepalive_time", "are numbers"),
+    ],
+)
+def test_sysctl_errors(tmp_path, sysctls, field, words):
+    path = own_exercise(tmp_path, BASE + f"sysctls: {sysctls}\ntimeline: []\n")
+    with pytest.raises(ConfigError) as e:
+        exercise.load(path)
+    assert e.value.field == field and words in e.value.message
