@@ -128,6 +128,17 @@ def _write_logs(folder: Path, client: list[dict], server: list[dict]) -> None:
     (folder / "server.log").write_text("".join(json.dumps(e) + "\n" for e in server))
 
 
+def _window_closed(folder: Path) -> tuple[Conversation, float]:
+    """A connection whose receiver has just closed its window: the conversation, and when it closed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"x" * 1000)
+    closed = 0.02
+    c.server_ack(closed, win=0)
+    return c, closed
+
+
 PERSIST_CHECKS = [
     {"check": "connection_established", "capture": "source", "client": "client", "exchange": False},
     {"check": "zero_window_advertised", "capture": "source", "client": "client"},
@@ -149,12 +160,7 @@ def persist_results(
     logged_bytes: int | None = None,  # what both logs claim, if not what the capture carries
 ) -> Path:
     """A results folder as `invoke up persist-timer` leaves it, with a schedule of one's choosing."""
-    folder.mkdir(parents=True, exist_ok=True)
-    c = Conversation()
-    c.handshake()
-    c.client_data(0.01, b"x" * 1000)
-    zero_at = 0.02
-    c.server_ack(zero_at, win=0)
+    c, zero_at = _window_closed(folder)
     for p in probes:
         t = zero_at + p
         {"linux": c.client_probe, "garbage": lambda t: c.client_probe(t, payload=b"x"), "rfc": c.client_rfc_probe}[probe_kind](t)
@@ -203,12 +209,7 @@ def lost_update_results(
     claimed_restore: float | None = None,  # what the manifest says, if not the real end of the drop
 ) -> Path:
     """Captures at both ends of a connection whose window update is lost on the path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    c = Conversation()
-    c.handshake()
-    c.client_data(0.01, b"x" * 1000)
-    z = 0.02
-    c.server_ack(z, win=0)
+    c, z = _window_closed(folder)
     lost = []  # packets dest sends that the path drops
     events = [(p, "probe") for p in probes] + [(update_at, "update")]
     window_open, reopened_seen = False, False
