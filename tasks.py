@@ -76,7 +76,7 @@ def list_(c):
     }
 )
 def bench(c, seconds=8.0, tshark_packets=100000, capture=None):
-    """Print the analyzer's packets per second beside tshark's on the same bulk capture."""
+    """Print figures: the analyzer's packets per second beside tshark's, and Docker lab up+down beside the docker CLI's."""
     from lab import bench as bench_mod
     from lab.preflight import require_root
 
