@@ -81,9 +81,6 @@ class Flow:
     def flags(self) -> np.ndarray:
         return self.table.flags[self.rows]
 
-    def count(self, label: str) -> int:
-        return int(np.count_nonzero(self.labels & BIT[label]))
-
     def where(self, label: Optional[str] = None, sender: Optional[str] = None, *, without: tuple = (),
               after: Optional[float] = None, since: Optional[float] = None, before: Optional[float] = None) -> np.ndarray:
         """Positions of the segments that match: a label, a sender, labels to exclude, and a time range
@@ -127,12 +124,6 @@ class Flow:
     def events(self) -> list[Event]:
         """Every segment as an event: convenient for small captures; checks use `where` and `pick`."""
         return [self.event(k) for k in range(len(self.rows))]
-
-    def sent_by(self, sender: str) -> list[Event]:
-        return self.pick(sender=sender)
-
-    def labelled(self, label: str, sender: Optional[str] = None) -> list[Event]:
-        return self.pick(label, sender)
 
     def __str__(self) -> str:
         return f"{self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"
@@ -194,6 +185,7 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     pos = np.arange(m)
     sides = (~from_server, from_server)
     is_syn = (flags & SYN) != 0
+    has_ack = (flags & ACK) != 0
     synfin = (flags & (SYN | FIN)) != 0
 
     # Per side: ISN, unwrapped relative sequence, window scale.
@@ -211,24 +203,22 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
         rel_seq[idx] = _unwrap((seq[idx] - isn[d]) % MOD)
     rel_ack = np.zeros(m, dtype=np.int64)
     for d, mine in enumerate(sides):
-        idx = np.nonzero(mine & ((flags & ACK) != 0))[0]
+        idx = np.nonzero(mine & has_ack)[0]
         if len(idx):
             rel_ack[idx] = _unwrap((ack[idx] - isn[1 - d]) % MOD)
     # Window scale per side, as Wireshark does: a side's own SYN (or SYN-ACK) option sets its scale;
     # a SYN seen without the option means neither side scales. A side whose SYN is not in the capture
     # has an unknown scale (its windows are shown unscaled, and "window full" is not judged against it).
-    pure_syn_rows = np.nonzero(is_syn & ((flags & ACK) == 0))[0]
-    no_scaling = bool(len(pure_syn_rows)) and int(t.wscale[rows[pure_syn_rows[0]]]) < 0
+    no_scaling = bool(len(syn_at)) and int(t.wscale[rows[syn_at[0]]]) < 0
     shift_of = [0 if no_scaling else max(scale[d], 0) for d in (0, 1)]
     scale_known = [no_scaling or syn_seen[d] for d in (0, 1)]
     shift = np.where(from_server, shift_of[1], shift_of[0])
     window = np.where(is_syn, win, win << shift)
 
     rst = (flags & RST) != 0
-    ack_only = ((flags & ACK) != 0) & ((flags & (SYN | FIN | RST)) == 0)
+    ack_only = has_ack & ((flags & (SYN | FIN | RST)) == 0)
     # Each side's last advertised window before a segment (RSTs advertise nothing), its last
     # acknowledgement, and the previous segment of the same side.
-    has_ack = (flags & ACK) != 0
     last_win = [_last_before(mine & ~rst, window, pos) for mine in sides]
     last_ack = [_last_before(mine & has_ack, rel_ack, pos) for mine in sides]
     peer_win = np.where(from_server, last_win[0], last_win[1])
@@ -251,8 +241,8 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     probe = ack_only & (plen <= 1) & (nxt_before > 0) & (rel_seq == nxt_before - 1)
     rfc_probe = pushed_into_zero & (rel_seq == nxt_before)
     labels = np.zeros(m, dtype=np.int64)
-    labels |= np.where(is_syn & ((flags & ACK) == 0), BIT[SYN_], 0)
-    labels |= np.where(is_syn & ((flags & ACK) != 0), BIT[SYN_ACK], 0)
+    labels |= np.where(is_syn & ~has_ack, BIT[SYN_], 0)
+    labels |= np.where(is_syn & has_ack, BIT[SYN_ACK], 0)
     labels |= np.where(rst, BIT[RST_], 0)
     labels |= np.where((flags & FIN) != 0, BIT[FIN_], 0)
     labels |= np.where(probe & (peer_win != 0), BIT[KEEPALIVE], 0)

@@ -12,7 +12,7 @@ from .. import tcpflow as tf
 from ..pcap import FIN, SYN
 from ..kernel_model import KeepaliveModel
 from .context import Context
-from .registry import CheckResult, MissingInput, check
+from .registry import CheckResult, MissingInput, check, either, seconds
 
 # recv() returns ETIMEDOUT when the kernel wakes the blocked reader right after sending the RST;
 # the gap between the two is process scheduling, not a TCP timer.
@@ -47,14 +47,6 @@ def observe(ctx: Context, capture: str, client: str) -> Observed:
 
 def model_for(ctx: Context, keepidle, keepintvl, keepcnt, user_timeout) -> KeepaliveModel:
     return KeepaliveModel(float(keepidle), float(keepintvl), int(keepcnt), int(user_timeout), ctx.hz)
-
-
-def _fmt(times: list[float]) -> str:
-    return ", ".join(f"{t:.3f}" for t in times) if times else "none"
-
-
-def _counts(ns: list[int]) -> str:
-    return str(ns[0]) if len(ns) == 1 else " or ".join(map(str, ns))
 
 
 def _why_count(m: KeepaliveModel) -> str:
@@ -107,7 +99,7 @@ def keepalive_probes(ctx: Context, capture: str, client: str, keepidle, keepintv
     offsets, intervals = o.offsets(), o.intervals()
     problems = []
     if len(o.probes) not in counts:
-        problems.append(f"{len(o.probes)} probes where {_counts(counts)} were due")
+        problems.append(f"{len(o.probes)} probes where {either(counts)} were due")
     if offsets and not first.holds(offsets[0]):
         problems.append(f"first probe at {offsets[0]:.3f} s, outside {first.low:.3f}..{first.high:.3f}")
     for k, iv in enumerate(intervals, 2):
@@ -118,10 +110,10 @@ def keepalive_probes(ctx: Context, capture: str, client: str, keepidle, keepintv
         name,
         not problems,
         expected=(
-            f"{_counts(counts)} probes ({_why_count(m)}), at {_fmt(m.probe_times(n))} s after the last received segment: "
+            f"{either(counts)} probes ({_why_count(m)}), at {seconds(m.probe_times(n))} s after the last received segment: "
             f"first within {first.low:.3f}..{first.high:.3f} s, then every {gap.low:.3f}..{gap.high:.3f} s ({f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown: widest tolerance'})"
         ),
-        observed=f"{len(o.probes)} probes at {_fmt(offsets)} s; intervals {_fmt(intervals)} s",
+        observed=f"{len(o.probes)} probes at {seconds(offsets)} s; intervals {seconds(intervals)} s",
         detail="; ".join(problems) + (f"; {o.answered} answered probe(s) before the peer went silent" if o.answered else ""),
     )
 
@@ -178,7 +170,7 @@ def user_timeout_decides(ctx: Context, capture: str, client: str, keepidle, keep
     seen = len(o.probes)
     without = KeepaliveModel(m.keepidle, m.keepintvl, m.keepcnt, 0, m.hz)
     expected = (
-        f"{_counts(m.probe_counts()) if m.user_timeout_ms else '?'} probes from U={m.user_timeout_ms} ms, "
+        f"{either(m.probe_counts()) if m.user_timeout_ms else '?'} probes from U={m.user_timeout_ms} ms, "
         f"not KEEPCNT={m.keepcnt} (KEEPCNT alone would abort at {without.abort(m.keepcnt).nominal:.3f} s)"
     )
     problems = []
@@ -191,7 +183,7 @@ def user_timeout_decides(ctx: Context, capture: str, client: str, keepidle, keep
         )
     else:
         if seen not in m.probe_counts():
-            problems.append(f"{seen} probes, not the {_counts(m.probe_counts())} the user timeout allows")
+            problems.append(f"{seen} probes, not the {either(m.probe_counts())} the user timeout allows")
         if seen == m.keepcnt:
             problems.append(f"{seen} probes is KEEPCNT: the count decided, not the user timeout")
     abort = f", abort at {o.rst.ts - o.anchor.ts:.3f} s" if o.rst else ", no abort seen"

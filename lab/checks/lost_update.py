@@ -95,9 +95,7 @@ def probe_reopens(ctx: Context, seen_capture: str, client: str) -> CheckResult:
 def data_resumes(ctx: Context, seen_capture: str, client: str) -> CheckResult:
     """New data follows the ACK that reopened the window at once."""
     stall = observe_stall(ctx, seen_capture, client)
-    resumed = None
-    if stall.reopened is not None:
-        resumed = stall.flow.first(tf.DATA, tf.CLIENT, since=stall.reopened.ts, without=(tf.RETRANSMISSION,))
+    resumed = stall.resumed
     gap = resumed.ts - stall.reopened.ts if resumed is not None else None
     ok = gap is not None and gap <= RESUME_SLACK and resumed.rel_seq == stall.reopened.rel_ack
     return CheckResult(

@@ -13,7 +13,7 @@ import numpy as np
 from .. import tcpflow as tf
 from ..kernel_model import PersistModel, textbook_persist_schedule
 from .context import Context
-from .registry import CheckResult, MissingInput, check
+from .registry import CheckResult, MissingInput, check, either, seconds
 
 
 @dataclass
@@ -29,6 +29,13 @@ class Stall:
     @property
     def seconds(self) -> Optional[float]:
         return self.reopened.ts - self.closed.ts if self.reopened else None
+
+    @property
+    def resumed(self) -> Optional[tf.Event]:
+        """The client's first new data once the window reopened (after the stall, retransmissions aside)."""
+        if self.reopened is None:
+            return None
+        return self.flow.first(tf.DATA, tf.CLIENT, since=self.reopened.ts, without=(tf.RETRANSMISSION,))
 
 
 def observe_stall(ctx: Context, capture: str, client: str) -> Stall:
@@ -59,10 +66,6 @@ def persist_model(ctx: Context, client: str) -> PersistModel:
     return PersistModel(longest["rto_us"] / 1e6, ctx.hz)
 
 
-def _times(values: list[float]) -> str:
-    return ", ".join(f"{v:.3f}" for v in values) if values else "none"
-
-
 @check
 def zero_window_advertised(ctx: Context, capture: str, client: str) -> CheckResult:
     """The receiver's buffer filled and it advertised a zero window."""
@@ -87,7 +90,7 @@ def window_probes(ctx: Context, capture: str, client: str) -> CheckResult:
     problems = []
     counts = m.probe_counts(stall)
     if len(s.probes) not in counts:
-        problems.append(f"{len(s.probes)} probes in a {stall:.3f} s stall where {' or '.join(map(str, counts))} were due")
+        problems.append(f"{len(s.probes)} probes in a {stall:.3f} s stall where {either(counts)} were due")
     wrong_form = [p for p in s.probes if p.seg.plen != 0 or p.rel_seq != s.closed.rel_ack - 1]
     if wrong_form:
         problems.append(f"{len(wrong_form)} probe(s) not in Linux's form (0 bytes at SND.UNA - 1 = {s.closed.rel_ack - 1})")
@@ -101,17 +104,17 @@ def window_probes(ctx: Context, capture: str, client: str) -> CheckResult:
             problems.append(f"{what} {iv:.3f} s after the previous event, outside {w.low:.3f}..{w.high:.3f}")
     textbook = textbook_persist_schedule(stall)
     if textbook:
-        compare = f"the textbook's 1-byte probes every 5, 10, 20, 40, 60 s would be at {_times(textbook)} s"
+        compare = f"the textbook's 1-byte probes every 5, 10, 20, 40, 60 s would be at {seconds(textbook)} s"
     else:
         compare = f"the textbook's 1-byte probes every 5, 10, 20, 40, 60 s would not have started in a {stall:.1f} s stall"
     return CheckResult(
         "window_probes", not problems,
         expected=(
-            f"{' or '.join(map(str, counts))} probes of 0 bytes at SND.UNA - 1, at {_times(m.schedule(stall))} s after the window closed "
+            f"{either(counts)} probes of 0 bytes at SND.UNA - 1, at {seconds(m.schedule(stall))} s after the window closed "
             f"(RTO {m.rto * 1000:.0f} ms, floor 200 ms, doubling; each interval may run one timer slot + one jiffy late); {compare}"
         ),
         observed=(
-            f"{len(s.probes)} probes at {_times(at)} s; intervals {_times(intervals)} s; "
+            f"{len(s.probes)} probes at {seconds(at)} s; intervals {seconds(intervals)} s; "
             f"{len(s.replies)} answered (the receiver rate-limits its replies, so not every probe is)"
         ),
         detail="; ".join(problems),
@@ -124,11 +127,10 @@ def window_reopened(ctx: Context, capture: str, client: str) -> CheckResult:
     s = observe_stall(ctx, capture, client)
     m = persist_model(ctx, client)
     problems = []
-    resumed = None
+    resumed = s.resumed
     if s.reopened is None:
         problems.append("the window never reopened in the capture")
     else:
-        resumed = s.flow.first(tf.DATA, tf.CLIENT, since=s.reopened.ts, without=(tf.RETRANSMISSION,))
         limit = m.interval(len(s.probes)).high
         if resumed is None:
             problems.append("no new data from the client after the window reopened")

@@ -24,6 +24,16 @@ class MissingInput(Exception):
 REGISTRY: dict[str, Callable[..., CheckResult]] = {}
 
 
+def seconds(values) -> str:
+    """Times for a report line: '1.000, 2.032' or 'none'."""
+    return ", ".join(f"{v:.3f}" for v in values) if len(values) else "none"
+
+
+def either(counts: list[int]) -> str:
+    """The counts a model allows: '3' or '3 or 4'."""
+    return " or ".join(map(str, counts))
+
+
 def check(fn: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
     """Registers a check under its function name; its parameters after `ctx` are the fields exercise.yml may set."""
     REGISTRY[fn.__name__] = fn
