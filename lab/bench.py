@@ -5,7 +5,6 @@ own (namespaces, real kernel TCP), and set beside tshark's rate on the same file
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -13,12 +12,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import procs, tcpflow, ui
+from . import tcpflow, ui
 from .backends.netns import NetnsBackend
 from .errors import LabError
 from .exercise import EXERCISE_DIR
 from .labstate import LabState
 from .pcap import read_table
+from .timeline import tcpdump_argv
 from .topology import load as load_topology
 
 BENCH_LAB = "bench"
@@ -28,14 +28,11 @@ PORT = 5001
 def bulk_capture(out: Path, seconds: float) -> int:
     """Captures `seconds` of a full-speed transfer from source to dest; returns the packet count."""
     backend = NetnsBackend(BENCH_LAB)
-    me = os.getpid()
-    state = LabState(BENCH_LAB, "netns", "bench", owner_pid=me, owner_start=procs.start_time(me))
-    state.save()
+    state = LabState.owned(BENCH_LAB, "netns", "bench")
     try:
         backend.create(load_topology("default"), state)
         pcap = backend.work_path("source", "bulk.pcap")
-        cap = backend.spawn("source", "tcpdump", ["tcpdump", "-i", "eth0", "-n", "--immediate-mode", "-U", "-Z", "root",
-                                                  "-s", "96", "-B", "65536", "-w", pcap, f"tcp port {PORT}"], state)
+        cap = backend.spawn("source", "tcpdump", tcpdump_argv("eth0", pcap, 96, f"tcp port {PORT}", buffer_kib=65536), state)
         _wait(lambda: "listening on" in Path(cap.stderr).read_text(errors="replace"), 10, "tcpdump to start")
         programs = EXERCISE_DIR / "persist-timer"
         big = str(4 << 20)
@@ -94,9 +91,7 @@ def docker_lab_times(repeat: int = 3) -> tuple[float, float]:
     ours, plain = float("inf"), float("inf")
     for i in range(repeat):
         backend = DockerBackend(f"{BENCH_LAB}{i}")
-        me = os.getpid()
-        state = LabState(backend.lab, "docker", "bench", owner_pid=me, owner_start=procs.start_time(me))
-        state.save()
+        state = LabState.owned(backend.lab, "docker", "bench")
         start = time.perf_counter()
         try:
             backend.create(topo, state)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -15,6 +14,7 @@ from .errors import LabError
 from .labstate import LabState
 from .naming import PREFIX, check_lab_name
 from .preflight import require_root, require_tools
+from .backends.netns import list_netns
 from .timeline import Run, TimelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -54,9 +54,7 @@ def _run_lab(ex, lab: str, backend, folder: Path, keep: bool) -> str:
     ui.reset_clock()
     ui.step(f"{ex.name}: {ex.title}")
     ui.step("parameters: " + ", ".join(f"{k}={v}" for k, v in ex.values.items()))
-    me = os.getpid()
-    state = LabState(lab, backend.name, ex.name, owner_pid=me, owner_start=procs.start_time(me))
-    state.save()
+    state = LabState.owned(lab, backend.name, ex.name)
     manifest: dict = {}
     run: Optional[Run] = None
     built = interrupted = False
@@ -141,7 +139,7 @@ def status() -> int:
             how = f"kept up after {state.exercise} (--keep)"
         else:
             how = "left over from an interrupted run"
-        present = [ns for ns in _netns() if ns in state.namespaces]
+        present = [ns for ns in list_netns() if ns in state.namespaces]
         things = "containers" if state.backend == "docker" else "namespaces"
         ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; {things}: {', '.join(present) or 'none'}")
     return EXIT_OK
@@ -223,15 +221,10 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _netns() -> list[str]:
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
-
-
 def _stray_labs() -> list[str]:
     """Labs whose namespaces exist without a state file (the state folder is on tmpfs; namespaces may outlive it)."""
     out = set()
-    for ns in _netns():
+    for ns in list_netns():
         parts = ns.split("-")
         if len(parts) == 3 and parts[0] == PREFIX:
             out.add(parts[1])

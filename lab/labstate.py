@@ -31,6 +31,14 @@ class LabState:
     containers: list[str] = field(default_factory=list)
     processes: list[dict] = field(default_factory=list)  # {pid, start, host, name}
 
+    @classmethod
+    def owned(cls, lab: str, backend: str, exercise: str) -> "LabState":
+        """A new lab's state, owned by this process (so `down` can tell a running lab from a leftover), saved."""
+        me = os.getpid()
+        state = cls(lab, backend, exercise, owner_pid=me, owner_start=procs.start_time(me))
+        state.save()
+        return state
+
     @property
     def dir(self) -> Path:
         return state_dir(self.lab)

@@ -56,9 +56,7 @@ class Run:
 
     def finish(self) -> None:
         """Stops whatever still runs and collects everything; safe after any failure, and idempotent."""
-        for proc in self.programs.values():
-            if proc.poll() is None:
-                self._terminate(proc)
+        stop(list(self.programs.values()), signal.SIGTERM, grace=3)
         self._stop_captures()
         if not self.collected:
             self._collect(None, {})
@@ -83,11 +81,7 @@ class Run:
         host, iface, filt = step.args["host"], step.args["interface"], step.args.get("filter", "")
         snaplen = int(step.args.get("snaplen", DEFAULT_SNAPLEN))
         path = self.backend.work_path(host, f"{name}.pcap")
-        # --immediate-mode: libpcap otherwise hands packets over in ring blocks, and the block still open
-        # when SIGINT arrives is lost (the abort's RST, typically). -U writes each packet as it comes;
-        # -Z root keeps tcpdump able to write the lab's folder.
-        argv = ["tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-Z", "root", "-s", str(snaplen), "-w", path]
-        argv += [filt] if filt else []
+        argv = tcpdump_argv(iface, path, snaplen, filt)
         ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else ""))
         proc = self.backend.spawn(host, f"tcpdump-{name}", argv, self.state)
         self.captures[name] = Capture(name, host, iface, filt, path, snaplen, proc)
@@ -153,21 +147,14 @@ class Run:
     def _stop(self, step: Step, entry: dict) -> None:
         proc = self._program(step)
         ui.step(f"stop {proc.name}")
-        self._terminate(proc)
+        stop([proc], signal.SIGTERM, grace=3)
 
     def _stop_captures(self, step: Optional[Step] = None, entry: Optional[dict] = None) -> None:
-        running = [c for c in self.captures.values() if c.process.poll() is None]
+        running = [c.process for c in self.captures.values() if c.process.poll() is None]
         if running and step is not None:
             ui.step("stop captures")
-        for c in running:
-            # SIGINT makes tcpdump flush its buffer and print its packet counts.
-            c.process.signal(signal.SIGINT)
-        for c in running:
-            deadline = time.monotonic() + 5
-            while c.process.poll() is None and time.monotonic() < deadline:
-                time.sleep(POLL)
-            if c.process.poll() is None:
-                c.process.signal(signal.SIGKILL)
+        # SIGINT makes tcpdump flush its buffer and print its packet counts.
+        stop(running, signal.SIGINT, grace=5)
         for c in self.captures.values():
             err = self.backend.read_file(c.host, c.process.stderr).decode(errors="replace")
             for key, pattern in (("packets_captured", r"(\d+) packets? captured"), ("packets_dropped_by_kernel", r"(\d+) packets? dropped by kernel")):
@@ -198,14 +185,6 @@ class Run:
             raise TimelineError(f"{step.where}: program {name} has not been started (add a `start: {name}` step before)")
         return self.programs[name]
 
-    def _terminate(self, proc: Process) -> None:
-        proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + 3
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(POLL)
-        if proc.poll() is None:
-            proc.signal(signal.SIGKILL)
-
     def _wait_for(self, proc: Process, seen, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -224,6 +203,31 @@ class Run:
             if time.monotonic() > deadline:
                 raise TimelineError(f"timed out after {timeout:g} s waiting for {what}")
             time.sleep(POLL)
+
+
+def tcpdump_argv(iface: str, path: str, snaplen: int, filt: str = "", buffer_kib: int = 0) -> list[str]:
+    """tcpdump writing a capture that keeps its last packets when stopped with SIGINT.
+
+    --immediate-mode: libpcap otherwise hands packets over in ring blocks, and the block still open
+    when SIGINT arrives is lost (the abort's RST, typically). -U writes each packet as it comes;
+    -Z root keeps tcpdump able to write the lab's folder.
+    """
+    argv = ["tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-Z", "root", "-s", str(snaplen), "-w", path]
+    argv += ["-B", str(buffer_kib)] if buffer_kib else []  # a bigger kernel buffer, for bulk rates
+    return argv + ([filt] if filt else [])
+
+
+def stop(processes: list[Process], sig: int, grace: float) -> None:
+    """Signals every running process at once, waits up to `grace` seconds for all, then SIGKILLs the rest."""
+    running = [p for p in processes if p.poll() is None]
+    for p in running:
+        p.signal(sig)
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in running) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    for p in running:
+        if p.poll() is None:
+            p.signal(signal.SIGKILL)
 
 
 def _event_name(line: str) -> Optional[str]:
