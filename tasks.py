@@ -24,18 +24,23 @@ def _run(fn, *args) -> None:
     help={
         "exercise": "exercise to run (see `invoke list`)",
         "lab": "lab name: every namespace, link and process is named after it (default tcplab)",
-        "backend": "where hosts live: netns (network namespaces on this machine, the default) or docker (containers)",
+        "backend": "where hosts live: netns (network namespaces on this machine, the default), docker (containers), "
+                   "or ssh (machines named in --inventory)",
+        "inventory": "with --backend ssh: YAML file naming the source, dest and (optional) observer machines",
+        "accept_new_host_keys": "with --backend ssh: trust machines whose host key is not in known_hosts yet, and add it there "
+                                "(a changed key is refused regardless)",
         "set_": "override a parameter, name=value; repeatable (--set keepidle=3 --set keepcnt=5)",
         "results": "results folder (default results/<lab>-<exercise>-<timestamp>/)",
         "keep": "leave the lab up after the run, to look around; remove it with `invoke down`",
     },
 )
-def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep=False):
+def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep=False, inventory=None,
+       accept_new_host_keys=False):
     """Bring a lab up, run the exercise, collect captures and logs, check them, tear down.
 
     Exit status: 0 every check passed, 1 a check failed, 2 bad input or environment, 130 interrupted.
     """
-    _run(commands.up, exercise, lab, backend, set_ or [], results, keep)
+    _run(commands.up, exercise, lab, backend, set_ or [], results, keep, inventory, accept_new_host_keys)
 
 
 @task(help={"folder": "a results folder made by `invoke up`"})
@@ -44,10 +49,17 @@ def check(c, folder):
     _run(commands.check, folder)
 
 
-@task(name="down", help={"lab": "lab to remove (default tcplab)", "all": "remove every tcplab lab on this machine"})
-def down_(c, lab=None, all=False):
+@task(
+    name="down",
+    help={
+        "lab": "lab to remove (default tcplab)",
+        "all": "remove every tcplab lab this machine knows of",
+        "inventory": "remove the lab from the machines of this SSH inventory (needed only when this machine has no record of it)",
+    },
+)
+def down_(c, lab=None, all=False, inventory=None):
     """Remove everything a lab created, even after `up` was killed. Safe to run twice."""
-    _run(commands.down, lab, all)
+    _run(commands.down, lab, all, inventory)
 
 
 @task(help={"rebuild": "build even if an up-to-date image exists"})

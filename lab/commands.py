@@ -20,15 +20,17 @@ from .timeline import Run, TimelineError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir: Optional[str], keep: bool) -> int:
+def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir: Optional[str], keep: bool,
+       inventory: Optional[str] = None, accept_new_host_keys: bool = False) -> int:
     check_lab_name(lab)
-    ex = exercise_mod.load(name, sets, lab)  # all input is checked before anything is built
-    backend = backends.get(backend_name, lab)
-    if ex.dir.parent != exercise_mod.EXERCISE_DIR:
-        backend.share.append(ex.dir)
-    backend.sysctls = ex.sysctls
-    require_root(f"up {name}")
-    require_tools({**backend.required_tools, **exercise_mod.required_tools(ex)})
+    ui.reset_clock()
+    # All input is checked before anything is built.
+    backend = backends.get(backend_name, lab, inventory, accept_new_host_keys)
+    ex = exercise_mod.load(name, sets, lab, addresses=backend.addresses())
+    backend.prepare(ex)
+    if backend.local:
+        require_root(f"up {name}")
+        require_tools({**backend.required_tools, **backend.tools})
     backend.check_environment()
     with labstate.exclusive(lab):
         _clear_leftovers(lab)
@@ -37,6 +39,7 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
             outcome = _run_lab(ex, lab, backend, folder, keep)
         finally:
             _remove_if_empty(folder)
+            backend.close()
     if outcome == "interrupted":
         ui.error(f"interrupted: lab {lab} torn down")
         if folder.exists():
@@ -44,14 +47,13 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
         return EXIT_INTERRUPTED
     passed = report.check_folder(folder)
     if keep:
-        ui.console.print(f"lab {lab} is still up (--keep): `ip netns exec {PREFIX}-{lab}-source bash` to look around, `invoke down --lab {lab}` to remove it")
+        ui.console.print(f"lab {lab} is still up (--keep): {backend.keep_hint()}; `invoke down --lab {lab}` removes it")
     ui.console.print(f"results: {folder}")
     return EXIT_OK if passed else EXIT_FAILED
 
 
 def _run_lab(ex, lab: str, backend, folder: Path, keep: bool) -> str:
     """Builds the lab, runs the timeline, writes the manifest; tears down unless kept. Returns 'done' or 'interrupted'."""
-    ui.reset_clock()
     ui.step(f"{ex.name}: {ex.title}")
     ui.step("parameters: " + ", ".join(f"{k}={v}" for k, v in ex.values.items()))
     state = LabState.owned(lab, backend.name, ex.name)
@@ -61,7 +63,7 @@ def _run_lab(ex, lab: str, backend, folder: Path, keep: bool) -> str:
     try:
         with _signals_interrupt():
             try:
-                ui.step(f"bring up lab {lab} on {backend.name}: {', '.join(ex.topology.nodes)}")
+                ui.step(f"bring up lab {lab} on {backend.name}: {', '.join(backend.host_names(ex.topology))}")
                 backend.create(ex.topology, state)
                 built = True
                 manifest = _manifest(ex, lab, backend, folder)
@@ -99,23 +101,33 @@ def check(folder: str) -> int:
     return EXIT_OK if passed else EXIT_FAILED
 
 
-def down(lab: Optional[str], all_labs: bool) -> int:
-    require_root("down")
+def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) -> int:
     if all_labs:
+        if inventory:
+            raise LabError("--all and --inventory do not mix: `invoke down --lab X --inventory FILE` removes lab X from those machines")
         names = sorted(set(labstate.labs()) | set(_stray_labs()) | set(_docker_labs()))
     else:
         names = [check_lab_name(lab or "tcplab")]
     if not names:
         ui.console.print("no labs to remove")
-    docker_labs = set(_docker_labs())
+    docker_labs = set(_docker_labs()) if names else set()
     for name in names:
-        state = labstate.load(name) or LabState(name, "docker" if name in docker_labs else "netns")
+        state = labstate.load(name) or LabState(name, "ssh" if inventory else "docker" if name in docker_labs else "netns")
+        if inventory and state.backend != "ssh":
+            raise LabError(f"lab {name} runs on {state.backend}, not on SSH machines: drop --inventory")
+        if state.backend == "ssh":
+            inventory_file = inventory or state.inventory
+            if not inventory_file:
+                raise LabError(f"lab {name} ran over SSH and its inventory is not recorded: `invoke down --lab {name} --inventory FILE`")
+        else:
+            inventory_file = None
+            require_root("down")
         if state.owner_alive() and state.owner_pid != os.getpid():
             # `up` is still running: let it tear its own lab down, then sweep what is left.
             ui.step(f"lab {name}: stopping its `up` (pid {state.owner_pid})")
             procs.stop(state.owner_pid, state.owner_start, grace=15)
             state = labstate.load(name) or state
-        removed = backends.get(state.backend, name).destroy(state)
+        removed = backends.get(state.backend, name, inventory_file).destroy(state)
         state.remove()
         labstate.drop_lock(name)
         ui.console.print(f"lab {name}: " + (f"removed {', '.join(removed)}" if removed else "nothing left to remove"))
@@ -139,9 +151,13 @@ def status() -> int:
             how = f"kept up after {state.exercise} (--keep)"
         else:
             how = "left over from an interrupted run"
-        present = [ns for ns in list_netns() if ns in state.namespaces]
-        things = "containers" if state.backend == "docker" else "namespaces"
-        ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; {things}: {', '.join(present) or 'none'}")
+        if state.backend == "ssh":
+            where = f"machines: {', '.join(state.machines) or 'none yet'} (inventory {state.inventory})"
+        else:
+            present = [ns for ns in list_netns() if ns in state.namespaces]
+            things = "containers" if state.backend == "docker" else "namespaces"
+            where = f"{things}: {', '.join(present) or 'none'}"
+        ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; {where}")
     return EXIT_OK
 
 
@@ -159,6 +175,8 @@ def list_exercises() -> int:
 
 def _manifest(ex, lab: str, backend, folder: Path) -> dict:
     hosts = [h for h in ("source", "dest") if h in ex.topology.nodes] or list(ex.topology.nodes)
+    # The timer checks read HZ; the client's host (source) is the one whose timers they measure.
+    facts = backend.facts(hosts[0])
     manifest = {
         "tcplab": "0.1.0",
         "exercise": ex.name,
@@ -168,13 +186,14 @@ def _manifest(ex, lab: str, backend, folder: Path) -> dict:
         "parameters": ex.values,
         "addresses": {n.name: n.ip for n in ex.topology.nodes.values() if n.ip},
         "topology": ex.topology.to_dict(),
-        "kernel": sysinfo.kernel(),
+        "kernel": facts["kernel"],
         "sysctls": {h: backend.read_sysctls(h, sorted(set(sysinfo.TCP_SYSCTLS) | set(ex.sysctls.get(h, {})))) for h in hosts},
         "sysctls_set": ex.sysctls,
-        "tools": sysinfo.tool_versions(),
+        "tools": facts["tools"],
         "started": _now(),
         "checks": ex.checks,
         "plots": ex.plots,
+        **backend.describe(),
     }
     results.write_json(folder / "manifest.json", manifest)
     return manifest
@@ -189,7 +208,7 @@ def _clear_leftovers(lab: str) -> None:
     if old.kept:
         raise LabError(f"lab {lab} is still up from an earlier `up --keep`: run `invoke down --lab {lab}` first, or choose another --lab")
     ui.warn(f"lab {lab} has leftovers from an interrupted run; removing them")
-    backends.get(old.backend, lab).destroy(old)
+    backends.get(old.backend, lab, old.inventory or None).destroy(old)
     old.remove()
 
 

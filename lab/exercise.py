@@ -98,7 +98,8 @@ def exercise_file(name: str) -> Path:
     return path
 
 
-def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exercise:
+def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab", addresses: dict[str, str] | None = None) -> Exercise:
+    """addresses: host -> IPv4 address replacing the topology's (machines that have their own)."""
     path = exercise_file(name)
     top = yamlfile.Fields(path, "", yamlfile.load(path) or {})
     top.only(["title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots"])
@@ -109,6 +110,8 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab") -> Exerc
         if e.message.startswith("no such topology"):
             raise top.error("topology", e.message) from None
         raise
+    if addresses:
+        topo = topo.readdressed(addresses)
     declared = params_mod.parse_declarations(path, top.sub("parameters", {}))
     values = params_mod.parse_overrides(overrides, declared, path.parent.name)
     ex = Exercise(

@@ -1,8 +1,9 @@
-"""The Docker backend's host image: built from images/host/Dockerfile, offline if need be.
+"""The project's images: built from images/<name>/Dockerfile, offline if need be.
 
-The tag carries a hash of images/host/, so an edit to the Dockerfile (or anything beside it) makes
-`up` rebuild. Without a registry the base is made from Debian's package mirror (debootstrap, then
-`docker import`) and handed to the same Dockerfile as its BASE.
+`host` is what every Docker backend host runs; `ssh-vm` is the host image plus sshd, the stand-in VM
+the SSH backend's tests reach. A tag carries a hash of its folder (and of its base's), so an edit to a
+Dockerfile makes `up` rebuild. Without a registry the Debian base is made from Debian's package mirror
+(debootstrap, then `docker import`) and handed to the same Dockerfile as its BASE.
 """
 from __future__ import annotations
 
@@ -17,18 +18,22 @@ from pathlib import Path
 from . import ui
 from .errors import LabError
 
-IMAGE_DIR = Path(__file__).resolve().parent.parent / "images" / "host"
+IMAGES = Path(__file__).resolve().parent.parent / "images"
+IMAGE_DIR = IMAGES / "host"
 REPOSITORY = "tcplab/host"
+SSH_VM_DIR = IMAGES / "ssh-vm"
+SSH_VM_REPOSITORY = "tcplab/ssh-vm"
 REGISTRY_BASE = "debian:bookworm-slim"
 OFFLINE_BASE = "tcplab/debian-base:bookworm"
 MIRROR = "http://deb.debian.org/debian"
 LABEL = "tcplab.image"
 
 
-def content_hash() -> str:
+def content_hash(folder: Path | None = None) -> str:
+    folder = folder or IMAGE_DIR
     h = hashlib.sha256()
-    for path in sorted(p for p in IMAGE_DIR.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(IMAGE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
 
@@ -36,23 +41,45 @@ def tag() -> str:
     return f"{REPOSITORY}:{content_hash()}"
 
 
+def ssh_vm_tag() -> str:
+    # Built on the host image, so a change to either folder makes a new tag.
+    return f"{SSH_VM_REPOSITORY}:{content_hash(SSH_VM_DIR)}-{content_hash()}"
+
+
 def ensure(client, rebuild: bool = False) -> str:
     """The host image's tag, built first if it is missing or out of date."""
+    wanted = tag()
+    if rebuild or not _exists(client, wanted):
+        _build(client, IMAGE_DIR, wanted, _base(client), "host")
+    return wanted
+
+
+def ensure_ssh_vm(client, rebuild: bool = False) -> str:
+    """The stand-in VM image's tag, built on the host image first if it is missing or out of date."""
+    wanted = ssh_vm_tag()
+    if rebuild or not _exists(client, wanted):
+        _build(client, SSH_VM_DIR, wanted, ensure(client), "ssh-vm")
+    return wanted
+
+
+def _exists(client, name: str) -> bool:
     import docker.errors
 
-    wanted = tag()
-    if not rebuild:
-        try:
-            client.images.get(wanted)
-            return wanted
-        except docker.errors.ImageNotFound:
-            pass
-    base = _base(client)
-    ui.step(f"building {wanted} from {IMAGE_DIR}/Dockerfile on {base}")
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _build(client, folder: Path, wanted: str, base: str, label: str) -> None:
+    import docker.errors
+
+    ui.step(f"building {wanted} from {folder}/Dockerfile on {base}")
     try:
         # forcerm: the intermediate build container goes even when a step fails.
-        stream = client.api.build(path=str(IMAGE_DIR), tag=wanted, buildargs={"BASE": base}, network_mode="host",
-                                  rm=True, forcerm=True, decode=True, labels={LABEL: "host"})
+        stream = client.api.build(path=str(folder), tag=wanted, buildargs={"BASE": base}, network_mode="host",
+                                  rm=True, forcerm=True, decode=True, labels={LABEL: label})
         for chunk in stream:
             if "error" in chunk:
                 raise LabError(f"building {wanted} failed: {chunk['error'].strip()}")
@@ -61,18 +88,14 @@ def ensure(client, rebuild: bool = False) -> str:
                 ui.step(f"  {line}")
     except docker.errors.APIError as e:
         raise LabError(f"building {wanted} failed: {e.explanation or e}") from None
-    return wanted
 
 
 def _base(client) -> str:
     import docker.errors
 
     for name in (REGISTRY_BASE, OFFLINE_BASE):
-        try:
-            client.images.get(name)
+        if _exists(client, name):
             return name
-        except docker.errors.ImageNotFound:
-            pass
     ui.step(f"pulling {REGISTRY_BASE}")
     try:
         client.images.pull(REGISTRY_BASE)

@@ -30,6 +30,8 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     processes: list[dict] = field(default_factory=list)  # {pid, start, host, name}
+    inventory: str = ""  # the SSH backend's inventory file, so `down --lab X` finds the machines
+    machines: list[str] = field(default_factory=list)  # inventory roles the lab has touched
 
     @classmethod
     def owned(cls, lab: str, backend: str, exercise: str) -> "LabState":
@@ -55,6 +57,10 @@ class LabState:
 
     def add_container(self, name: str) -> None:
         self.containers.append(name)
+        self.save()
+
+    def add_machine(self, role: str) -> None:
+        self.machines.append(role)
         self.save()
 
     def add_process(self, pid: int, start: Optional[int], host: str, name: str) -> None:

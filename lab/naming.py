@@ -1,6 +1,7 @@
 """Names of everything a lab creates, so that cleanup removes exactly what one lab made."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -12,7 +13,17 @@ IFNAME_MAX = 15
 # No dash in lab names: namespace names are "tcplab-<lab>-<node>", and a dash would let
 # lab "a" claim the namespaces of lab "a-b" when sweeping by prefix.
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,23}$")
-STATE_ROOT = Path("/run/tcplab")
+
+
+def _state_root() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/tcplab")
+    # Only the SSH backend runs without root; its labs are recorded in the user's runtime folder.
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "tcplab" if runtime else Path.home() / ".cache" / "tcplab" / "run"
+
+
+STATE_ROOT = _state_root()
 
 
 def check_lab_name(lab: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Capture:
     path: str  # on the host
     snaplen: int
     process: Process
+    instead_of: Optional[str] = None  # the capture the exercise asked for, on a host the backend lacks
     stats: dict = field(default_factory=dict)
 
 
@@ -69,7 +71,7 @@ class Run:
             },
             "captures": [
                 {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "snaplen": c.snaplen,
-                 "file": f"{c.name}.pcap", **c.stats}
+                 "file": f"{c.name}.pcap", **({"instead_of": c.instead_of} if c.instead_of else {}), **c.stats}
                 for c in self.captures.values()
             ],
         }
@@ -79,19 +81,30 @@ class Run:
     def _capture(self, step: Step, entry: dict) -> None:
         name = step.args.get("name", step.args["host"])
         host, iface, filt = step.args["host"], step.args["interface"], step.args.get("filter", "")
-        snaplen = int(step.args.get("snaplen", DEFAULT_SNAPLEN))
+        targets = self.backend.capture_targets(host, iface)
+        for target, target_iface in targets:
+            if any((c.host, c.interface, c.filter) == (target, target_iface, filt) for c in self.captures.values()):
+                ui.step(f"{target}:{target_iface} is already captured: no second capture for {name}")
+                continue
+            # A capture moved to other hosts (no observer machine) is named after the host it runs on.
+            moved = len(targets) > 1 or target != host
+            own = target if moved and target not in self.captures else f"{name}-{target}" if moved else name
+            self._start_capture(own, target, target_iface, filt, int(step.args.get("snaplen", DEFAULT_SNAPLEN)),
+                                instead_of=name if moved else None)
+
+    def _start_capture(self, name: str, host: str, iface: str, filt: str, snaplen: int, instead_of: Optional[str]) -> None:
         path = self.backend.work_path(host, f"{name}.pcap")
         argv = tcpdump_argv(iface, path, snaplen, filt)
-        ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else ""))
+        ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else "") + (f", instead of {instead_of}" if instead_of else ""))
         proc = self.backend.spawn(host, f"tcpdump-{name}", argv, self.state)
-        self.captures[name] = Capture(name, host, iface, filt, path, snaplen, proc)
+        self.captures[name] = Capture(name, host, iface, filt, path, snaplen, proc, instead_of=instead_of)
         # Nothing may start before tcpdump listens, or the handshake is missing from the capture.
         self._wait_for(proc, lambda out, err: "listening on" in err, 10, f"tcpdump on {host}:{iface} to start")
 
     def _start(self, step: Step, entry: dict) -> None:
         prog = self.ex.programs[step.args["program"]]
         argv = self.backend.python(prog.host, prog.script) + prog.args
-        ui.step(f"start {prog.name} on {prog.host}: {prog.script.name} {' '.join(prog.args)}")
+        ui.step(f"start {prog.name} on {prog.host}: {shlex.join([prog.script.name, *prog.args])}")
         self.argv[prog.name] = argv
         self.programs[prog.name] = self.backend.spawn(prog.host, prog.name, argv, self.state)
 

@@ -86,6 +86,20 @@ class Topology:
                 plans.append(VethPlan(a.node, a.iface, b.node, b.iface))
         return plans
 
+    def readdressed(self, addresses: dict[str, str]) -> "Topology":
+        """The same topology with each named node's first address replaced (its prefix kept), for
+        machines that already have addresses of their own."""
+        import copy
+
+        topo = copy.deepcopy(self)
+        for name, address in addresses.items():
+            node = topo.nodes.get(name)
+            first = next((i for i in node.interfaces.values() if i.ipv4), None) if node else None
+            if first is not None:
+                new = ipaddress.IPv4Interface(f"{address}/{first.ipv4.network.prefixlen}")
+                node.interfaces[first.name] = Interface(first.name, new)
+        return topo
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

@@ -38,6 +38,17 @@ def waiting(text: str) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def transfer(what: str, total: int) -> Iterator:
+    """A progress bar for a file on its way; yields a function that takes the bytes done so far."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    step(f"fetch {what} ({total / 1e6:.1f} MB)")
+    with Progress(TextColumn(escape(what)), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("", total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
 def verdict_table(title: str, rows: list[dict]) -> None:
     table = Table(title=escape(title), show_lines=True, expand=False)
     table.add_column("check", style="bold", no_wrap=True)

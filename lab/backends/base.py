@@ -42,6 +42,8 @@ class Backend(ABC):
     name: ClassVar[str]
     # Commands that must exist where the backend runs (checked before anything is created).
     required_tools: ClassVar[dict[str, str]] = {}
+    # Hosts made on this machine: `up` needs root here, and the exercise's tools here.
+    local: ClassVar[bool] = True
 
     def __init__(self, lab: str):
         self.lab = lab
@@ -49,6 +51,21 @@ class Backend(ABC):
         self.share: list[Path] = []
         # Per-host sysctls the exercise needs, applied when the hosts are created.
         self.sysctls: dict[str, dict[str, str]] = {}
+        # Commands the exercise's steps need on the hosts (command -> Debian package).
+        self.tools: dict[str, str] = {}
+
+    def addresses(self) -> dict[str, str]:
+        """Host addresses that replace the topology's (the SSH backend's machines have their own)."""
+        return {}
+
+    def prepare(self, ex) -> None:
+        """Takes what the exercise needs from its hosts; raises LabError if this backend cannot give it."""
+        from ..exercise import EXERCISE_DIR, required_tools
+
+        if ex.dir.parent != EXERCISE_DIR:
+            self.share.append(ex.dir)
+        self.sysctls = ex.sysctls
+        self.tools = required_tools(ex)
 
     @abstractmethod
     def check_environment(self) -> None:
@@ -85,6 +102,33 @@ class Backend(ABC):
     @abstractmethod
     def python(self, host: str, script: Path) -> list[str]:
         """The argv that runs an exercise's Python script on the host."""
+
+    def host_names(self, topology: Topology) -> list[str]:
+        """The hosts this backend gives the exercise."""
+        return list(topology.nodes)
+
+    def capture_targets(self, host: str, interface: str) -> list[tuple[str, str]]:
+        """Where a capture the exercise asks for on host:interface runs, as (host, interface) pairs."""
+        return [(host, interface)]
+
+    def facts(self, host: str) -> dict:
+        """The kernel (with HZ, which the timer checks need) and tool versions of a host."""
+        from .. import sysinfo
+
+        return {"kernel": sysinfo.kernel(), "tools": sysinfo.tool_versions()}
+
+    def describe(self) -> dict:
+        """Extra manifest fields that say where the hosts were."""
+        return {}
+
+    def keep_hint(self) -> str:
+        """How to look around a lab left up with --keep."""
+        from ..naming import netns_prefix
+
+        return f"`ip netns exec {netns_prefix(self.lab)}source bash` to look around"
+
+    def close(self) -> None:
+        """Releases connections; the lab stays as it is."""
 
     # Firewall: one chain of the lab's own per host, jumped to from INPUT and OUTPUT, so that removing
     # the chain removes every rule the lab added and nothing else.

@@ -71,9 +71,10 @@ class DockerBackend(LocalFiles, Backend):
     name = "docker"
     required_tools = {"ip": "iproute2", "ethtool": "ethtool"}  # the wiring runs from this machine
 
-    def __init__(self, lab: str):
+    def __init__(self, lab: str, image: Optional[str] = None):
         super().__init__(lab)
         self._client = None
+        self.image = image  # default: the host image, built if need be
 
     @property
     def client(self):
@@ -88,7 +89,7 @@ class DockerBackend(LocalFiles, Backend):
         return netns_name(self.lab, host)
 
     def create(self, topology: Topology, state: LabState) -> None:
-        image = images.ensure(self.client)
+        image = self.image or images.ensure(self.client)
         names = {node: self.container(node) for node in topology.nodes}
         taken = {c.name for c in self.client.containers.list(all=True, filters={"label": LAB_LABEL})}
         for name in names.values():

@@ -1,0 +1,135 @@
+"""Runs on a machine the SSH backend reaches: starts the lab's programs detached, records them, stops them.
+
+The SSH backend uploads this file with procs.py and sysinfo.py into the lab's folder on the machine
+(~/.tcplab/<lab>/agent/) and runs it with python3, under `sudo -n` where the inventory says so.
+Standard library only, Python 3.7 or later, so it runs on whatever the machine has.
+
+    agent.py spawn DIR NAME PROGRAM [ARG...]  start PROGRAM; print "PID START"; DIR/NAME.pid records it
+                                              at once, DIR/NAME.status gets its exit status when it ends
+    agent.py signal DIR NAME SIGNAL           signal it, if that PID is still the program it started
+    agent.py stop-all DIR                     stop every program DIR records; print their names (JSON)
+    agent.py facts                            print this machine's kernel and tool versions (JSON)
+
+The record lives on the machine, written by the machine, so `invoke down` finds every program even
+when the orchestrator was killed mid-run or runs elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procs  # noqa: E402  (uploaded beside this file)
+import sysinfo  # noqa: E402
+
+
+def spawn(folder: str, name: str, argv: list) -> None:
+    ready_r, ready_w = os.pipe()
+    if os.fork() > 0:
+        # The caller: wait for the wrapper's word that the program runs and is recorded.
+        os.close(ready_w)
+        line = os.read(ready_r, 200).decode()
+        print(line.strip())
+        sys.exit(0 if line else 1)
+    # The wrapper: a session of its own, so closing the SSH channel or the orchestrator dying leaves
+    # the program running until `down` or the timeline stops it.
+    os.close(ready_r)
+    os.setsid()
+    out = os.open(os.path.join(folder, name + ".log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    err = os.open(os.path.join(folder, name + ".err"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    null = os.open(os.devnull, os.O_RDWR)
+    child = os.fork()
+    if child == 0:
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as e:
+            os.write(2, ("cannot run %s: %s\n" % (argv[0], e.strerror)).encode())
+            os._exit(127)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)  # the SSH channel must see EOF once the caller is done
+    # The wrapper outlives any signal meant for the program, to write its exit status.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    record = {"name": name, "pid": child, "start": procs.start_time(child), "wrapper": os.getpid(),
+              "wrapper_start": procs.start_time(os.getpid()), "argv": argv}
+    _write(os.path.join(folder, name + ".pid"), json.dumps(record))
+    os.write(ready_w, ("%d %s\n" % (child, record["start"])).encode())
+    os.close(ready_w)
+    _, status = os.waitpid(child, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    try:
+        _write(os.path.join(folder, name + ".status"), str(code))
+    except OSError:
+        pass  # the lab's folder is already gone: `down` removed it
+    os._exit(0)
+
+
+def send(folder: str, name: str, signame: str) -> None:
+    rec = _record(folder, name)
+    sig = getattr(signal, signame)
+    if rec and procs.same_process(rec["pid"], rec["start"]):
+        try:
+            os.kill(rec["pid"], sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop_all(folder: str) -> None:
+    stopped = []
+    names = sorted(f[: -len(".pid")] for f in os.listdir(folder) if f.endswith(".pid")) if os.path.isdir(folder) else []
+    for name in names:
+        rec = _record(folder, name)
+        if rec and procs.stop(rec["pid"], rec["start"], grace=2.0):
+            stopped.append(name)
+    # Each wrapper writes its program's status and exits; wait for that, so nothing writes into the
+    # folder while it is being removed.
+    deadline = time.monotonic() + 3
+    for name in names:
+        rec = _record(folder, name)
+        while rec and procs.same_process(rec["wrapper"], rec["wrapper_start"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if rec:
+            procs.stop(rec["wrapper"], rec["wrapper_start"], signal.SIGKILL, grace=1.0)
+    print(json.dumps(stopped))
+
+
+def facts() -> None:
+    print(json.dumps({"kernel": sysinfo.kernel(), "tools": sysinfo.tool_versions(), "uid": os.geteuid()}))
+
+
+def _record(folder: str, name: str):
+    try:
+        with open(os.path.join(folder, name + ".pid")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(args: list) -> None:
+    if args[:1] == ["spawn"] and len(args) >= 4:
+        spawn(args[1], args[2], args[3:])
+    elif args[:1] == ["signal"] and len(args) == 4:
+        send(args[1], args[2], args[3])
+    elif args[:1] == ["stop-all"] and len(args) == 2:
+        stop_all(args[1])
+    elif args[:1] == ["facts"]:
+        facts()
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

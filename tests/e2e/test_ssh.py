@@ -1,0 +1,218 @@
+"""The SSH backend against real sshd: stand-in VMs (containers with sshd, see sshvms.py) reached over
+veths of the test's own. The exercises pass as on namespaces; host keys are checked; each machine is
+checked before anything starts; SIGKILL then `down` from the inventory alone leaves nothing behind."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from . import sshvms
+from .conftest import EX1_FAST, EX2_FAST, STATE_ROOT, invoke, report, start, up, verdicts, with_sets
+
+
+@pytest.fixture(scope="module")
+def vms(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sshvms")
+    machines, backend, state = sshvms.start(folder)
+    yield machines
+    sshvms.stop(backend, state)
+
+
+def assert_machines_clean(vms: sshvms.Vms, lab: str) -> None:
+    for role in sshvms.ROLES:
+        left = sshvms.remote_state(vms, role, lab)
+        assert left == {"chain": False, "folders": [], "processes": []}, f"{role}: {left}"
+
+
+def ssh_up(exercise: str, lab: str, sets: list[str], results: Path, inventory: Path, *extra: str):
+    return up(exercise, lab, sets, results, "--backend", "ssh", "--inventory", str(inventory), *extra)
+
+
+def test_exercise2_over_ssh_gives_the_netns_report(vms, tmp_path):
+    r = ssh_up("exercise2", "sshex2", EX2_FAST, tmp_path / "ssh", vms.inventory())
+    assert r.returncode == 0, r.stdout + r.stderr
+    local = up("exercise2", "sshex2n", EX2_FAST, tmp_path / "netns")
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert verdicts(tmp_path / "ssh") == verdicts(tmp_path / "netns")
+    assert len(verdicts(tmp_path / "ssh")) == 4 and all(verdicts(tmp_path / "ssh").values())
+
+    m = json.loads((tmp_path / "ssh" / "manifest.json").read_text())
+    assert m["backend"] == "ssh"
+    # The exercise used the inventory's data-plane addresses, not the SSH ones or the topology's.
+    assert m["addresses"] == {"source": "10.0.2.1", "dest": "10.0.2.2"}
+    assert m["programs"]["client"]["argv"][m["programs"]["client"]["argv"].index("--host") + 1] == "10.0.2.2"
+    assert m["machines"]["source"]["ssh"] == f"lab@{vms.mgmt['source']}:22" and m["machines"]["source"]["sudo"] is True
+    assert m["machines"]["source"]["interface"] == "eth1" and m["machines"]["observer"]["interface"] == "br0"
+    assert m["kernel"]["hz"] == m["machines"]["source"]["kernel"]["hz"]
+    captures = {c["name"]: c for c in m["captures"]}
+    assert set(captures) == {"source", "observer"}
+    assert captures["source"]["interface"] == "eth1" and captures["observer"]["interface"] == "br0"
+    for name in captures:
+        assert captures[name]["packets_captured"] >= 8 and (tmp_path / "ssh" / f"{name}.pcap").stat().st_size > 24
+    # The client ran as root through sudo: the programs' logs came back.
+    assert '"event": "waiting"' in (tmp_path / "ssh" / "client.log").read_text()
+    assert_machines_clean(vms, "sshex2")
+
+
+def test_exercise1_without_observer_captures_on_source_and_dest(vms, tmp_path):
+    r = ssh_up("exercise1", "sshex1", EX1_FAST, tmp_path / "run", vms.inventory("no-observer.yml", with_observer=False))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all(verdicts(tmp_path / "run").values()) and len(verdicts(tmp_path / "run")) == 3
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    captures = {c["name"]: c for c in m["captures"]}
+    assert set(captures) == {"source", "dest"}
+    assert captures["dest"]["instead_of"] == "observer" and captures["dest"]["host"] == "dest"
+    assert "observer" not in m["machines"]
+    assert "capture on dest:eth1 (tcp port 8990), instead of observer" in " ".join(r.stdout.split())
+    assert_machines_clean(vms, "sshex1")
+
+
+def test_a_changed_host_key_is_refused(vms, tmp_path):
+    lines = vms.known_hosts.read_text().splitlines()
+    # dest's entry now carries source's key: what a machine in the middle would look like.
+    wrong = [lines[0], f"{vms.mgmt['dest']} {vms.host_keys['source']}", lines[2]]
+    kh = tmp_path / "known_hosts"
+    kh.write_text("\n".join(wrong) + "\n")
+    inv = vms.inventory("changed.yml")
+    data = yaml.safe_load(inv.read_text())
+    data["known_hosts"] = str(kh)
+    inv.write_text(yaml.safe_dump(data))
+    for extra in ([], ["--accept-new-host-keys"]):  # accepting new keys never accepts a changed one
+        r = ssh_up("exercise1", "sshkey", EX1_FAST, tmp_path / "run", inv, *extra)
+        out = " ".join((r.stdout + r.stderr).split())
+        assert r.returncode == 2, out
+        assert f"dest (root@{vms.mgmt['dest']} port 22): host key changed" in out and "ssh-keygen -R" in out
+        assert kh.read_text() == "\n".join(wrong) + "\n"
+    assert not (tmp_path / "run").exists()
+    assert_machines_clean(vms, "sshkey")
+
+
+def test_an_unknown_host_key_is_refused_unless_accepted(vms, tmp_path):
+    kh = tmp_path / "known_hosts"
+    kh.write_text("".join(f"{vms.mgmt[r]} {vms.host_keys[r]}\n" for r in ("source", "observer")))
+    inv = vms.inventory("unknown.yml")
+    data = yaml.safe_load(inv.read_text())
+    data["known_hosts"] = str(kh)
+    inv.write_text(yaml.safe_dump(data))
+    r = ssh_up("exercise1", "sshnew", EX1_FAST, tmp_path / "refused", inv)
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2 and "host key unknown" in out and "--accept-new-host-keys" in out, out
+    assert vms.host_keys["dest"] not in kh.read_text()
+    assert_machines_clean(vms, "sshnew")
+
+    r = ssh_up("exercise1", "sshnew", EX1_FAST, tmp_path / "accepted", inv, "--accept-new-host-keys")
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, out
+    assert f"accepted new host key {vms.host_keys['dest'].split()[0]}" in out and f"added it to {kh}" in out
+    assert f"{vms.mgmt['dest']} {vms.host_keys['dest']}" in kh.read_text()
+
+
+def test_every_machine_is_checked_before_anything_starts(vms, tmp_path):
+    """A missing tool, sudo wanting a password and an unreachable machine, all named in one go."""
+    inv = vms.inventory("problems.yml", source={"user": "pw"}, observer={"port": 2222})
+    moved = vms.exec("dest", "mv", "/usr/bin/tcpdump", "/usr/bin/tcpdump.away")
+    assert moved.returncode == 0, moved.stderr
+    try:
+        r = ssh_up("exercise2", "sshpre", EX2_FAST, tmp_path / "run", inv)
+    finally:
+        vms.exec("dest", "mv", "/usr/bin/tcpdump.away", "/usr/bin/tcpdump")
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, out
+    assert "Traceback" not in out
+    assert f"source (pw@{vms.mgmt['source']} port 22): sudo needs a password" in out and "NOPASSWD" in out
+    assert f"dest (root@{vms.mgmt['dest']} port 22): missing tcpdump: install with `sudo apt-get install -y tcpdump`" in out
+    assert f"observer (root@{vms.mgmt['observer']} port 2222): unreachable: Connection refused" in out
+    assert not (tmp_path / "run").exists()
+    assert_machines_clean(vms, "sshpre")
+
+
+def test_sigkill_then_down_from_the_inventory_alone(vms, tmp_path):
+    lab = "sshkill"
+    inv = vms.inventory()
+    # Long keepalive: the client, the server and both captures are still running when `up` dies.
+    proc = start(*with_sets("exercise2", lab, ["keepidle=60"], "--backend", "ssh", "--inventory", str(inv)))
+    try:
+        deadline = time.monotonic() + 30
+        while vms.exec("dest", "iptables", "-w", "-n", "-L", f"TL_{lab}").returncode != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "no firewall rule"
+            time.sleep(0.1)
+        running = {role: sshvms.remote_state(vms, role, lab) for role in sshvms.ROLES}
+        assert running["dest"]["chain"] and "python3" in running["source"]["processes"] and "tcpdump" in running["observer"]["processes"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    # This machine forgets the lab, as if `up` had run elsewhere: the inventory is all `down` has.
+    shutil.rmtree(STATE_ROOT / lab)
+    (STATE_ROOT / f"{lab}.lock").unlink(missing_ok=True)
+    r = invoke("down", "--lab", lab, "--inventory", str(inv))
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0, out + r.stderr
+    for what in ("process client on source", "process tcpdump-source on source", f"iptables chain TL_{lab} on dest",
+                 "process server on dest", "process tcpdump-observer on observer", f"folder /home/lab/.tcplab/{lab} on source"):
+        assert what in out
+    assert_machines_clean(vms, lab)
+    r = invoke("down", "--lab", lab, "--inventory", str(inv))
+    assert r.returncode == 0 and "nothing left to remove" in r.stdout
+
+
+def test_keep_then_down_finds_the_machines_from_the_record(vms, tmp_path):
+    lab = "sshkeep"
+    r = ssh_up("exercise1", lab, EX1_FAST, tmp_path / "run", vms.inventory(), "--keep")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sshvms.remote_state(vms, "source", lab)["folders"] == [f"/home/lab/.tcplab/{lab}"]
+    assert f"{lab}: ssh, kept up" in " ".join(invoke("status").stdout.split())
+    r = invoke("down", "--lab", lab)  # no --inventory: the lab's record names it
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_machines_clean(vms, lab)
+    assert not (STATE_ROOT / lab).exists()
+
+
+def test_values_reach_programs_as_they_are(vms, tmp_path):
+    """A --set value full of shell syntax arrives as one argument and runs nothing."""
+    ex = tmp_path / "echo"
+    ex.mkdir()
+    (ex / "echo.py").write_text("import json, sys\nprint(json.dumps({'event': 'args', 'args': sys.argv[1:]}), flush=True)\n")
+    (ex / "exercise.yml").write_text(textwrap.dedent("""
+        title: Echo
+        description: prints its arguments
+        parameters:
+          msg: {type: str, default: hello, help: a message}
+        programs:
+          echo: {host: source, script: echo.py, args: [--msg, "{msg}", "{dest.ip}"]}
+        timeline:
+          - start: echo
+          - wait_exit: {program: echo, timeout: 10}
+          - collect:
+    """))
+    nasty = "$(touch /tmp/pwned); `touch /tmp/pwned2` && echo 'q' \"d\" \\ * > /tmp/pwned3"
+    r = invoke("up", str(ex), "--lab", "sshecho", "--results", str(tmp_path / "run"), "--set", f"msg={nasty}",
+               "--backend", "ssh", "--inventory", str(vms.inventory()))
+    # The exercise has no checks of its own (this test is its check), which `up` reports as a failure.
+    assert r.returncode == 1 and "lists no checks" in r.stdout, r.stdout + r.stderr
+    event = json.loads((tmp_path / "run" / "echo.log").read_text().splitlines()[0])
+    assert event["args"] == ["--msg", nasty, "10.0.2.2"]
+    for role in ("source", "dest"):
+        assert vms.exec(role, "sh", "-c", "ls /tmp/pwned* /home/lab/pwned* /root/pwned* 2>/dev/null").stdout == ""
+    assert_machines_clean(vms, "sshecho")
+
+
+def test_status_and_bad_inventories_say_what_to_fix(vms, tmp_path):
+    r = invoke("up", "exercise1", "--backend", "ssh")
+    assert r.returncode == 2 and "--backend ssh needs --inventory FILE" in r.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text("machines:\n  source: {host: 10.0.0.1}\n")
+    r = invoke("up", "exercise1", "--backend", "ssh", "--inventory", str(bad))
+    assert r.returncode == 2 and f"{bad}: machines.dest: required" in r.stderr, r.stderr
+    # zero-window-probe drops frames on the observer's bridge: without an observer machine it cannot run.
+    r = invoke("up", "zero-window-probe", "--backend", "ssh", "--inventory", str(vms.inventory("noobs.yml", with_observer=False)))
+    assert r.returncode == 2 and "(bridge_drop) needs an observer machine" in r.stderr, r.stderr
