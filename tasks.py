@@ -62,10 +62,11 @@ def down_(c, lab=None, all=False, inventory=None):
     _run(commands.down, lab, all, inventory)
 
 
-@task(help={"rebuild": "build even if an up-to-date image exists"})
-def images(c, rebuild=False):
-    """Build the Docker backend's host image (offline from Debian's mirror when no registry answers)."""
-    _run(commands.images, rebuild)
+@task(help={"rebuild": "build even if an up-to-date image exists",
+            "image": "host (the Docker backend's hosts, the default) or ssh-vm (the stand-in VM the SSH tests reach)"})
+def images(c, rebuild=False, image="host"):
+    """Build a project image (offline from Debian's mirror when no registry answers)."""
+    _run(commands.images, rebuild, image)
 
 
 @task

@@ -257,13 +257,16 @@ def _docker_labs() -> list[str]:
     return lab_names()
 
 
-def images(rebuild: bool) -> int:
+def images(rebuild: bool, image: str = "host") -> int:
     from . import images as images_mod
     from .backends.docker import client
 
+    builders = {"host": images_mod.ensure, "ssh-vm": images_mod.ensure_ssh_vm}
+    if image not in builders:
+        raise LabError(f"--image {image!r}: images: {', '.join(builders)}")
     require_root("images")
     ui.reset_clock()
-    tag = images_mod.ensure(client(), rebuild=rebuild)
+    tag = builders[image](client(), rebuild=rebuild)
     ui.console.print(f"image: {tag}")
     return EXIT_OK
 

@@ -35,7 +35,9 @@ class Capture:
     path: str  # on the host
     snaplen: int
     process: Process
-    instead_of: Optional[str] = None  # the capture the exercise asked for, on a host the backend lacks
+    # Captures the exercise asked for on a host the backend lacks (no observer machine), which this one
+    # stands for: checks that name them read this one instead.
+    stands_for: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
 
 
@@ -71,7 +73,7 @@ class Run:
             },
             "captures": [
                 {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "snaplen": c.snaplen,
-                 "file": f"{c.name}.pcap", **({"instead_of": c.instead_of} if c.instead_of else {}), **c.stats}
+                 "file": f"{c.name}.pcap", **({"stands_for": c.stands_for} if c.stands_for else {}), **c.stats}
                 for c in self.captures.values()
             ],
         }
@@ -82,22 +84,24 @@ class Run:
         name = step.args.get("name", step.args["host"])
         host, iface, filt = step.args["host"], step.args["interface"], step.args.get("filter", "")
         targets = self.backend.capture_targets(host, iface)
+        moved = len(targets) > 1
         for target, target_iface in targets:
-            if any((c.host, c.interface, c.filter) == (target, target_iface, filt) for c in self.captures.values()):
-                ui.step(f"{target}:{target_iface} is already captured: no second capture for {name}")
+            same = next((c for c in self.captures.values() if (c.host, c.interface, c.filter) == (target, target_iface, filt)), None)
+            if moved and same is not None:
+                ui.step(f"{target}:{target_iface} is already captured ({same.name}.pcap): it stands for {name} too")
+                same.stands_for.append(name)
                 continue
-            # A capture moved to other hosts (no observer machine) is named after the host it runs on.
-            moved = len(targets) > 1 or target != host
-            own = target if moved and target not in self.captures else f"{name}-{target}" if moved else name
+            # A capture moved to other hosts is named after the host it runs on.
+            own = (target if target not in self.captures else f"{name}-{target}") if moved else name
             self._start_capture(own, target, target_iface, filt, int(step.args.get("snaplen", DEFAULT_SNAPLEN)),
-                                instead_of=name if moved else None)
+                                stands_for=[name] if moved else [])
 
-    def _start_capture(self, name: str, host: str, iface: str, filt: str, snaplen: int, instead_of: Optional[str]) -> None:
+    def _start_capture(self, name: str, host: str, iface: str, filt: str, snaplen: int, stands_for: list[str]) -> None:
         path = self.backend.work_path(host, f"{name}.pcap")
         argv = tcpdump_argv(iface, path, snaplen, filt)
-        ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else "") + (f", instead of {instead_of}" if instead_of else ""))
+        ui.step(f"capture on {host}:{iface}" + (f" ({filt})" if filt else "") + (f", standing for {', '.join(stands_for)}" if stands_for else ""))
         proc = self.backend.spawn(host, f"tcpdump-{name}", argv, self.state)
-        self.captures[name] = Capture(name, host, iface, filt, path, snaplen, proc, instead_of=instead_of)
+        self.captures[name] = Capture(name, host, iface, filt, path, snaplen, proc, stands_for=list(stands_for))
         # Nothing may start before tcpdump listens, or the handshake is missing from the capture.
         self._wait_for(proc, lambda out, err: "listening on" in err, 10, f"tcpdump on {host}:{iface} to start")
 

@@ -75,6 +75,7 @@ class DockerBackend(LocalFiles, Backend):
         super().__init__(lab)
         self._client = None
         self.image = image  # default: the host image, built if need be
+        self.run_options: dict = {}  # extra `containers.run` arguments (the SSH tests' stand-in VMs)
 
     @property
     def client(self):
@@ -116,10 +117,10 @@ class DockerBackend(LocalFiles, Backend):
         mounts[str(work)] = {"bind": str(work), "mode": "rw"}
         return self.client.containers.run(
             image, ["sleep", "infinity"], name=name, hostname=node, detach=True, init=True,
-            network_mode="none", cap_add=["NET_ADMIN", "NET_RAW"], volumes=mounts,
+            network_mode="none", volumes=mounts,
             # /proc/sys is read-only inside a container: sysctls are given at creation, as Docker allows.
             sysctls=self.sysctls.get(node) or None,
-            labels={LAB_LABEL: self.lab, NODE_LABEL: node},
+            labels={LAB_LABEL: self.lab, NODE_LABEL: node}, **{"cap_add": ["NET_ADMIN", "NET_RAW"], **self.run_options},
         )
 
     def destroy(self, state: LabState) -> list[str]:

@@ -42,6 +42,7 @@ TOPOLOGY = {
 # lab: passwordless sudo; pw: sudo wants a password; root: logs in directly.
 USERS_SCRIPT = r"""
 set -e
+mount -o remount,rw,bind /proc/sys
 ssh-keygen -A >/dev/null
 for u in lab pw; do
   id "$u" >/dev/null 2>&1 || useradd -m -s /bin/bash "$u"
@@ -91,6 +92,9 @@ class Vms:
 def start(folder: Path) -> tuple[Vms, DockerBackend, LabState]:
     client = docker.from_env(timeout=600)
     backend = DockerBackend(LAB, image=images.ensure_ssh_vm(client))
+    # A VM's /proc/sys is writable by root; a container's is a read-only mount, which the start script
+    # remounts (hence SYS_ADMIN). Exercise sysctls are net.* only: the VM's network namespace's own.
+    backend.run_options = {"cap_add": ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]}
     old = LabState(LAB, "docker")
     backend.destroy(old)  # a crashed earlier session's VMs
     # Recorded like any lab (`invoke down --lab sshvms` removes VMs a crashed session left), as kept up.

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.backends.ssh import PROGRESS_BYTES
+
 from . import sshvms
 from .conftest import EX1_FAST, EX2_FAST, STATE_ROOT, invoke, report, start, up, verdicts, with_sets
 
@@ -68,9 +70,10 @@ def test_exercise1_without_observer_captures_on_source_and_dest(vms, tmp_path):
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     captures = {c["name"]: c for c in m["captures"]}
     assert set(captures) == {"source", "dest"}
-    assert captures["dest"]["instead_of"] == "observer" and captures["dest"]["host"] == "dest"
+    # The observer's capture point is stood for by both, source first (the one checks naming it read).
+    assert captures["source"]["stands_for"] == ["observer"] and captures["dest"]["stands_for"] == ["observer"]
     assert "observer" not in m["machines"]
-    assert "capture on dest:eth1 (tcp port 8990), instead of observer" in " ".join(r.stdout.split())
+    assert "capture on dest:eth1 (tcp port 8990), standing for observer" in " ".join(r.stdout.split())
     assert_machines_clean(vms, "sshex1")
 
 
@@ -131,6 +134,21 @@ def test_every_machine_is_checked_before_anything_starts(vms, tmp_path):
     assert f"observer (root@{vms.mgmt['observer']} port 2222): unreachable: Connection refused" in out
     assert not (tmp_path / "run").exists()
     assert_machines_clean(vms, "sshpre")
+
+
+def test_a_refused_key_is_named(vms, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    other = tmp_path / "id_other"
+    other.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    other.chmod(0o600)
+    r = ssh_up("exercise1", "sshauth", EX1_FAST, tmp_path / "run", vms.inventory("auth.yml", dest={"key": str(other)}))
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, out
+    assert f"dest (root@{vms.mgmt['dest']} port 22): authentication refused" in out and f"offered {other}" in out
+    assert_machines_clean(vms, "sshauth")
 
 
 def test_sigkill_then_down_from_the_inventory_alone(vms, tmp_path):
@@ -206,6 +224,32 @@ def test_values_reach_programs_as_they_are(vms, tmp_path):
     assert_machines_clean(vms, "sshecho")
 
 
+def test_sysctls_are_set_and_put_back(vms, tmp_path):
+    ex = tmp_path / "sysctl"
+    ex.mkdir()
+    (ex / "show.py").write_text("import json\nprint(json.dumps({'event': 'value', 'value': open('/proc/sys/net/ipv4/tcp_keepalive_time').read().strip()}))\n")
+    (ex / "exercise.yml").write_text(textwrap.dedent("""
+        title: Sysctl
+        description: shows a sysctl the exercise sets
+        sysctls:
+          source: {net.ipv4.tcp_keepalive_time: 77}
+        programs:
+          show: {host: source, script: show.py}
+        timeline:
+          - start: show
+          - wait_exit: {program: show, timeout: 10}
+          - collect:
+    """))
+    before = vms.exec("source", "cat", "/proc/sys/net/ipv4/tcp_keepalive_time").stdout.strip()
+    assert before != "77"
+    r = invoke("up", str(ex), "--lab", "sshctl", "--results", str(tmp_path / "run"), "--backend", "ssh", "--inventory", str(vms.inventory()))
+    assert r.returncode == 1 and "lists no checks" in r.stdout, r.stdout + r.stderr
+    assert json.loads((tmp_path / "run" / "show.log").read_text())["value"] == "77"
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["sysctls"]["source"]["net.ipv4.tcp_keepalive_time"] == "77"
+    assert vms.exec("source", "cat", "/proc/sys/net/ipv4/tcp_keepalive_time").stdout.strip() == before
+    assert_machines_clean(vms, "sshctl")
+
+
 def test_status_and_bad_inventories_say_what_to_fix(vms, tmp_path):
     r = invoke("up", "exercise1", "--backend", "ssh")
     assert r.returncode == 2 and "--backend ssh needs --inventory FILE" in r.stderr
@@ -216,3 +260,25 @@ def test_status_and_bad_inventories_say_what_to_fix(vms, tmp_path):
     # zero-window-probe drops frames on the observer's bridge: without an observer machine it cannot run.
     r = invoke("up", "zero-window-probe", "--backend", "ssh", "--inventory", str(vms.inventory("noobs.yml", with_observer=False)))
     assert r.returncode == 2 and "(bridge_drop) needs an observer machine" in r.stderr, r.stderr
+
+
+def test_zero_window_probe_drops_on_the_observer_machines_bridge(vms, tmp_path):
+    """On-path loss needs the observer's bridge: the nftables table of the lab's own goes there and away again."""
+    r = ssh_up("zero-window-probe", "sshzw", ["stall=2", "loss=1", "duration=3.2"], tmp_path / "run", vms.inventory())
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0, out + r.stderr
+    assert all(verdicts(tmp_path / "run").values())
+    assert "on observer's bridge: drop segments advertising an open window" in out
+    assert vms.exec("observer", "nft", "list", "table", "bridge", "tcplab_sshzw").returncode != 0
+    assert_machines_clean(vms, "sshzw")
+
+
+def test_persist_timer_bulk_captures_come_back_with_progress(vms, tmp_path):
+    r = ssh_up("persist-timer", "sshpt", ["stall=3", "duration=4"], tmp_path / "run", vms.inventory("pt.yml", with_observer=False))
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0, out + r.stderr
+    assert all(verdicts(tmp_path / "run").values())
+    for name in ("source", "dest"):
+        size = (tmp_path / "run" / f"{name}.pcap").stat().st_size
+        assert size > PROGRESS_BYTES and f"fetch {name}:{name}.pcap ({size / 1e6:.1f} MB)" in out
+    assert_machines_clean(vms, "sshpt")

@@ -140,3 +140,17 @@ def test_hand_edited_manifests_are_refused_in_one_line(tmp_path, edit, words):
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(LabError, match=words):
         checks.run(folder)
+
+
+def test_a_capture_point_the_backend_lacked_is_read_from_the_one_standing_for_it(tmp_path):
+    """An SSH inventory without an observer: checks naming the observer's capture read source.pcap,
+    which the manifest lists as standing for it; without that entry they fail as missing."""
+    folder = keepalive_results(tmp_path, params=EX1, **MEASURED)
+    m = json.loads((folder / "manifest.json").read_text())
+    for c in m["checks"]:
+        c["capture"] = "observer"
+    (folder / "manifest.json").write_text(json.dumps(m))
+    assert not any(r.passed for r in verdicts(folder).values())
+    m["captures"] = [{"name": "source", "file": "source.pcap", "stands_for": ["observer"]}]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    assert all(r.passed for r in verdicts(folder).values())
