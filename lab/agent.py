@@ -27,6 +27,8 @@ import sysinfo  # noqa: E402
 
 
 def spawn(folder: str, name: str, argv: list) -> None:
+    if os.path.exists(os.path.join(folder, name + ".pid")):
+        sys.exit("a program named %s was already started in %s" % (name, folder))
     ready_r, ready_w = os.pipe()
     if os.fork() > 0:
         # The caller: wait for the wrapper's word that the program runs and is recorded.
@@ -56,9 +58,14 @@ def spawn(folder: str, name: str, argv: list) -> None:
     # The wrapper outlives any signal meant for the program, to write its exit status.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    record = {"name": name, "pid": child, "start": procs.start_time(child), "wrapper": os.getpid(),
-              "wrapper_start": procs.start_time(os.getpid()), "argv": argv}
-    _write(os.path.join(folder, name + ".pid"), json.dumps(record))
+    try:
+        record = {"name": name, "pid": child, "start": procs.start_time(child), "wrapper": os.getpid(),
+                  "wrapper_start": procs.start_time(os.getpid()), "argv": argv}
+        _write(os.path.join(folder, name + ".pid"), json.dumps(record))
+    except Exception:
+        # Unrecorded, `down` could never find it: it must not run at all.
+        os.kill(child, signal.SIGKILL)
+        os._exit(1)
     os.write(ready_w, ("%d %s\n" % (child, record["start"])).encode())
     os.close(ready_w)
     _, status = os.waitpid(child, 0)
@@ -119,6 +126,8 @@ def _write(path: str, text: str) -> None:
 
 
 def main(args: list) -> None:
+    # sudo keeps a strict umask of the user's; files root writes here must stay readable over SFTP.
+    os.umask(0o022)
     if args[:1] == ["spawn"] and len(args) >= 4:
         spawn(args[1], args[2], args[3:])
     elif args[:1] == ["signal"] and len(args) == 4:

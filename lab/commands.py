@@ -152,7 +152,7 @@ def status() -> int:
         else:
             how = "left over from an interrupted run"
         if state.backend == "ssh":
-            where = f"machines: {', '.join(state.machines) or 'none yet'} (inventory {state.inventory})"
+            where = f"machines: {', '.join(state.machines or []) or 'none yet'} (inventory {state.inventory})"
         else:
             present = [ns for ns in list_netns() if ns in state.namespaces]
             things = "containers" if state.backend == "docker" else "namespaces"

@@ -40,6 +40,7 @@ STEP_TOOLS = {"bridge_drop": {"nft": "nftables"}, "bridge_restore": {"nft": "nft
 NUMERIC_FIELDS = {"timeout", "seconds", "snaplen"}
 MAPPING_FIELDS = {"drop"}
 INTEGER_FIELDS = {"port"}
+CAPTURE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
 # A step may be written `- start: server`: the scalar fills this field.
 SCALAR_FIELD = {"start": "program", "stop": "program", "wait_exit": "program", "sleep": "seconds"}
 
@@ -224,6 +225,8 @@ def _parse_timeline(path: Path, items: list, ex: Exercise, variables: dict) -> l
         _check_references(f, kind, args, ex)
         if kind == "capture":
             name = args.get("name", args["host"])
+            if not CAPTURE_NAME_RE.match(name):
+                raise f.error("name", f"{name!r}: a capture name is a file name: letters, digits, '_' and '-'")
             if name in captures:
                 raise f.error("name", f"a capture named {name!r} already exists; give this one a distinct name")
             captures.add(name)

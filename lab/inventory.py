@@ -16,6 +16,7 @@ machine wins over the ssh_config entry, which wins over `defaults`, as on ssh's 
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import ipaddress
 import os
@@ -23,7 +24,7 @@ import pwd
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import paramiko
 
@@ -69,16 +70,22 @@ class Inventory:
         return {role: m.address for role, m in self.machines.items() if m.address}
 
 
+def sudo_user() -> Optional[pwd.struct_passwd]:
+    """The user who ran `sudo` (as ./bootstrap does), when we are root because of it."""
+    name = os.environ.get("SUDO_USER")
+    if os.geteuid() == 0 and name and name != "root":
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    return None
+
+
 def user_home() -> Path:
     """The home of the person at the keyboard: under sudo, the user who ran sudo, whose keys and
     ~/.ssh/config the inventory means, not root's."""
-    sudo_user = os.environ.get("SUDO_USER")
-    if os.geteuid() == 0 and sudo_user and sudo_user != "root":
-        try:
-            return Path(pwd.getpwnam(sudo_user).pw_dir)
-        except KeyError:
-            pass
-    return Path.home()
+    user = sudo_user()
+    return Path(user.pw_dir) if user else Path.home()
 
 
 def expand(path: str, relative_to: Path) -> Path:
@@ -90,7 +97,22 @@ def expand(path: str, relative_to: Path) -> Path:
 
 
 def default_user() -> str:
-    return os.environ.get("SUDO_USER") if os.geteuid() == 0 and os.environ.get("SUDO_USER") else getpass.getuser()
+    user = sudo_user()
+    return user.pw_name if user else getpass.getuser()
+
+
+@contextlib.contextmanager
+def _home_is_users() -> Iterator[None]:
+    """paramiko expands ~ in ssh_config (IdentityFile, UserKnownHostsFile) from $HOME, which sudo sets to root's."""
+    old = os.environ.get("HOME")
+    os.environ["HOME"] = str(user_home())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old
 
 
 def load(path: str | Path) -> Inventory:
@@ -120,7 +142,8 @@ def load(path: str | Path) -> Inventory:
     for role in REQUIRED_ROLES:
         if role not in machines_f.value:
             raise machines_f.error(role, "required: the machine that plays this role")
-    machines = {role: _machine(role, machines_f.sub(role), defaults, config, base) for role in ROLES if role in machines_f.value}
+    with _home_is_users():
+        machines = {role: _machine(role, machines_f.sub(role), defaults, config, base) for role in ROLES if role in machines_f.value}
 
     seen: dict[tuple[str, int], str] = {}
     for m in machines.values():
@@ -129,7 +152,8 @@ def load(path: str | Path) -> Inventory:
             raise machines_f.error(m.role, f"is the same machine as {seen[key]} ({m.hostname} port {m.port}); each role needs a machine of its own")
         seen[key] = m.role
 
-    known_hosts_path = _known_hosts(top, config, machines, base)
+    with _home_is_users():
+        known_hosts_path = _known_hosts(top, config, machines, base)
     system = [p for p in (Path("/etc/ssh/ssh_known_hosts"),) if p.is_file()]
     return Inventory(file, machines, known_hosts_path, system)
 
@@ -155,19 +179,27 @@ def _machine(role: str, f: yamlfile.Fields, defaults: yamlfile.Fields, config: p
     user = user or default_user()
     if not USER_RE.match(user):
         raise (where or f).error("user", f"{user!r} is not a user name")
-    port, where = pick("port", int, int(entry["port"]) if "port" in entry else None)
+    try:
+        config_port = int(entry["port"]) if "port" in entry else None
+    except ValueError:
+        raise f.error("host", f"ssh_config gives {alias!r} the port {entry['port']!r}, which is not a number") from None
+    port, where = pick("port", int, config_port)
     port = 22 if port is None else port
     if not 1 <= port <= 65535:
         raise (where or f).error("port", f"{port} is not a port number")
-    key, where = pick("key", str)
-    if key is not None:
+    # ssh_config may list identities that do not exist (defaults under `Host *`); only existing ones count.
+    config_keys = tuple(str(expand(k, base)) for k in entry.get("identityfile", []) if expand(k, base).is_file())
+    key, where = pick("key", str, config_keys or None)
+    if where is not None:
         key_path = expand(key, base)
         if not key_path.is_file():
             raise where.error("key", f"{key_path} does not exist")
         keys: tuple[str, ...] = (str(key_path),)
+    elif key:
+        keys = key
     else:
-        # ssh_config lists default identities that may not exist; only existing files are offered.
-        keys = tuple(str(expand(k, base)) for k in entry.get("identityfile", []) if expand(k, base).is_file())
+        # ssh's own defaults, from the user's ~/.ssh (paramiko would look in root's under sudo).
+        keys = tuple(str(p) for p in (user_home() / ".ssh" / f"id_{t}" for t in ("ed25519", "ecdsa", "rsa")) if p.is_file())
     sudo, _ = pick("sudo", bool)
     sudo = (user != "root") if sudo is None else sudo
 

@@ -31,7 +31,8 @@ class LabState:
     containers: list[str] = field(default_factory=list)
     processes: list[dict] = field(default_factory=list)  # {pid, start, host, name}
     inventory: str = ""  # the SSH backend's inventory file, so `down --lab X` finds the machines
-    machines: list[str] = field(default_factory=list)  # inventory roles the lab has touched
+    # Inventory roles the lab has touched; None when unknown (`down --inventory` without a record: all).
+    machines: Optional[list[str]] = None
 
     @classmethod
     def owned(cls, lab: str, backend: str, exercise: str) -> "LabState":
@@ -60,7 +61,11 @@ class LabState:
         self.save()
 
     def add_machine(self, role: str) -> None:
-        self.machines.append(role)
+        self.machines = [*(self.machines or []), role]
+        self.save()
+
+    def drop_machine(self, role: str) -> None:
+        self.machines = [m for m in self.machines or [] if m != role]
         self.save()
 
     def add_process(self, pid: int, start: Optional[int], host: str, name: str) -> None:

@@ -14,7 +14,7 @@ from typing import Callable
 import paramiko
 
 from .errors import LabError
-from .inventory import Inventory, Machine
+from .inventory import Inventory, Machine, sudo_user
 
 CONNECT_TIMEOUT = 10.0
 
@@ -63,14 +63,14 @@ def connect(machine: Machine, inventory: Inventory, accept_new: bool = False,
         except (OSError, paramiko.SSHException) as e:
             raise LabError(f"{inventory.known_hosts}: cannot read known hosts: {e}") from None
     client.set_missing_host_key_policy(_Policy(machine, inventory.known_hosts, accept_new, note))
-    sock = paramiko.ProxyCommand(machine.proxy_command) if machine.proxy_command else None
     try:
+        sock = paramiko.ProxyCommand(machine.proxy_command) if machine.proxy_command else None
         client.connect(
             machine.hostname, port=machine.port, username=machine.user,
             key_filename=list(machine.keys) or None,
-            # With explicit keys and IdentitiesOnly (as Vagrant writes), offer those keys alone.
-            look_for_keys=not (machine.keys and machine.identities_only),
-            allow_agent=not (machine.keys and machine.identities_only),
+            # The key files are found by the inventory (in the user's ~/.ssh, also under sudo); paramiko's
+            # own search would look in root's. With IdentitiesOnly (as Vagrant writes) the agent stays out.
+            look_for_keys=False, allow_agent=not machine.identities_only,
             timeout=CONNECT_TIMEOUT, banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT, sock=sock,
         )
     except HostKeyError:
@@ -86,7 +86,9 @@ def connect(machine: Machine, inventory: Inventory, accept_new: bool = False,
         ) from None
     except paramiko.AuthenticationException as e:
         client.close()
-        offered = ", ".join(machine.keys) or "ssh-agent and ~/.ssh/id_* keys"
+        offered = ", ".join(machine.keys) or "no key file (none given, none in ~/.ssh)"
+        if not machine.identities_only:
+            offered += " and the ssh-agent's keys"
         raise LabError(f"{machine}: authentication refused ({e}); offered {offered}: check `user` and `key` in the inventory") from None
     except socket.gaierror as e:
         client.close()
@@ -109,9 +111,9 @@ def connect(machine: Machine, inventory: Inventory, accept_new: bool = False,
 
 def _give_to_sudo_user(path: Path) -> None:
     """What is created under sudo in the user's ~/.ssh belongs to the user who ran sudo, as ssh would leave it."""
-    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if os.geteuid() == 0 and uid and gid:
+    user = sudo_user()
+    if user is not None:
         try:
-            os.chown(path, int(uid), int(gid))
+            os.chown(path, user.pw_uid, user.pw_gid)
         except OSError:
             pass

@@ -93,6 +93,8 @@ class Run:
                 continue
             # A capture moved to other hosts is named after the host it runs on.
             own = (target if target not in self.captures else f"{name}-{target}") if moved else name
+            while own in self.captures:  # a later step's own name may be taken already: never reuse a file
+                own += "_"
             self._start_capture(own, target, target_iface, filt, int(step.args.get("snaplen", DEFAULT_SNAPLEN)),
                                 stands_for=[name] if moved else [])
 

@@ -168,6 +168,9 @@ class Backend(ABC):
         self.run(host, argv, check=False)  # already gone is fine
         return [argv]
 
+    def write_sysctl(self, host: str, name: str, value: str, check: bool = True) -> None:
+        self.run(host, ["sysctl", "-q", "-w", f"{name}={value}"], check=check)
+
     def read_sysctls(self, host: str, names: Sequence[str]) -> dict[str, Optional[str]]:
         """Per-namespace sysctls as the host sees them (TCP's are per network namespace)."""
         # One command for them all (each is a process on the host, a docker exec on containers):

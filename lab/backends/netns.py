@@ -57,7 +57,7 @@ class NetnsBackend(LocalFiles, Backend):
         wiring.wire(topology, self.netns, self.lab)
         for host, values in self.sysctls.items():
             for name, value in values.items():
-                self.run(host, ["sysctl", "-q", "-w", f"{name}={value}"])
+                self.write_sysctl(host, name, value)
 
     def destroy(self, state: LabState) -> list[str]:
         removed = []

@@ -3,7 +3,8 @@
 Nothing is created but a folder of the lab's own on each machine (~/.tcplab/<lab>/) holding the
 uploaded programs, captures, logs and the record of every program started (see lab/agent.py); a
 firewall chain named after the lab (TL_<lab>) and, for on-path drops, an nftables table of its own.
-Teardown and `invoke down` remove exactly those, from the inventory alone if need be.
+An exercise's sysctls are set on the machine after its old values are saved in that folder.
+Teardown and `invoke down` undo exactly those, from the inventory alone if need be.
 
 Every command is one argv, quoted with shlex.join for the remote shell, so no value from a topology,
 an inventory or `--set` is ever parsed as shell. Files travel by SFTP.
@@ -18,7 +19,7 @@ import stat
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 import paramiko
 
@@ -37,6 +38,8 @@ AGENT_FILES = ("agent.py", "procs.py", "sysinfo.py")
 # What every machine needs (command -> Debian package); steps add theirs (nft for on-path drops).
 TOOLS = {"python3": "python3", "tcpdump": "tcpdump", "iptables": "iptables", "ip": "iproute2"}
 PROGRESS_BYTES = 1 << 20  # files above this show a progress bar on the way back
+SFTP_TIMEOUT = 60.0
+T = TypeVar("T")
 
 
 def command_line(argv: Sequence[str], sudo: bool) -> str:
@@ -140,10 +143,12 @@ class SshBackend(Backend):
                 pkgs = " ".join(sorted({tools[t] for t in missing if t in tools}))
                 return (f"{m}: missing {', '.join(missing)}: install with `sudo apt-get install -y {pkgs}` "
                         f"(Debian/Ubuntu; `sudo dnf install -y {pkgs.replace('iproute2', 'iproute')}` on Fedora/RHEL)")
+            if self._shell(role, "python3 -c 'import sys; sys.exit(sys.version_info < (3, 7))'", timeout=15).returncode != 0:
+                return f"{m}: python3 is older than 3.7, which the lab's programs need: install a newer python3"
             problem = self._find_interface(role)
             if problem:
                 return problem
-            self.dirs[role] = f"{self.sftp(role).normalize('.').rstrip('/')}/{LAB_ROOT}/{self.lab}"
+            self._lab_dir(role)
         except LabError as e:
             return str(e)
         return None
@@ -171,63 +176,70 @@ class SshBackend(Backend):
         return None
 
     def create(self, topology: Topology, state: LabState) -> None:
-        state.inventory = str(self.inventory.file)
+        state.inventory, state.machines = str(self.inventory.file), []
         state.save()
-        # Nothing is recorded or changed until every machine is known to be free of this lab.
-        for role in self.roles:
-            if self._exists(role, self.dirs[role]):
-                raise LabError(
-                    f"{self.inventory.machines[role]} already holds lab {self.lab} ({self.dirs[role]}), from another run or another machine: "
-                    f"`invoke down --lab {self.lab} --inventory {self.inventory.file}` removes it, or choose another --lab"
-                )
         for role in self.roles:
             m = self.inventory.machines[role]
+            folder = self.dirs[role]
+            self._sftp_op(role, "create", str(Path(folder).parent), lambda sftp: self._mkdir_quietly(sftp, str(Path(folder).parent), 0o755))
+            # Recorded first, so `down` finds it after a SIGKILL; the mkdir is the claim, which fails if
+            # the folder is there (another run's, perhaps from another machine), and then it is not ours.
             state.add_machine(role)
-            sftp = self.sftp(role)
             try:
-                sftp.mkdir(str(Path(self.dirs[role]).parent), 0o755)
-            except OSError:
-                pass  # already there, from another lab
-            sftp.mkdir(self.dirs[role], 0o700)
+                self.sftp(role).mkdir(folder, 0o700)
+            except (OSError, paramiko.SSHException) as e:
+                state.drop_machine(role)
+                if self._exists(role, folder):
+                    raise LabError(
+                        f"{m} already holds lab {self.lab} ({folder}), from another run or another machine: "
+                        f"`invoke down --lab {self.lab} --inventory {self.inventory.file}` removes it, or choose another --lab"
+                    ) from None
+                raise LabError(f"{m}: cannot create {folder}: {e}") from None
             self._upload_agent(role)
             for script in sorted(self.scripts.get(role, ())):
-                folder = f"{self.dirs[role]}/programs/{script.parent.name}"
-                self._mkdirs(role, folder)
+                target = f"{folder}/programs/{script.parent.name}"
+                self._mkdirs(role, target)
                 # The script's neighbours too, so a program may import a module beside it.
                 for path in sorted(script.parent.glob("*.py")):
-                    sftp.put(str(path), f"{folder}/{path.name}")
+                    self._put(role, path, f"{target}/{path.name}")
             if self.sysctls.get(role):
                 self._set_sysctls(role, self.sysctls[role])
             kernel = self.facts(role)["kernel"]
-            ui.step(f"{m}: ready in {self.dirs[role]}, {kernel['release']}, data plane {m.address or '-'} on {self.interfaces.get(role, '-')}")
+            ui.step(f"{m}: ready in {folder}, {kernel['release']}, data plane {m.address or '-'} on {self.interfaces.get(role, '-')}")
 
     def _set_sysctls(self, role: str, values: dict[str, str]) -> None:
         # The machine's own values are written down first, so teardown and `down` put them back.
-        old = self.read_sysctls(role, list(values))
-        with self.sftp(role).open(f"{self.dirs[role]}/sysctls.json", "w") as f:
-            f.write(json.dumps(old))
+        old = json.dumps(self.read_sysctls(role, list(values)))
+        path = f"{self.dirs[role]}/sysctls.json"
+
+        def write(sftp: paramiko.SFTPClient) -> None:
+            with sftp.open(path, "w") as f:
+                f.write(old)
+
+        self._sftp_op(role, "write", path, write)
         for name, value in values.items():
-            self.run(role, ["sysctl", "-q", "-w", f"{name}={value}"])
+            self.write_sysctl(role, name, value)
 
     def _upload_agent(self, role: str) -> None:
         folder = f"{self.dirs[role]}/agent"
         self._mkdirs(role, folder)
         here = Path(__file__).resolve().parent.parent
         for name in AGENT_FILES:
-            self.sftp(role).put(str(here / name), f"{folder}/{name}")
+            self._put(role, here / name, f"{folder}/{name}")
 
     # --- teardown ----------------------------------------------------------------------------------
 
     def destroy(self, state: LabState) -> list[str]:
         """Stops the lab's programs, removes its chain, table, sysctl changes and folder on each machine.
         A run's state names the machines it touched; with none (`down --inventory` alone), every machine."""
-        roles = [r for r in (state.machines or self.inventory.machines) if r in self.inventory.machines]
+        roles = list(self.inventory.machines) if state.machines is None else state.machines
         removed, unreachable = [], []
         for role in roles:
+            if role not in self.inventory.machines:
+                unreachable.append(f"{role}: the lab used it, and {self.inventory.file} no longer names it: put it back")
+                continue
             try:
-                self._connect(role)
-                if role not in self.dirs:
-                    self.dirs[role] = f"{self.sftp(role).normalize('.').rstrip('/')}/{LAB_ROOT}/{self.lab}"
+                self._lab_dir(role)
                 removed += self._clean(role)
             except LabError as e:
                 unreachable.append(str(e))
@@ -243,12 +255,12 @@ class SshBackend(Backend):
         folder = self.dirs[role]
         if self._exists(role, folder):
             self._upload_agent(role)  # afresh: the run may have been killed before it was complete
-            r = self.run(role, self.agent(role, "stop-all", folder), timeout=30)
-            removed += [f"process {name} on {role}" for name in json.loads(r.stdout or "[]")]
+            stopped = self._json(role, self.run(role, self.agent(role, "stop-all", folder), timeout=30).stdout, "the agent's answer")
+            removed += [f"process {name} on {role}" for name in stopped]
             saved = self.read_file(role, f"{folder}/sysctls.json")
-            for name, value in (json.loads(saved) if saved else {}).items():
+            for name, value in (self._json(role, saved, "sysctls.json") if saved else {}).items():
                 if value is not None:
-                    self.run(role, ["sysctl", "-q", "-w", f"{name}={value}"], check=False)
+                    self.write_sysctl(role, name, value, check=False)
                     removed.append(f"sysctl {name} on {role} (back to {value})")
         chain = iptables_chain(self.lab)
         if self.run(role, ["iptables", "-w", "-n", "-L", chain], check=False).returncode == 0:
@@ -269,7 +281,7 @@ class SshBackend(Backend):
             removed.append(f"folder {folder} on {role}")
             try:
                 self.sftp(role).rmdir(str(Path(folder).parent))
-            except OSError:
+            except (OSError, paramiko.SSHException):
                 pass  # another lab's folder is still there
         return removed
 
@@ -290,16 +302,21 @@ class SshBackend(Backend):
     def _shell(self, host: str, line: str, timeout: float, argv: Optional[list] = None) -> subprocess.CompletedProcess:
         m = self.inventory.machines[host]
         what = " ".join(argv) if argv else line
+        channel = None
         try:
             _, stdout, stderr = self._connect(host).exec_command(line, timeout=timeout)
+            channel = stdout.channel
             out = stdout.read().decode(errors="replace")
             err = stderr.read().decode(errors="replace")
-            code = stdout.channel.recv_exit_status()
+            code = channel.recv_exit_status()
         except socket.timeout:
             raise LabError(f"{m}: `{what}` did not finish within {timeout:g} s") from None
         except (paramiko.SSHException, OSError, EOFError) as e:
-            self.clients.pop(host, None)
+            self._forget(host)
             raise LabError(f"{m}: lost the SSH connection while running `{what}`: {e or type(e).__name__}") from None
+        finally:
+            if channel is not None:
+                channel.close()
         return subprocess.CompletedProcess(argv or line, code, out, err)
 
     def spawn(self, host: str, name: str, argv: Sequence[str], state: LabState) -> Process:
@@ -331,28 +348,33 @@ class SshBackend(Backend):
         return [(r, self.interfaces[r]) for r in ("source", "dest")]
 
     def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
-        try:
-            with self.sftp(host).open(path, "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            return b""
+        def read(sftp: paramiko.SFTPClient) -> bytes:
+            try:
+                with sftp.open(path, "rb") as f:
+                    f.seek(offset)
+                    return f.read()
+            except FileNotFoundError:
+                return b""
+
+        return self._sftp_op(host, "read", path, read)
 
     def fetch(self, host: str, path: str, local: Path) -> None:
-        sftp = self.sftp(host)
-        try:
-            size = sftp.stat(path).st_size or 0
-        except FileNotFoundError:
-            return
-        if size < PROGRESS_BYTES:
-            sftp.get(path, str(local))
-            return
-        with ui.transfer(f"{host}:{Path(path).name}", size) as advance:
-            sftp.get(path, str(local), callback=lambda done, total: advance(done))
+        def get(sftp: paramiko.SFTPClient) -> None:
+            try:
+                size = sftp.stat(path).st_size or 0
+            except FileNotFoundError:
+                return
+            if size < PROGRESS_BYTES:
+                sftp.get(path, str(local))
+                return
+            with ui.transfer(f"{host}:{Path(path).name}", size) as advance:
+                sftp.get(path, str(local), callback=lambda done, total: advance(done))
+
+        self._sftp_op(host, "fetch", path, get)
 
     def facts(self, host: str) -> dict:
         if host not in self._facts:
-            self._facts[host] = json.loads(self.run(host, self.agent(host, "facts"), timeout=30).stdout)
+            self._facts[host] = self._json(host, self.run(host, self.agent(host, "facts"), timeout=30).stdout, "the agent's facts")
         return self._facts[host]
 
     def describe(self) -> dict:
@@ -372,29 +394,75 @@ class SshBackend(Backend):
     def _connect(self, role: str) -> paramiko.SSHClient:
         client = self.clients.get(role)
         if client is None or not (client.get_transport() and client.get_transport().is_active()):
+            self._forget(role)
             client = sshconn.connect(self.inventory.machines[role], self.inventory, self.accept_new, note=ui.warn)
             self.clients[role] = client
-            self._sftp.pop(role, None)
         return client
 
     def sftp(self, role: str) -> paramiko.SFTPClient:
         if role not in self._sftp or role not in self.clients:
-            self._sftp[role] = self._connect(role).open_sftp()
+            try:
+                sftp = self._connect(role).open_sftp()
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                raise LabError(f"{self.inventory.machines[role]}: no SFTP ({e or type(e).__name__}): enable sshd's sftp Subsystem") from None
+            # A machine that stops answering must not hang the run (or its teardown, which ignores Ctrl-C).
+            sftp.get_channel().settimeout(SFTP_TIMEOUT)
+            self._sftp[role] = sftp
         return self._sftp[role]
 
-    def _exists(self, role: str, path: str) -> bool:
+    def _sftp_op(self, role: str, what: str, path: str, op: Callable[[paramiko.SFTPClient], T]) -> T:
+        """One SFTP operation; any failure becomes one line naming the machine and the file."""
         try:
-            return stat.S_ISDIR(self.sftp(role).stat(path).st_mode or 0)
-        except FileNotFoundError:
-            return False
+            return op(self.sftp(role))
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            if not isinstance(e, PermissionError):
+                self._forget(role)
+            raise LabError(f"{self.inventory.machines[role]}: cannot {what} {path}: {e or type(e).__name__}") from None
+
+    def _forget(self, role: str) -> None:
+        client = self.clients.pop(role, None)
+        self._sftp.pop(role, None)
+        if client is not None:
+            client.close()
+
+    def _lab_dir(self, role: str) -> str:
+        """The lab's folder on the machine: ~/.tcplab/<lab> of the SSH user."""
+        if role not in self.dirs:
+            home = self._sftp_op(role, "resolve", "~", lambda sftp: sftp.normalize("."))
+            self.dirs[role] = f"{home.rstrip('/')}/{LAB_ROOT}/{self.lab}"
+        return self.dirs[role]
+
+    def _json(self, role: str, text: str | bytes, what: str):
+        try:
+            return json.loads(text or "null")
+        except ValueError:
+            raise LabError(f"{self.inventory.machines[role]}: {what} is not JSON: {str(text)[:200]!r}") from None
+
+    def _put(self, role: str, local: Path, remote: str) -> None:
+        self._sftp_op(role, "upload", remote, lambda sftp: sftp.put(str(local), remote))
+
+    def _exists(self, role: str, path: str) -> bool:
+        def is_dir(sftp: paramiko.SFTPClient) -> bool:
+            try:
+                return stat.S_ISDIR(sftp.stat(path).st_mode or 0)
+            except FileNotFoundError:
+                return False
+
+        return self._sftp_op(role, "look at", path, is_dir)
 
     def _mkdirs(self, role: str, folder: str) -> None:
-        base = self.dirs[role]
-        path = base
+        path = base = self.dirs[role]
         for part in folder[len(base):].strip("/").split("/"):
             path = f"{path}/{part}"
             if not self._exists(role, path):
-                self.sftp(role).mkdir(path, 0o700)
+                self._sftp_op(role, "create", path, lambda sftp, p=path: sftp.mkdir(p, 0o700))
+
+    @staticmethod
+    def _mkdir_quietly(sftp: paramiko.SFTPClient, path: str, mode: int) -> None:
+        try:
+            sftp.mkdir(path, mode)
+        except OSError:
+            pass  # there already (another lab's); a real problem shows at the next step
 
 
 def _a(word: str) -> str:

@@ -67,7 +67,14 @@ class Vms:
     mgmt: dict[str, str] = field(default_factory=dict)  # role -> SSH address
     host_keys: dict[str, str] = field(default_factory=dict)  # role -> "ssh-ed25519 AAAA..."
 
-    def inventory(self, name: str = "inventory.yml", with_observer: bool = True, **overrides) -> Path:
+    def ssh_config(self) -> Path:
+        """A ~/.ssh/config-style file naming the VMs vm-source, vm-dest, vm-observer (as `vagrant ssh-config` does)."""
+        path = self.folder / "ssh_config"
+        path.write_text("".join(f"Host vm-{r}\n  HostName {self.mgmt[r]}\n  User root\n  Port 22\n  IdentityFile {self.key}\n"
+                                f"  IdentitiesOnly yes\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n\n" for r in ROLES))
+        return path
+
+    def inventory(self, name: str = "inventory.yml", with_observer: bool = True, ssh_config: Path | None = None, **overrides) -> Path:
         """An inventory of the VMs; overrides: role -> fields replacing the defaults (None drops the role)."""
         machines = {
             "source": {"host": self.mgmt["source"], "user": "lab", "sudo": True, "address": DATA["source"]},
@@ -79,10 +86,12 @@ class Vms:
             if fields is None:
                 machines.pop(role, None)
             else:
-                machines[role] = {**machines.get(role, {}), **fields}
+                merged = {**machines.get(role, {}), **fields}
+                machines[role] = {k: v for k, v in merged.items() if v is not None}  # None: leave the field out
         path = self.folder / name
+        extra = {"ssh_config": str(ssh_config)} if ssh_config else {}
         path.write_text(yaml.safe_dump({"known_hosts": str(self.known_hosts), "defaults": {"key": str(self.key)},
-                                        "machines": machines}))
+                                        "machines": machines, **extra}))
         return path
 
     def exec(self, role: str, *argv: str) -> subprocess.CompletedProcess:

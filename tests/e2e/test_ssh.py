@@ -64,7 +64,10 @@ def test_exercise2_over_ssh_gives_the_netns_report(vms, tmp_path):
 
 
 def test_exercise1_without_observer_captures_on_source_and_dest(vms, tmp_path):
-    r = ssh_up("exercise1", "sshex1", EX1_FAST, tmp_path / "run", vms.inventory("no-observer.yml", with_observer=False))
+    # dest by its alias in an ssh_config file written the way `vagrant ssh-config` writes one.
+    inv = vms.inventory("no-observer.yml", with_observer=False, ssh_config=vms.ssh_config(),
+                        dest={"host": "vm-dest", "user": None, "key": None})
+    r = ssh_up("exercise1", "sshex1", EX1_FAST, tmp_path / "run", inv)
     assert r.returncode == 0, r.stdout + r.stderr
     assert all(verdicts(tmp_path / "run").values()) and len(verdicts(tmp_path / "run")) == 3
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -73,6 +76,7 @@ def test_exercise1_without_observer_captures_on_source_and_dest(vms, tmp_path):
     # The observer's capture point is stood for by both, source first (the one checks naming it read).
     assert captures["source"]["stands_for"] == ["observer"] and captures["dest"]["stands_for"] == ["observer"]
     assert "observer" not in m["machines"]
+    assert m["machines"]["dest"]["ssh"] == f"root@{vms.mgmt['dest']}:22"  # from the alias's HostName and User
     assert "capture on dest:eth1 (tcp port 8990), standing for observer" in " ".join(r.stdout.split())
     assert_machines_clean(vms, "sshex1")
 
@@ -181,6 +185,21 @@ def test_sigkill_then_down_from_the_inventory_alone(vms, tmp_path):
     assert_machines_clean(vms, lab)
     r = invoke("down", "--lab", lab, "--inventory", str(inv))
     assert r.returncode == 0 and "nothing left to remove" in r.stdout
+
+
+def test_another_runs_lab_on_the_machines_is_refused_and_left_alone(vms, tmp_path):
+    lab = "sshother"
+    # What another orchestrator's run of the same lab name leaves on the machines while it runs.
+    assert vms.exec("source", "sh", "-c", f"mkdir -p /home/lab/.tcplab/{lab} && touch /home/lab/.tcplab/{lab}/theirs").returncode == 0
+    assert vms.exec("dest", "iptables", "-w", "-N", f"TL_{lab}").returncode == 0
+    r = ssh_up("exercise1", lab, EX1_FAST, tmp_path / "run", vms.inventory())
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2 and f"already holds lab {lab}" in out and "Traceback" not in out, out
+    assert vms.exec("source", "test", "-f", f"/home/lab/.tcplab/{lab}/theirs").returncode == 0
+    assert sshvms.remote_state(vms, "dest", lab)["chain"]
+    # `down` with the inventory alone is how its owner (or anyone) removes it.
+    assert invoke("down", "--lab", lab, "--inventory", str(vms.inventory())).returncode == 0
+    assert_machines_clean(vms, lab)
 
 
 def test_keep_then_down_finds_the_machines_from_the_record(vms, tmp_path):

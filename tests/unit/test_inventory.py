@@ -123,7 +123,7 @@ def test_tilde_is_the_sudo_users_home(monkeypatch, tmp_path):
 
     monkeypatch.setattr(inventory.os, "geteuid", lambda: 0)
     monkeypatch.setenv("SUDO_USER", "someone")
-    monkeypatch.setattr(pwd, "getpwnam", lambda name: type("pw", (), {"pw_dir": f"/home/{name}"})())
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: type("pw", (), {"pw_dir": f"/home/{name}", "pw_name": name})())
     assert inventory.expand("~/.ssh/id_ed25519", tmp_path) == Path("/home/someone/.ssh/id_ed25519")
     assert inventory.default_user() == "someone"
 
@@ -158,3 +158,18 @@ def test_ssh_backend_needs_an_inventory_and_others_refuse_one():
         backends.get("ssh", "lab1")
     with pytest.raises(LabError, match=r"--inventory and --accept-new-host-keys are for --backend ssh, not netns"):
         backends.get("netns", "lab1", "inventory.yml")
+
+
+def test_an_ssh_config_key_wins_over_defaults(tmp_path, key):
+    other = tmp_path / "id_default"
+    other.write_text("x")
+    write(tmp_path, VAGRANT_SSH_CONFIG.format(key=key), "vagrant.ssh")
+    inv = inventory.load(write(tmp_path, f"""
+        ssh_config: vagrant.ssh
+        defaults: {{key: {other}}}
+        machines:
+          source: {{host: vm1, address: 192.168.56.11}}
+          dest: {{host: 192.168.56.12}}
+    """))
+    assert inv.machines["source"].keys == (str(key),)  # from ssh_config
+    assert inv.machines["dest"].keys == (str(other),)  # no ssh_config entry: from defaults
