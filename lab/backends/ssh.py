@@ -247,7 +247,7 @@ class SshBackend(Backend):
         if unreachable:
             done = f"removed {', '.join(removed)}; " if removed else ""
             raise LabError(f"{done}could not clean up every machine:\n  " + "\n  ".join(unreachable)
-                           + f"\nrun `invoke down --lab {self.lab} --inventory {self.inventory.file}` again once they answer")
+                           + f"\nfix that (or wait for them to answer), then run `invoke down --lab {self.lab} --inventory {self.inventory.file}` again")
         return removed
 
     def _clean(self, role: str) -> list[str]:

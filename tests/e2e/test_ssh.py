@@ -190,7 +190,7 @@ def test_sigkill_then_down_from_the_inventory_alone(vms, tmp_path):
 def test_another_runs_lab_on_the_machines_is_refused_and_left_alone(vms, tmp_path):
     lab = "sshother"
     # What another orchestrator's run of the same lab name leaves on the machines while it runs.
-    assert vms.exec("source", "sh", "-c", f"mkdir -p /home/lab/.tcplab/{lab} && touch /home/lab/.tcplab/{lab}/theirs").returncode == 0
+    assert vms.exec("source", "sh", "-c", f"mkdir -p /home/lab/.tcplab/{lab} && touch /home/lab/.tcplab/{lab}/theirs && chown -R lab:lab /home/lab/.tcplab").returncode == 0
     assert vms.exec("dest", "iptables", "-w", "-N", f"TL_{lab}").returncode == 0
     r = ssh_up("exercise1", lab, EX1_FAST, tmp_path / "run", vms.inventory())
     out = " ".join((r.stdout + r.stderr).split())
