@@ -214,12 +214,18 @@ def test_keep_then_down_finds_the_machines_from_the_record(vms, tmp_path):
     assert not (STATE_ROOT / lab).exists()
 
 
+def one_program_exercise(folder: Path, script: str, code: str, yml: str) -> Path:
+    """An exercise folder of one's own: one Python program and its exercise.yml."""
+    folder.mkdir()
+    (folder / script).write_text(code)
+    (folder / "exercise.yml").write_text(textwrap.dedent(yml))
+    return folder
+
+
 def test_values_reach_programs_as_they_are(vms, tmp_path):
     """A --set value full of shell syntax arrives as one argument and runs nothing."""
-    ex = tmp_path / "echo"
-    ex.mkdir()
-    (ex / "echo.py").write_text("import json, sys\nprint(json.dumps({'event': 'args', 'args': sys.argv[1:]}), flush=True)\n")
-    (ex / "exercise.yml").write_text(textwrap.dedent("""
+    ex = one_program_exercise(tmp_path / "echo", "echo.py",
+                              "import json, sys\nprint(json.dumps({'event': 'args', 'args': sys.argv[1:]}), flush=True)\n", """
         title: Echo
         description: prints its arguments
         parameters:
@@ -230,7 +236,7 @@ def test_values_reach_programs_as_they_are(vms, tmp_path):
           - start: echo
           - wait_exit: {program: echo, timeout: 10}
           - collect:
-    """))
+    """)
     nasty = "$(touch /tmp/pwned); `touch /tmp/pwned2` && echo 'q' \"d\" \\ * > /tmp/pwned3"
     r = invoke("up", str(ex), "--lab", "sshecho", "--results", str(tmp_path / "run"), "--set", f"msg={nasty}",
                "--backend", "ssh", "--inventory", str(vms.inventory()))
@@ -244,10 +250,8 @@ def test_values_reach_programs_as_they_are(vms, tmp_path):
 
 
 def test_sysctls_are_set_and_put_back(vms, tmp_path):
-    ex = tmp_path / "sysctl"
-    ex.mkdir()
-    (ex / "show.py").write_text("import json\nprint(json.dumps({'event': 'value', 'value': open('/proc/sys/net/ipv4/tcp_keepalive_time').read().strip()}))\n")
-    (ex / "exercise.yml").write_text(textwrap.dedent("""
+    ex = one_program_exercise(tmp_path / "sysctl", "show.py",
+                              "import json\nprint(json.dumps({'event': 'value', 'value': open('/proc/sys/net/ipv4/tcp_keepalive_time').read().strip()}))\n", """
         title: Sysctl
         description: shows a sysctl the exercise sets
         sysctls:
@@ -258,7 +262,7 @@ def test_sysctls_are_set_and_put_back(vms, tmp_path):
           - start: show
           - wait_exit: {program: show, timeout: 10}
           - collect:
-    """))
+    """)
     before = vms.exec("source", "cat", "/proc/sys/net/ipv4/tcp_keepalive_time").stdout.strip()
     assert before != "77"
     r = invoke("up", str(ex), "--lab", "sshctl", "--results", str(tmp_path / "run"), "--backend", "ssh", "--inventory", str(vms.inventory()))
