@@ -32,12 +32,15 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "collect": (set(), set()),
     "bridge_drop": ({"host", "from", "to", "port"}, {"window"}),
     "bridge_restore": ({"host"}, set()),
+    "impair": ({"from", "to"}, {"delay_ms", "loss", "direction"}),
+    "unimpair": (set(), set()),
 }
 # Tools a step needs beyond the backend's own, checked before anything is built.
-STEP_TOOLS = {"bridge_drop": {"nft": "nftables"}, "bridge_restore": {"nft": "nftables"}}
+STEP_TOOLS = {"bridge_drop": {"nft": "nftables"}, "bridge_restore": {"nft": "nftables"},
+              "impair": {"tc": "iproute2", "nft": "nftables"}}
 # Numeric fields are expressions over the parameters and must come out >= 0; the rest are strings
 # (after substitution) except `drop`, a mapping checked on its own.
-NUMERIC_FIELDS = {"timeout", "seconds", "snaplen"}
+NUMERIC_FIELDS = {"timeout", "seconds", "snaplen", "delay_ms", "loss"}
 MAPPING_FIELDS = {"drop"}
 INTEGER_FIELDS = {"port"}
 CAPTURE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")
@@ -105,6 +108,8 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab", addresse
     top = yamlfile.Fields(path, "", yamlfile.load(path) or {})
     top.only(["title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots"])
     topo_name = top.get("topology", str, "default")
+    if topo_name.endswith((".yml", ".yaml")):
+        topo_name = str(path.parent / topo_name)  # a topology file of the exercise's own, beside it
     try:
         topo = topology_mod.load(topo_name)
     except ConfigError as e:
@@ -255,6 +260,22 @@ def _check_references(f: yamlfile.Fields, kind: str, args: dict, ex: Exercise) -
             raise f.error("window", f"{args['window']!r}: allowed: open, closed, any")
         if not ex.topology.nodes[args["host"]].bridges:
             raise f.error("host", f"{args['host']} holds no bridge, so no frame between two other hosts crosses it")
+    if kind == "impair":
+        from .impair import bridge_path
+
+        for end in ("from", "to"):
+            if args[end] not in ex.topology.nodes:
+                raise f.error(end, f"no host {args[end]!r}; hosts: {', '.join(ex.topology.nodes)}")
+        if args["from"] == args["to"]:
+            raise f.error("to", "an impairment joins two different hosts")
+        try:
+            bridge_path(ex.topology, args["from"], args["to"])
+        except LabError as e:
+            raise f.error("to", str(e)) from None
+        if args.get("direction", "both") not in ("both", "one"):
+            raise f.error("direction", f"{args['direction']!r}: allowed: both (the same each way, the default), one (from -> to only)")
+        if args.get("loss", 0) > 100:
+            raise f.error("loss", f"{args['loss']:g}: a percentage, 0 to 100")
     if kind == "firewall":
         drop = yamlfile.Fields(f.file, f.path("drop"), args["drop"]).only(["protocol", "port"])
         proto = drop.get("protocol", str, "tcp")

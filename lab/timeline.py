@@ -14,6 +14,7 @@ from . import ui
 from .backends.base import Backend, Process
 from .errors import LabError
 from .exercise import Exercise, Step
+from .impair import Impairment, Impairments
 from .labstate import LabState
 from .naming import iptables_chain, nft_table
 
@@ -49,8 +50,14 @@ class Run:
         self.argv: dict[str, list[str]] = {}
         self.record: list[dict] = []
         self.collected = False
+        self.impairments = Impairments(backend, exercise.topology, state)
 
     def execute(self) -> None:
+        for spec in self.ex.topology.impairments:
+            entry = {"step": "impair", **spec, "from_topology": True, "started": time.time()}
+            self.record.append(entry)
+            self._impair(Step("impair", spec, "topology impairments"), entry)
+            entry["finished"] = time.time()
         for step in self.ex.steps:
             started = time.time()
             entry = {"step": step.kind, **step.args, "started": started}
@@ -61,6 +68,7 @@ class Run:
     def finish(self) -> None:
         """Stops whatever still runs and collects everything; safe after any failure, and idempotent."""
         stop(list(self.programs.values()), signal.SIGTERM, grace=3)
+        self.impairments.clear()
         self._stop_captures()
         if not self.collected:
             self._collect(None, {})
@@ -71,6 +79,7 @@ class Run:
             "programs": {
                 name: {"host": p.host, "argv": self.argv.get(name), "exit_status": p.poll()} for name, p in self.programs.items()
             },
+            "impairments": self.impairments.history,
             "captures": [
                 {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "snaplen": c.snaplen,
                  "file": f"{c.name}.pcap", **({"stands_for": c.stands_for} if c.stands_for else {}), **c.stats}
@@ -150,6 +159,18 @@ class Run:
     def _bridge_restore(self, step: Step, entry: dict) -> None:
         ui.step(f"on {step.args['host']}'s bridge: stop dropping")
         entry["commands"] = self.backend.bridge_restore(step.args["host"], nft_table(self.backend.lab))
+
+    def _impair(self, step: Step, entry: dict) -> None:
+        a = step.args
+        one = Impairment(a["from"], a["to"], float(a.get("delay_ms", 0)), float(a.get("loss", 0)))
+        items = [one] if a.get("direction", "both") == "one" else [one, Impairment(a["to"], a["from"], one.delay_ms, one.loss)]
+        record = self.impairments.set(items)
+        ui.step(f"impair ({record['method']}): " + "; ".join(map(str, items)))
+        entry["method"] = record["method"]
+
+    def _unimpair(self, step: Step, entry: dict) -> None:
+        ui.step("remove the impairments")
+        self.impairments.clear()
 
     def _wait_exit(self, step: Step, entry: dict) -> None:
         proc = self._program(step)

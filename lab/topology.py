@@ -74,6 +74,8 @@ class Topology:
     description: str
     nodes: dict[str, Node]
     links: list[tuple[Endpoint, Endpoint]]
+    # Applied when the lab comes up, before the first step: [{from, to, delay_ms, loss, direction}].
+    impairments: list[dict] = field(default_factory=list)
 
     def veths(self) -> list[VethPlan]:
         plans = []
@@ -128,7 +130,7 @@ def load(name_or_path: str | Path) -> Topology:
 
 
 def parse(path: Path, data: object) -> Topology:
-    top = yamlfile.Fields(path, "", data if data is not None else {}).only(["name", "description", "nodes", "links"])
+    top = yamlfile.Fields(path, "", data if data is not None else {}).only(["name", "description", "nodes", "links", "impairments"])
     nodes_f = top.sub("nodes")
     if not nodes_f.value:
         raise top.error("nodes", "a topology needs at least one node")
@@ -169,7 +171,27 @@ def parse(path: Path, data: object) -> Topology:
         for node, name in ((plan.a_node, plan.a_name), (plan.b_node, plan.b_name)):
             if len(name) > IFNAME_MAX:
                 raise ConfigError(path, "links", f"interface name {name!r} on {node} is over Linux's {IFNAME_MAX} characters; shorten the node or interface names")
+    topo.impairments = [_parse_impairment(topo, yamlfile.Fields(path, f"impairments[{i}]", item))
+                        for i, item in enumerate(top.get("impairments", list, []))]
     return topo
+
+
+def _parse_impairment(topo: Topology, f: yamlfile.Fields) -> dict:
+    from .errors import LabError
+    from .impair import bridge_path
+
+    f.only(["from", "to", "delay_ms", "loss", "direction"])
+    out = {"from": f.get("from", str), "to": f.get("to", str), "delay_ms": f.get("delay_ms", float, 0.0),
+           "loss": f.get("loss", float, 0.0), "direction": f.get("direction", str, "both")}
+    try:
+        bridge_path(topo, out["from"], out["to"])
+    except LabError as e:
+        raise f.error("to", str(e)) from None
+    if out["delay_ms"] < 0 or not 0 <= out["loss"] <= 100:
+        raise f.error("delay_ms", "delay_ms is 0 or more, loss a percentage from 0 to 100")
+    if out["direction"] not in ("both", "one"):
+        raise f.error("direction", f"{out['direction']!r}: allowed: both, one")
+    return out
 
 
 def _parse_node(f: yamlfile.Fields, name: str) -> Node:

@@ -30,6 +30,7 @@ from . import wiring
 from .base import Backend, CommandError, LocalFiles, Process
 
 NETNS_DIR = Path("/run/netns")
+ONHOST_DIR = Path(__file__).resolve().parent.parent / "onhost"
 LAB_LABEL, NODE_LABEL = "tcplab.lab", "tcplab.node"
 
 
@@ -110,7 +111,8 @@ class DockerBackend(LocalFiles, Backend):
         wiring.wire(topology, self.container, self.lab)
 
     def _start(self, image: str, node: str, name: str):
-        mounts = {str(EXERCISE_DIR): {"bind": str(EXERCISE_DIR), "mode": "ro"}}
+        mounts = {str(EXERCISE_DIR): {"bind": str(EXERCISE_DIR), "mode": "ro"},
+                  str(ONHOST_DIR): {"bind": str(ONHOST_DIR), "mode": "ro"}}  # the lab's own host-side programs
         for extra in self.share:
             mounts[str(extra)] = {"bind": str(extra), "mode": "ro"}
         work = self.work_dir(node)

@@ -34,8 +34,10 @@ def wire(topology: Topology, netns_of: Callable[[str], str], lab: str) -> None:
         ip(b_ns, "link", "add", plan.b_name, "type", "veth", "peer", "name", plan.a_name, "netns", a_ns)
         for ns, name in ((a_ns, plan.a_name), (b_ns, plan.b_name)):
             ip(ns, "link", "set", name, "alias", alias)
-            # Segmentation and receive offloads merge packets into 64 KB super-packets in captures.
-            _run(["ip", "netns", "exec", ns, "ethtool", "-K", name, "tso", "off", "gso", "off", "gro", "off"])
+            # Segmentation and receive offloads merge packets into 64 KB super-packets in captures;
+            # with transmit checksum offload, frames carry no checksum until they leave a real NIC, so a
+            # frame relayed from user space (the delay line) would arrive broken.
+            _run(["ip", "netns", "exec", ns, "ethtool", "-K", name, "tso", "off", "gso", "off", "gro", "off", "tx", "off"])
         if plan.b_bridge:
             ip(b_ns, "link", "set", plan.b_name, "master", plan.b_bridge)
         ip(b_ns, "link", "set", plan.b_name, "up")

@@ -84,6 +84,13 @@ programs: {client: {host: source, script: client.py, args: ["{port}"]}}
         ("- wait: {program: client, line: '[', timeout: 1}", "timeline[0].wait.line", "not a regular expression"),
         ("- sleep: -1", "timeline[0].sleep.seconds", "must be 0 or more"),
         ("- wait_exit: {program: client, timeout: 'port - 5'}", "timeline[0].wait_exit.timeout", "must be 0 or more"),
+        ("- capture: {host: source, interface: eth0, name: ../x}", "timeline[0].capture.name", "a capture name is a file name"),
+        ("- impair: {from: source, to: moon}", "timeline[0].impair.to", "no host 'moon'"),
+        ("- impair: {from: source, to: source}", "timeline[0].impair.to", "two different hosts"),
+        ("- impair: {from: source, to: observer}", "timeline[0].impair.to", "no bridge joins source and observer"),
+        ("- impair: {from: source, to: dest, delay_ms: -1}", "timeline[0].impair.delay_ms", "must be 0 or more"),
+        ("- impair: {from: source, to: dest, loss: 101}", "timeline[0].impair.loss", "a percentage"),
+        ("- impair: {from: source, to: dest, direction: up}", "timeline[0].impair.direction", "allowed: both"),
     ],
 )
 def test_timeline_errors_name_file_and_field(tmp_path, timeline, field, words):

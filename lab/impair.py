@@ -1,0 +1,164 @@
+"""Link impairments: one-way delay and loss between two hosts, applied at the bridge between them.
+
+The bridge's host (the observer) is the middle box, as DUMMYNET's is in the seed: a frame from A to B
+is delayed on its way through. Two methods, and the manifest says which ran:
+
+- `netem`, where the kernel has it: a netem qdisc on the bridge port that leads to B.
+- `delay-line`, where it does not (this project's build machines): lab/onhost/delayline.py relays the
+  frames between the two ports from user space, holding each for its delay, while an nftables rule of
+  the lab's own stops the bridge forwarding them itself.
+
+Never silently without: a requested delay that cannot be applied is an error.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from .backends.base import Backend, Process
+from .errors import LabError
+from .labstate import LabState
+from .naming import nft_table
+from .topology import Topology
+
+DELAYLINE = Path(__file__).resolve().parent / "onhost" / "delayline.py"
+RELAY_NAME = "delayline"
+
+
+@dataclass(frozen=True)
+class Impairment:
+    src: str
+    dst: str
+    delay_ms: float = 0.0
+    loss: float = 0.0  # percent of frames dropped
+
+    def __str__(self) -> str:
+        what = [f"{self.delay_ms:g} ms"] + ([f"{self.loss:g}% loss"] if self.loss else [])
+        return f"{self.src} -> {self.dst}: {', '.join(what)}"
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where frames from src to dst cross the bridge: its host, the port they enter by, the port they leave by."""
+    host: str
+    port_in: str
+    port_out: str
+
+
+def bridge_path(topology: Topology, src: str, dst: str) -> Crossing:
+    """The bridge both hosts are linked to, and its ports toward each."""
+    ports: dict[str, tuple[str, str, str]] = {}  # node -> (bridge host, bridge, port name)
+    for plan in topology.veths():
+        if plan.b_bridge:
+            ports.setdefault(plan.a_node, (plan.b_node, plan.b_bridge, plan.b_name))
+    if src not in ports or dst not in ports or ports[src][:2] != ports[dst][:2]:
+        raise LabError(f"no bridge joins {src} and {dst} in topology {topology.name}: impairments sit on the bridge between two hosts")
+    return Crossing(ports[src][0], ports[src][2], ports[dst][2])
+
+
+class Impairments:
+    """The impairments in force on one lab; each change re-applies the whole set."""
+
+    def __init__(self, backend: Backend, topology: Topology, state: LabState):
+        self.backend, self.topology, self.state = backend, topology, state
+        self.active: dict[tuple[str, str], Impairment] = {}
+        self.method: Optional[str] = None
+        self.relay: Optional[Process] = None
+        self.relays = 0
+        self.history: list[dict] = []  # for the manifest: what was in force when, and how exact it was
+
+    def set(self, items: list[Impairment]) -> dict:
+        for item in items:
+            path = bridge_path(self.topology, item.src, item.dst)
+            if any(bridge_path(self.topology, o.src, o.dst).port_out == path.port_out and (o.src, o.dst) != (item.src, item.dst)
+                   for o in self.active.values()):
+                raise LabError(f"{item}: another impairment already leads out of {path.port_out}; one per receiving host")
+            self.active[(item.src, item.dst)] = item
+        return self._apply()
+
+    def clear(self) -> Optional[dict]:
+        if not self.active and self.relay is None:
+            return None
+        self.active.clear()
+        return self._apply()
+
+    def _apply(self) -> dict:
+        paths = {key: bridge_path(self.topology, *key) for key in self.active}
+        hosts = {p.host for p in paths.values()} or {bridge_path(self.topology, *k).host for k in self._last_keys()}
+        self._stop_relay()
+        record: dict = {"at": time.time(), "impairments": [asdict(i) for i in self.active.values()]}
+        for host in hosts:
+            if self._has_netem(host):
+                self.method = "netem"
+                self._netem(host, paths)
+            else:
+                self.method = "delay-line"
+                self._delay_line(host, paths, record)
+        record["method"] = self.method
+        self.history.append(record)
+        return record
+
+    def _last_keys(self) -> list[tuple[str, str]]:
+        last = self.history[-1]["impairments"] if self.history else []
+        return [(i["src"], i["dst"]) for i in last]
+
+    # --- netem -------------------------------------------------------------------------------------
+
+    def _has_netem(self, host: str) -> bool:
+        probe = self.backend.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], check=False)
+        if probe.returncode == 0:
+            self.backend.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+            return True
+        return False
+
+    def _netem(self, host: str, paths: dict) -> None:
+        for port in {bridge_path(self.topology, *k).port_out for k in self._last_keys()}:
+            self.backend.run(host, ["tc", "qdisc", "del", "dev", port, "root"], check=False)
+        for key, item in self.active.items():
+            argv = ["tc", "qdisc", "replace", "dev", paths[key].port_out, "root", "netem", "delay", f"{item.delay_ms}ms"]
+            if item.loss:
+                argv += ["loss", f"{item.loss}%"]
+            self.backend.run(host, argv)
+
+    # --- the user-space delay line -------------------------------------------------------------------
+
+    def _delay_line(self, host: str, paths: dict, record: dict) -> None:
+        table = nft_table(self.backend.lab) + "_delay"
+        self.backend.run(host, ["nft", "delete", "table", "bridge", table], check=False)
+        if not self.active:
+            return
+        self.backend.run(host, ["nft", "add", "table", "bridge", table])
+        self.backend.run(host, ["nft", "add", "chain", "bridge", table, "forward", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "}"])
+        args: list[str] = []
+        for key, item in self.active.items():
+            p = paths[key]
+            self.backend.run(host, ["nft", "add", "rule", "bridge", table, "forward", "iifname", p.port_in, "oifname", p.port_out, "drop"])
+            args += [p.port_in, p.port_out, f"{item.delay_ms:g}", f"{item.loss:g}"]
+        self.relays += 1
+        name = f"{RELAY_NAME}{self.relays}"
+        self.relay = self.backend.spawn(host, name, [*self.backend.python(host, DELAYLINE), *args], self.state)
+        deadline = time.monotonic() + 10
+        while b'"ready"' not in self.backend.read_file(host, self.relay.stdout):
+            if self.relay.poll() is not None or time.monotonic() > deadline:
+                err = self.backend.read_file(host, self.relay.stderr).decode(errors="replace").strip().splitlines()
+                raise LabError(f"the delay line on {host} did not start: {err[-1] if err else 'no output'}")
+            time.sleep(0.02)
+        record["relay"] = name
+
+    def _stop_relay(self) -> None:
+        if self.relay is None:
+            return
+        from .timeline import stop  # one way of stopping processes, shared with the timeline
+
+        stop([self.relay], signal.SIGTERM, grace=3)
+        out = self.backend.read_file(self.relay.host, self.relay.stdout).decode(errors="replace")
+        summary = next((json.loads(l) for l in out.splitlines() if '"summary"' in l), None)
+        for rec in reversed(self.history):
+            if rec.get("relay") == self.relay.name:
+                rec["summary"] = summary
+                break
+        self.relay = None
