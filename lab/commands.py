@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from . import backends, labstate, procs, report, results, sysinfo, ui
+from . import backends, labstate, procs, report, results, statetrace, sysinfo, ui
 from . import exercise as exercise_mod
 from .errors import LabError
 from .labstate import LabState
@@ -127,7 +127,7 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
             ui.step(f"lab {name}: stopping its `up` (pid {state.owner_pid})")
             procs.stop(state.owner_pid, state.owner_start, grace=15)
             state = labstate.load(name) or state
-        removed = backends.get(state.backend, name, inventory_file).destroy(state)
+        removed = backends.get(state.backend, name, inventory_file).destroy(state) + statetrace.remove(state)
         state.remove()
         labstate.drop_lock(name)
         ui.console.print(f"lab {name}: " + (f"removed {', '.join(removed)}" if removed else "nothing left to remove"))
@@ -209,6 +209,7 @@ def _clear_leftovers(lab: str) -> None:
         raise LabError(f"lab {lab} is still up from an earlier `up --keep`: run `invoke down --lab {lab}` first, or choose another --lab")
     ui.warn(f"lab {lab} has leftovers from an interrupted run; removing them")
     backends.get(old.backend, lab, old.inventory or None).destroy(old)
+    statetrace.remove(old)
     old.remove()
 
 
@@ -219,6 +220,7 @@ def _teardown(backend, state: LabState) -> None:
     try:
         ui.step(f"tear down lab {state.lab}")
         backend.destroy(state)
+        statetrace.remove(state)
         state.remove()
     finally:
         for s, h in previous.items():

@@ -34,6 +34,7 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "bridge_restore": ({"host"}, set()),
     "impair": ({"from", "to"}, {"delay_ms", "loss", "direction"}),
     "unimpair": (set(), set()),
+    "trace_states": ({"port"}, set()),
 }
 # Tools a step needs beyond the backend's own, checked before anything is built.
 STEP_TOOLS = {"bridge_drop": {"nft": "nftables"}, "bridge_restore": {"nft": "nftables"},

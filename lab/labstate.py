@@ -33,6 +33,8 @@ class LabState:
     inventory: str = ""  # the SSH backend's inventory file, so `down --lab X` finds the machines
     # Inventory roles the lab has touched; None when unknown (`down --inventory` without a record: all).
     machines: Optional[list[str]] = None
+    traces: list[str] = field(default_factory=list)  # tracefs instances (lab.statetrace)
+    mounts: list[str] = field(default_factory=list)  # tracefs mounts of the lab's own
 
     @classmethod
     def owned(cls, lab: str, backend: str, exercise: str) -> "LabState":
@@ -66,6 +68,14 @@ class LabState:
 
     def drop_machine(self, role: str) -> None:
         self.machines = [m for m in self.machines or [] if m != role]
+        self.save()
+
+    def add_trace(self, path: str) -> None:
+        self.traces.append(path)
+        self.save()
+
+    def add_mount(self, path: str) -> None:
+        self.mounts.append(path)
         self.save()
 
     def add_process(self, pid: int, start: Optional[int], host: str, name: str) -> None:

@@ -15,6 +15,7 @@ from .backends.base import Backend, Process
 from .errors import LabError
 from .exercise import Exercise, Step
 from .impair import Impairment, Impairments
+from .statetrace import StateTrace, instance_name as statetrace_instance
 from .labstate import LabState
 from .naming import iptables_chain, nft_table
 
@@ -51,6 +52,8 @@ class Run:
         self.record: list[dict] = []
         self.collected = False
         self.impairments = Impairments(backend, exercise.topology, state)
+        self.trace = StateTrace(backend.lab, state)
+        self.trace_info: dict = {}
 
     def execute(self) -> None:
         for spec in self.ex.topology.impairments:
@@ -80,6 +83,7 @@ class Run:
                 name: {"host": p.host, "argv": self.argv.get(name), "exit_status": p.poll()} for name, p in self.programs.items()
             },
             "impairments": self.impairments.history,
+            **({"state_trace": self.trace_info} if self.trace_info else {}),
             "captures": [
                 {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "snaplen": c.snaplen,
                  "file": f"{c.name}.pcap", **({"stands_for": c.stands_for} if c.stands_for else {}), **c.stats}
@@ -168,6 +172,12 @@ class Run:
         ui.step(f"impair ({record['method']}): " + "; ".join(map(str, items)))
         entry["method"] = record["method"]
 
+    def _trace_states(self, step: Step, entry: dict) -> None:
+        port = int(step.args["port"])
+        ui.step(f"trace TCP state changes of port {port} in tracefs instance {statetrace_instance(self.trace.lab)}")
+        self.trace.start(port)
+        self.trace_info = {"file": "states.trace", "port": port, "clock": self.trace.clock}
+
     def _unimpair(self, step: Step, entry: dict) -> None:
         ui.step("remove the impairments")
         self.impairments.clear()
@@ -215,6 +225,8 @@ class Run:
         for name, p in self.programs.items():
             self.backend.fetch(p.host, p.stdout, self.folder / f"{name}.log")
             self.backend.fetch(p.host, p.stderr, self.folder / f"{name}.err")
+        if self.trace.stop(self.folder / "states.trace"):
+            ui.step(f"state trace: {self.folder / 'states.trace'}")
         self.collected = True
 
     # --- helpers -----------------------------------------------------------------------------------

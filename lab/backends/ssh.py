@@ -106,6 +106,8 @@ class SshBackend(Backend):
                 raise LabError(f"{ex.file}: {step.where} ({step.kind}) needs {_a(host)} machine, and {where} has none: add one under machines.{host}")
         if ex.topology.impairments or any(step.kind == "impair" for step in ex.steps):
             raise LabError(f"{ex.file}: impairments (the impair step) run on the netns and docker backends, not over SSH yet")
+        if any(step.kind == "trace_states" for step in ex.steps):
+            raise LabError(f"{ex.file}: state tracing (the trace_states step) runs on the netns and docker backends, not over SSH yet")
         for host in ex.sysctls:
             if host in missing:
                 raise LabError(f"{ex.file}: sysctls are set on {host}, and {where} has no {host} machine: add one under machines.{host}")

@@ -38,6 +38,7 @@ def wire(topology: Topology, netns_of: Callable[[str], str], lab: str) -> None:
             # with transmit checksum offload, frames carry no checksum until they leave a real NIC, so a
             # frame relayed from user space (the delay line) would arrive broken.
             _run(["ip", "netns", "exec", ns, "ethtool", "-K", name, "tso", "off", "gso", "off", "gro", "off", "tx", "off"])
+            ip(ns, "link", "set", name, "mtu", "1500")  # wire-sized packets, as the seed sets on loopback
         if plan.b_bridge:
             ip(b_ns, "link", "set", plan.b_name, "master", plan.b_bridge)
         ip(b_ns, "link", "set", plan.b_name, "up")

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import params
 from ..errors import LabError
-from . import keepalive, latency, lost_update, persist  # noqa: F401  (importing registers the checks)
+from . import keepalive, latency, lost_update, persist, states  # noqa: F401  (importing registers the checks)
 from .context import Context
 from .registry import REGISTRY, CheckResult, MissingInput
 

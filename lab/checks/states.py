@@ -1,0 +1,174 @@
+"""Checks for the tcp-states exercise: the kernel's traced state transitions (states.trace), each
+side's sequence and causes, the handshake against the configured latency, and the trace against the
+packets.
+
+Linux reports no TIME_WAIT transition: the active closer's socket goes FIN_WAIT2 -> CLOSE when the
+peer's FIN arrives, and a timewait socket takes over. The tables label that step TIME_WAIT (inferred)
+from the packets: Rx FIN, Tx ACK.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .. import statetrace
+from .. import tcpflow as tf
+from ..pcap import ACK
+from .context import Context
+from .registry import CheckResult, MissingInput, check
+
+# A received segment reaches the capture a few microseconds before TCP acts on it; a sent one leaves
+# a few after. The clocks (trace: CLOCK_MONOTONIC + the offset read around the run) agree to microseconds.
+MATCH_MS = 5.0
+# Received segments that move a socket, by transition: the label the segment must carry.
+RECEIVED = {
+    ("SYN_SENT", "ESTABLISHED"): tf.SYN_ACK,
+    # Linux answers a SYN from a request socket this tracepoint does not see; the socket is born in
+    # SYN_RECV (from the listener: LISTEN -> SYN_RECV) when the handshake's ACK arrives.
+    ("LISTEN", "SYN_RECV"): None,
+    ("ESTABLISHED", "CLOSE_WAIT"): tf.FIN_,
+    ("FIN_WAIT2", "CLOSE"): tf.FIN_,
+    ("FIN_WAIT1", "CLOSING"): tf.FIN_,
+    ("SYN_RECV", "ESTABLISHED"): None,  # any segment that acknowledges: the handshake's ACK
+    ("FIN_WAIT1", "FIN_WAIT2"): None,
+    ("LAST_ACK", "CLOSE"): None,
+    ("CLOSING", "CLOSE"): None,
+}
+# Segments a system call sends: the label, and whether it leaves at once (a FIN waits for queued data).
+SENT = {("CLOSE", "SYN_SENT"): (tf.SYN_, True), ("ESTABLISHED", "FIN_WAIT1"): (tf.FIN_, False),
+        ("CLOSE_WAIT", "LAST_ACK"): (tf.FIN_, False)}
+SHOWN = {tf.SYN_: "SYN", tf.SYN_ACK: "SYN+ACK", tf.FIN_: "FIN"}
+
+
+@dataclass
+class Sides:
+    client: list[statetrace.Transition]
+    server: list[statetrace.Transition]
+    t0: float  # wall time of the client's first transition
+
+
+def sides(ctx: Context, program: str) -> Sides:
+    """The transitions of the writer's connection (client) and of the reader's sockets (server)."""
+    info = ctx.manifest.get("state_trace") or {}
+    path = ctx.folder / info.get("file", "states.trace")
+    if not path.exists():
+        raise MissingInput(f"{path.name} is missing from the results folder (was the trace_states step run?)")
+    events = statetrace.parse(path.read_text(errors="replace"), [tuple(c) for c in info.get("clock") or []])
+    connected = ctx.event(program, "connected")
+    if connected is None:
+        raise MissingInput(f"{program}.log has no 'connected' event")
+    ip, _, port = connected["local"].rpartition(":")
+    me = (ip, int(port))
+    server_port = int(info.get("port", 0))
+    client = [t for t in events if t.local == me]
+    # connect() reports SYN_SENT before the kernel picks the local port: sport 0, same address and peer.
+    opening = [t for t in events if t.local == (ip, 0) and t.remote[1] == server_port and t.new == "SYN_SENT"]
+    if client and opening:
+        client = sorted([max((t for t in opening if t.mono <= client[0].mono), key=lambda t: t.mono, default=opening[0])] + client,
+                        key=lambda t: t.mono)
+    server = [t for t in events if t.local[1] == server_port and (t.remote == me or t.remote[1] == 0)]
+    if not client:
+        raise MissingInput(f"states.trace has no transition of the writer's socket {ip}:{port}")
+    return Sides(client, server, client[0].wall)
+
+
+def _label(t: statetrace.Transition) -> str:
+    return f"{t.old}>{t.new} {t.cause}"
+
+
+def _table(ts: list[statetrace.Transition], t0: float) -> str:
+    rows = []
+    for t in ts:
+        new = "TIME_WAIT (inferred: Rx FIN, Tx ACK; Linux reports CLOSE)" if (t.old, t.new) == ("FIN_WAIT2", "CLOSE") else t.new
+        why = f"{t.syscall}()" if t.cause == "syscall" and t.syscall else t.cause
+        rows.append(f"{(t.wall - t0) * 1000:9.3f} ms  {t.old} -> {new}  [{why}]")
+    return "\n".join(rows)
+
+
+@check
+def state_transitions(ctx: Context, side: str, program: str, expect: list) -> CheckResult:
+    """One side's transitions, in order, each with its cause (a received packet, a system call, a timer)."""
+    name = "state_transitions"
+    s = sides(ctx, program)
+    got = s.client if side == "client" else s.server
+    observed = [_label(t) for t in got]
+    want = [" ".join(str(e).split()) for e in expect]
+    ok = observed == want
+    detail = ""
+    if not ok:
+        first = next((i for i, (a, b) in enumerate(zip(observed, want)) if a != b), min(len(observed), len(want)))
+        detail = (f"from transition {first + 1}: expected {want[first] if first < len(want) else 'nothing more'}, "
+                  f"traced {observed[first] if first < len(observed) else 'nothing more'}")
+    return CheckResult(f"{name} ({side})", ok, expected=", ".join(want), observed=_table(got, s.t0), detail=detail)
+
+
+@check
+def handshake_rtt(ctx: Context, capture: str, program: str, latency_ms, tolerance_ms=2.0) -> CheckResult:
+    """The handshake takes one round trip: 2 x the one-way latency, seen both in the client's capture
+    (SYN to SYN+ACK) and in the trace (SYN_SENT to ESTABLISHED); never less, at most tolerance_ms more."""
+    name = "handshake_rtt"
+    want, tol = 2 * float(latency_ms), float(tolerance_ms)
+    flow = ctx.client_flow(capture, program)
+    syn, synack = flow.first(tf.SYN_, tf.CLIENT), flow.first(tf.SYN_ACK, tf.SERVER)
+    if syn is None or synack is None:
+        raise MissingInput(f"{capture}.pcap lacks the SYN or the SYN+ACK of {flow}")
+    pcap_ms = (synack.ts - syn.ts) * 1000
+    s = sides(ctx, program)
+    sent = next((t for t in s.client if t.new == "SYN_SENT"), None)
+    est = next((t for t in s.client if (t.old, t.new) == ("SYN_SENT", "ESTABLISHED")), None)
+    trace_ms = (est.mono - sent.mono) * 1000 if sent and est else None
+    measured = [("capture", pcap_ms)] + ([("trace", trace_ms)] if trace_ms is not None else [])
+    bad = [f"{what} {ms:.3f} ms" for what, ms in measured if not want - 0.2 <= ms <= want + tol]
+    observed = ", ".join(f"{what}: {ms:.3f} ms" for what, ms in measured) + ("" if trace_ms is not None else "; the trace lacks SYN_SENT -> ESTABLISHED")
+    ok = not bad and trace_ms is not None
+    return CheckResult(name, ok, expected=f"{want:.3f} ms (2 x {float(latency_ms):g} ms), up to {tol:g} ms more",
+                       observed=observed, detail="; ".join(bad))
+
+
+@check
+def trace_agrees_with_pcap(ctx: Context, program: str, client_capture: str = "source", server_capture: str = "dest") -> CheckResult:
+    """Each traced transition sits next to its packet in that side's capture: the received segment that
+    caused it (just before), or the segment its system call sent (SYN at once, a FIN once queued data is
+    out); and every SYN, SYN+ACK and FIN in the captures is matched by a transition."""
+    name = "trace_agrees_with_pcap"
+    s = sides(ctx, program)
+    problems, matched = [], 0
+    for side, transitions, capture in (("client", s.client, client_capture), ("server", s.server, server_capture)):
+        flow = ctx.client_flow(capture, program)
+        me, peer = (tf.CLIENT, tf.SERVER) if side == "client" else (tf.SERVER, tf.CLIENT)
+        for t in transitions:
+            found = _packet_for(flow, t, me, peer)
+            if found is None:
+                continue  # no packet belongs to it (listen(), a listener closed)
+            if found is False:
+                problems.append(f"{side} {t.old}->{t.new} at {(t.wall - s.t0) * 1000:.3f} ms has no matching packet in {capture}.pcap")
+            else:
+                matched += 1
+        # The other way round: handshake and teardown segments each belong to a transition.
+        for label, sender, moves in ((tf.SYN_, tf.CLIENT, [("CLOSE", "SYN_SENT"), ("LISTEN", "SYN_RECV")]),
+                                     (tf.SYN_ACK, tf.SERVER, [("SYN_SENT", "ESTABLISHED"), ("LISTEN", "SYN_RECV")]),
+                                     (tf.FIN_, tf.CLIENT, [("ESTABLISHED", "FIN_WAIT1"), ("ESTABLISHED", "CLOSE_WAIT")]),
+                                     (tf.FIN_, tf.SERVER, [("CLOSE_WAIT", "LAST_ACK"), ("FIN_WAIT2", "CLOSE"), ("FIN_WAIT1", "CLOSING")])):
+            segs = len(flow.where(label, sender, without=(tf.RETRANSMISSION,)))
+            mine = sum(1 for t in transitions if (t.old, t.new) in moves)
+            if segs and not mine:
+                problems.append(f"{capture}.pcap has {SHOWN[label]} from the {sender} and the {side}'s trace no transition for it")
+    return CheckResult(name, not problems, expected="every transition next to its packet (within "
+                       f"{MATCH_MS:g} ms), every SYN, SYN+ACK and FIN next to a transition",
+                       observed=f"{matched} transitions matched to packets", detail="; ".join(problems))
+
+
+def _packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str):
+    """The segment behind a transition: True if found, False if missing, None if none is due."""
+    key, window = (t.old, t.new), MATCH_MS / 1000
+    if key in RECEIVED and t.cause == "packet":
+        label = RECEIVED[key]
+        pos = flow.where(label, peer, since=t.wall - window, before=t.wall + window / 10)
+        if label is None:
+            pos = [k for k in pos if flow.flags[k] & ACK]
+        return bool(len(pos))
+    if key in SENT and t.cause == "syscall":
+        label, prompt = SENT[key]
+        pos = flow.where(label, me, since=t.wall - window / 10, before=(t.wall + window) if prompt else None)
+        return bool(len(pos))
+    return None

@@ -1,0 +1,210 @@
+"""Tracing TCP state changes with the kernel's `sock:inet_sock_set_state` tracepoint (the Linux
+counterpart of DTrace's tcp state-change probe), in a tracefs instance of the lab's own.
+
+The instance (`instances/tcplab_<lab>`) has its own buffer, so nothing else that traces on this
+machine is disturbed, and its own clock setting: `mono`, the clock Python's time.monotonic() reads,
+so the run can turn event times into wall-clock times and line them up with the pcaps. A
+`stacktrace` trigger records the kernel stack of each transition, from which its cause is read.
+Events are machine-wide with no namespace id: the filter keeps the exercise's TCP port only.
+
+Where tracefs is not mounted, it is mounted at a mount point of the lab's own, and unmounted at
+teardown. The instance and the mount are recorded in the lab's state before they are made.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .errors import LabError
+from .labstate import LabState
+from .naming import STATE_ROOT
+
+SYSTEM_TRACEFS = Path("/sys/kernel/tracing")
+EVENT = "events/sock/inet_sock_set_state"
+
+
+def instance_name(lab: str) -> str:
+    return f"tcplab_{lab}"
+
+
+class StateTrace:
+    def __init__(self, lab: str, state: LabState):
+        self.lab, self.state = lab, state
+        self.instance: Optional[Path] = None
+        self.clock: list[tuple[float, float]] = []  # (monotonic, wall) pairs read around the run
+
+    def start(self, port: int) -> None:
+        root = self._tracefs()
+        if not (root / EVENT).exists():
+            raise LabError(f"this kernel has no {EVENT} tracepoint under {root}: state tracing is unavailable")
+        path = root / "instances" / instance_name(self.lab)
+        self.state.add_trace(str(path))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise LabError(f"tracefs instance {path} exists already: `invoke down --lab {self.lab}` removes it") from None
+        except OSError as e:
+            raise LabError(f"cannot make tracefs instance {path}: {e.strerror}") from None
+        self.instance = path
+        (path / "trace_clock").write_text("mono")
+        (path / "buffer_size_kb").write_text("4096")
+        keep = f"protocol == 6 && (sport == {int(port)} || dport == {int(port)})"
+        (path / EVENT / "filter").write_text(keep)
+        # A trigger does not obey the event's filter: it needs its own, or every other socket's stack lands here.
+        (path / EVENT / "trigger").write_text(f"stacktrace if {keep}")
+        self.clock.append((time.monotonic(), time.time()))
+        (path / EVENT / "enable").write_text("1")
+
+    def stop(self, out: Path) -> Optional[Path]:
+        """Stops tracing and writes the raw trace (events and stacks) to `out`."""
+        if self.instance is None:
+            return None
+        (self.instance / EVENT / "enable").write_text("0")
+        self.clock.append((time.monotonic(), time.time()))
+        out.write_text((self.instance / "trace").read_text())
+        remove(self.state)
+        self.instance = None
+        return out
+
+    def _tracefs(self) -> Path:
+        if (SYSTEM_TRACEFS / "instances").is_dir():
+            return SYSTEM_TRACEFS
+        mount = STATE_ROOT / f"{self.lab}.tracefs"
+        self.state.add_mount(str(mount))
+        mount.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(mount)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise LabError(f"tracefs is not mounted and cannot be ({r.stderr.strip()}): state tracing is unavailable")
+        return mount
+
+
+def remove(state: LabState) -> list[str]:
+    """Removes the lab's tracefs instances and unmounts its own tracefs mount; idempotent."""
+    removed = []
+    for path in map(Path, state.traces):
+        if path.is_dir():
+            trigger = path / EVENT / "trigger"
+            try:
+                (path / EVENT / "enable").write_text("0")
+                trigger.write_text("!stacktrace")  # an instance with a trigger set cannot be removed
+            except OSError:
+                pass
+            try:
+                path.rmdir()
+                removed.append(f"tracefs instance {path.name}")
+            except OSError:
+                pass
+    for mount in map(Path, state.mounts):
+        if subprocess.run(["mountpoint", "-q", str(mount)]).returncode == 0:
+            subprocess.run(["umount", str(mount)], capture_output=True)
+            removed.append(f"tracefs mount {mount}")
+        try:
+            mount.rmdir()
+        except OSError:
+            pass
+    state.traces, state.mounts = [], []
+    return removed
+
+
+# --- reading a trace -----------------------------------------------------------------------------
+
+EVENT_RE = re.compile(
+    r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+(?P<ts>\d+\.\d+): inet_sock_set_state: (?P<body>.*)$"
+)
+STACK_RE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+(?P<ts>\d+\.\d+): <stack trace>$")
+
+# Read from the innermost frame out: the first frame that names a cause decides.
+PACKET_FRAMES = {"tcp_rcv_state_process", "tcp_rcv_established", "tcp_fin", "tcp_reset", "tcp_v4_rcv", "tcp_v4_do_rcv",
+                 "tcp_v6_rcv", "tcp_v6_do_rcv", "tcp_rcv_synsent_state_process", "tcp_check_req", "tcp_child_process"}
+SYSCALL_FRAMES = {"__sys_connect", "tcp_v4_connect", "tcp_v6_connect", "__inet_stream_connect", "__sys_listen", "inet_listen",
+                  "inet_csk_listen_start", "tcp_close", "__tcp_close", "tcp_shutdown", "inet_shutdown", "inet_release",
+                  "__sys_shutdown", "tcp_disconnect", "inet_csk_accept"}
+TIMER_FRAMES = {"tcp_write_timer", "tcp_write_timer_handler", "tcp_keepalive_timer", "tcp_retransmit_timer",
+                "tcp_write_err", "tcp_probe_timer", "inet_csk_reqsk_queue_drop", "tcp_time_wait"}
+
+
+@dataclass
+class Transition:
+    mono: float  # seconds, CLOCK_MONOTONIC
+    wall: float  # the same moment on the wall clock (the pcaps' clock)
+    pid: int
+    task: str
+    softirq: bool
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    old: str
+    new: str
+    stack: list[str] = field(default_factory=list)
+
+    @property
+    def cause(self) -> str:
+        """'packet' (a received segment), 'syscall' (the program), 'timer', or 'unknown'."""
+        for frame in self.stack:
+            name = frame.split("+")[0].strip()
+            if name in PACKET_FRAMES:
+                return "packet"
+            if name in SYSCALL_FRAMES:
+                return "syscall"
+            if name in TIMER_FRAMES:
+                return "timer"
+        return "packet" if self.softirq else "unknown"
+
+    @property
+    def syscall(self) -> Optional[str]:
+        """The system call behind it (connect, listen, close, shutdown…), from the outermost __x64_sys_* frame."""
+        for frame in reversed(self.stack):
+            m = re.match(r"__(?:x64|arm64|ia32)_sys_(\w+)", frame.strip())
+            if m:
+                return m.group(1)
+        return None
+
+    def to_dict(self) -> dict:
+        return {"mono": self.mono, "wall": self.wall, "pid": self.pid, "task": self.task, "softirq": self.softirq,
+                "local": list(self.local), "remote": list(self.remote), "old": self.old, "new": self.new,
+                "cause": self.cause, "syscall": self.syscall, "stack": self.stack}
+
+
+def parse(text: str, clock: list[tuple[float, float]]) -> list[Transition]:
+    """The transitions in a raw trace, each with the stack recorded right after it."""
+    offset = _offset(clock)
+    out: list[Transition] = []
+    current: Optional[Transition] = None  # the event whose stack the next frames are
+    last: Optional[Transition] = None  # the event on the line before
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        m = EVENT_RE.match(line)
+        if m:
+            f = dict(kv.split("=", 1) for kv in m.group("body").split() if "=" in kv)
+            mono = float(m.group("ts"))
+            event = Transition(
+                mono=mono, wall=mono + offset, pid=int(m.group("pid")), task=m.group("task").strip(),
+                softirq="s" in m.group("flags"), local=(f.get("saddr", ""), int(f.get("sport", 0))),
+                remote=(f.get("daddr", ""), int(f.get("dport", 0))),
+                old=f.get("oldstate", "").removeprefix("TCP_"), new=f.get("newstate", "").removeprefix("TCP_"),
+            )
+            out.append(event)
+            last, current = event, None
+            continue
+        st = STACK_RE.match(line)
+        if st:
+            # A stack belongs to the event just before it, from the same task.
+            current = last if last is not None and last.pid == int(st.group("pid")) and not last.stack else None
+            last = None
+            continue
+        if line.lstrip().startswith("=>") and current is not None:
+            frame = line.strip()[2:].strip()
+            if frame not in ("trace_event_raw_event_inet_sock_set_state", "inet_sk_state_store", "tcp_set_state"):
+                current.stack.append(frame)
+    return out
+
+
+def _offset(clock: list[tuple[float, float]]) -> float:
+    """wall - mono, the mean of the readings (they agree to microseconds unless the clock was stepped)."""
+    if not clock:
+        raise LabError("a state trace without clock readings cannot be put on the pcaps' time line")
+    return sum(w - m for m, w in clock) / len(clock)

@@ -1,0 +1,83 @@
+"""tcp-states on real namespaces and containers: the kernel's traced transitions, their causes, the
+handshake against the configured latency, and the trace against the packets; the lab's tracefs
+instance and mount gone afterwards, also after SIGKILL and `down`."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import STATE_ROOT, copy_results, invoke, start, up, verdicts, with_sets
+
+CHECKS = {"state_transitions (client)", "state_transitions (server)", "handshake_rtt", "trace_agrees_with_pcap"}
+SMALL = ["total=200000"]
+
+
+def tracefs_leftovers(lab: str) -> list[str]:
+    mounts = [l for l in Path("/proc/mounts").read_text().splitlines() if f"{lab}.tracefs" in l]
+    instances = [str(p) for root in (Path("/sys/kernel/tracing"), STATE_ROOT / f"{lab}.tracefs")
+                 for p in (root / "instances").glob(f"tcplab_{lab}") if (root / "instances").is_dir()]
+    return mounts + instances
+
+
+@pytest.mark.parametrize("backend, latency", [("netns", 10), ("netns", 0), ("netns", 25), ("docker", 10)])
+def test_transitions_causes_and_handshake(backend, latency, tmp_path):
+    lab = f"st{backend}{latency}"
+    r = up("tcp-states", lab, [*SMALL, f"latency={latency}"], tmp_path / "run", "--backend", backend)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert verdicts(tmp_path / "run") == dict.fromkeys(CHECKS, True)
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["state_trace"]["port"] == 9100 and len(m["state_trace"]["clock"]) == 2
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    client = next(c for c in report["checks"] if c["name"] == "state_transitions (client)")
+    assert "TIME_WAIT (inferred" in client["observed"] and "[connect()]" in client["observed"] and "[close()]" in client["observed"]
+    assert tracefs_leftovers(lab) == []
+
+
+def test_a_wrong_expectation_fails_and_says_where(tmp_path):
+    r = up("tcp-states", "stwrong", SMALL, tmp_path / "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    folder = copy_results(tmp_path / "run", tmp_path / "edited")
+    m = json.loads((folder / "manifest.json").read_text())
+    for c in m["checks"]:
+        if c["check"] == "state_transitions" and c["side"] == "client":
+            c["expect"][2] = "ESTABLISHED>FIN_WAIT1 packet"  # the writer's close() did it, not a packet
+        if c["check"] == "handshake_rtt":
+            c["latency_ms"] = 20
+    (folder / "manifest.json").write_text(json.dumps(m))
+    r = invoke("check", str(folder))
+    assert r.returncode == 1
+    v = verdicts(folder)
+    assert not v["state_transitions (client)"] and not v["handshake_rtt"] and v["trace_agrees_with_pcap"]
+    detail = next(c["detail"] for c in json.loads((folder / "report.json").read_text())["checks"] if c["name"] == "state_transitions (client)")
+    assert detail == "from transition 3: expected ESTABLISHED>FIN_WAIT1 packet, traced ESTABLISHED>FIN_WAIT1 syscall"
+
+
+def test_sigkill_then_down_removes_the_trace_instance(tmp_path):
+    lab = "stkill"
+    # A long transfer: the trace is on when `up` dies.
+    proc = start(*with_sets("tcp-states", lab, ["total=1000000000", "latency=20"]))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            state = STATE_ROOT / lab / "state.json"
+            if state.exists() and json.loads(state.read_text()).get("traces") and (STATE_ROOT / lab / "hosts" / "source" / "writer.log").exists():
+                break
+            assert time.monotonic() < deadline and proc.poll() is None, "the trace never started"
+            time.sleep(0.1)
+        assert tracefs_leftovers(lab) != []
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    r = invoke("down", "--lab", lab)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tracefs instance tcplab_stkill" in " ".join(r.stdout.split())
+    assert tracefs_leftovers(lab) == []
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(f"tcplab-{lab}-") == 0
