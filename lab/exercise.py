@@ -323,4 +323,6 @@ def required_tools(ex: Exercise) -> dict[str, str]:
     tools: dict[str, str] = {}
     for step in ex.steps:
         tools.update(STEP_TOOLS.get(step.kind, {}))
+    if ex.topology.impairments:
+        tools.update(STEP_TOOLS["impair"])
     return tools

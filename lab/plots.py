@@ -98,8 +98,11 @@ def draw(folder: Path, ctx: Context) -> list[str]:
             continue
         out = folder / f"{name}.png"
         try:
-            PLOTS[name](ctx, out, **spec)
-            made.append(out.name)
+            drawn = PLOTS[name](ctx, out, **spec)
+            made += [p.name for p in drawn] if isinstance(drawn, list) else [out.name]
         except Exception as e:  # a picture must never hide the verdict
             made.append(f"{out.name} not drawn: {type(e).__name__}: {e}")
     return made
+
+
+from . import statediagram  # noqa: E402,F401  (registers state_diagram; it needs this module's registry)

@@ -25,7 +25,7 @@ def check_folder(folder: Path) -> bool:
     if not results:
         ui.error("this results folder lists no checks, so nothing was verified")
     for p in pictures:
-        ui.step(f"picture: {folder / p}" if p.endswith(".png") else f"picture {p}")
+        ui.step(f"picture: {folder / p}" if p.endswith((".png", ".svg")) else f"picture {p}")
     ui.console.print("[bold green]PASSED[/bold green]" if passed else "[bold red]FAILED[/bold red]",
                      f"{sum(r['passed'] for r in results)}/{len(results)} checks")
     return passed

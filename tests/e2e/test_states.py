@@ -35,6 +35,10 @@ def test_transitions_causes_and_handshake(backend, latency, tmp_path):
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     client = next(c for c in report["checks"] if c["name"] == "state_transitions (client)")
     assert "TIME_WAIT (inferred" in client["observed"] and "[connect()]" in client["observed"] and "[close()]" in client["observed"]
+    assert report["plots"] == ["state_diagram.png", "state_diagram.svg"]
+    svg = (tmp_path / "run" / "state_diagram.svg").read_text()
+    assert "connect(), Tx SYN" in svg and "Rx SYN+ACK, Tx ACK" in svg and "timeout = 2MSL" in svg  # observed, and RFC 793 behind
+    assert (tmp_path / "run" / "state_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert tracefs_leftovers(lab) == []
 
 
