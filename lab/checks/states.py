@@ -9,7 +9,6 @@ from the packets: Rx FIN, Tx ACK.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from .. import statetrace
 from .. import tcpflow as tf

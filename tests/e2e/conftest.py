@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -109,3 +110,20 @@ def run_ok(tmp_path_factory, exercise: str, lab: str, sets: list[str]) -> Path:
     r = up(exercise, lab, sets, folder)
     assert r.returncode == 0, r.stdout + r.stderr
     return folder
+
+
+def sigkill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 30) -> None:
+    """Waits until ready() holds while `up` (started with `start`) runs, then kills it with SIGKILL."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"`up` ended before {what}: {proc.stdout.read()}")
+            assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()

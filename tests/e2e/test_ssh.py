@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ import yaml
 from lab.backends.ssh import PROGRESS_BYTES
 
 from . import sshvms
-from .conftest import EX1_FAST, EX2_FAST, STATE_ROOT, invoke, report, start, up, verdicts, with_sets
+from .conftest import EX1_FAST, EX2_FAST, STATE_ROOT, invoke, sigkill_when, start, up, verdicts, with_sets
 
 
 @pytest.fixture(scope="module")
@@ -160,19 +158,16 @@ def test_sigkill_then_down_from_the_inventory_alone(vms, tmp_path):
     inv = vms.inventory()
     # Long keepalive: the client, the server and both captures are still running when `up` dies.
     proc = start(*with_sets("exercise2", lab, ["keepidle=60"], "--backend", "ssh", "--inventory", str(inv)))
-    try:
-        deadline = time.monotonic() + 30
-        while vms.exec("dest", "iptables", "-w", "-n", "-L", f"TL_{lab}").returncode != 0:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "no firewall rule"
-            time.sleep(0.1)
-        running = {role: sshvms.remote_state(vms, role, lab) for role in sshvms.ROLES}
-        assert running["dest"]["chain"] and "python3" in running["source"]["processes"] and "tcpdump" in running["observer"]["processes"]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
+    running: dict = {}
+
+    def firewalled() -> bool:
+        if vms.exec("dest", "iptables", "-w", "-n", "-L", f"TL_{lab}").returncode != 0:
+            return False
+        running.update({role: sshvms.remote_state(vms, role, lab) for role in sshvms.ROLES})
+        return True
+
+    sigkill_when(proc, firewalled, "the firewall rule on dest")
+    assert running["dest"]["chain"] and "python3" in running["source"]["processes"] and "tcpdump" in running["observer"]["processes"]
     # This machine forgets the lab, as if `up` had run elsewhere: the inventory is all `down` has.
     shutil.rmtree(STATE_ROOT / lab)
     (STATE_ROOT / f"{lab}.lock").unlink(missing_ok=True)

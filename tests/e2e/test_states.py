@@ -4,14 +4,12 @@ instance and mount gone afterwards, also after SIGKILL and `down`."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import STATE_ROOT, copy_results, invoke, start, up, verdicts, with_sets
+from .conftest import STATE_ROOT, copy_results, invoke, sigkill_when, start, up, verdicts, with_sets
 
 CHECKS = {"state_transitions (client)", "state_transitions (server)", "handshake_rtt", "trace_agrees_with_pcap"}
 SMALL = ["total=200000"]
@@ -65,21 +63,13 @@ def test_sigkill_then_down_removes_the_trace_instance(tmp_path):
     lab = "stkill"
     # A long transfer: the trace is on when `up` dies.
     proc = start(*with_sets("tcp-states", lab, ["total=1000000000", "latency=20"]))
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            state = STATE_ROOT / lab / "state.json"
-            if state.exists() and json.loads(state.read_text()).get("traces") and (STATE_ROOT / lab / "hosts" / "source" / "writer.log").exists():
-                break
-            assert time.monotonic() < deadline and proc.poll() is None, "the trace never started"
-            time.sleep(0.1)
-        assert tracefs_leftovers(lab) != []
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
+
+    def tracing() -> bool:
+        state = STATE_ROOT / lab / "state.json"
+        return state.exists() and bool(json.loads(state.read_text()).get("traces")) and (STATE_ROOT / lab / "hosts" / "source" / "writer.log").exists()
+
+    sigkill_when(proc, tracing, "the trace started")
+    assert tracefs_leftovers(lab) != []
     r = invoke("down", "--lab", lab)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "tracefs instance tcplab_stkill" in " ".join(r.stdout.split())
