@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from .backends.base import Backend, Process
+from .backends.base import Backend, Process, bridge_forward_chain
 from .errors import LabError
 from .labstate import LabState
 from .naming import nft_table
@@ -72,7 +72,12 @@ class Impairments:
         self.history: list[dict] = []  # for the manifest: what was in force when, and how exact it was
 
     def set(self, items: list[Impairment]) -> dict:
+        """Adds (or replaces) impairments; one of 0 ms and 0% loss removes that direction's instead, so a
+        run at latency 0 has no delay line in its path at all."""
         for item in items:
+            if not item.delay_ms and not item.loss:
+                self.active.pop((item.src, item.dst), None)
+                continue
             path = bridge_path(self.topology, item.src, item.dst)
             if any(bridge_path(self.topology, o.src, o.dst).port_out == path.port_out and (o.src, o.dst) != (item.src, item.dst)
                    for o in self.active.values()):
@@ -98,7 +103,7 @@ class Impairments:
             else:
                 self.method = "delay-line"
                 self._delay_line(host, paths, record)
-        record["method"] = self.method
+        record["method"] = self.method if self.active else "none"
         self.history.append(record)
         return record
 
@@ -128,25 +133,33 @@ class Impairments:
 
     def _delay_line(self, host: str, paths: dict, record: dict) -> None:
         table = nft_table(self.backend.lab) + "_delay"
-        self.backend.run(host, ["nft", "delete", "table", "bridge", table], check=False)
+        drop_table = ["nft", "delete", "table", "bridge", table]
+        self.backend.run(host, drop_table, check=False)
         if not self.active:
             return
-        self.backend.run(host, ["nft", "add", "table", "bridge", table])
-        self.backend.run(host, ["nft", "add", "chain", "bridge", table, "forward", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "}"])
-        args: list[str] = []
-        for key, item in self.active.items():
-            p = paths[key]
-            self.backend.run(host, ["nft", "add", "rule", "bridge", table, "forward", "iifname", p.port_in, "oifname", p.port_out, "drop"])
-            args += [p.port_in, p.port_out, f"{item.delay_ms:g}", f"{item.loss:g}"]
-        self.relays += 1
-        name = f"{RELAY_NAME}{self.relays}"
-        self.relay = self.backend.spawn(host, name, [*self.backend.python(host, DELAYLINE), *args], self.state)
-        deadline = time.monotonic() + 10
-        while b'"ready"' not in self.backend.read_file(host, self.relay.stdout):
-            if self.relay.poll() is not None or time.monotonic() > deadline:
-                err = self.backend.read_file(host, self.relay.stderr).decode(errors="replace").strip().splitlines()
-                raise LabError(f"the delay line on {host} did not start: {err[-1] if err else 'no output'}")
-            time.sleep(0.02)
+        try:
+            for argv in bridge_forward_chain(table):
+                self.backend.run(host, argv)
+            args: list[str] = []
+            for key, item in self.active.items():
+                p = paths[key]
+                self.backend.run(host, ["nft", "add", "rule", "bridge", table, "forward", "iifname", p.port_in, "oifname", p.port_out, "drop"])
+                args += [p.port_in, p.port_out, f"{item.delay_ms:g}", f"{item.loss:g}"]
+            self.relays += 1
+            name = f"{RELAY_NAME}{self.relays}"
+            self.relay = self.backend.spawn(host, name, [*self.backend.python(host, DELAYLINE), *args], self.state)
+            deadline = time.monotonic() + 10
+            while b'"ready"' not in self.backend.read_file(host, self.relay.stdout):
+                if self.relay.poll() is not None or time.monotonic() > deadline:
+                    err = self.backend.read_file(host, self.relay.stderr).decode(errors="replace").strip().splitlines()
+                    raise LabError(f"the delay line on {host} did not start: {err[-1] if err else 'no output'}")
+                time.sleep(0.02)
+        except LabError:
+            # Never leave the bridge dropping frames with nothing relaying them.
+            self._stop_relay()
+            self.backend.run(host, drop_table, check=False)
+            self.active.clear()
+            raise
         record["relay"] = name
 
     def _stop_relay(self) -> None:
@@ -156,7 +169,13 @@ class Impairments:
 
         stop([self.relay], signal.SIGTERM, grace=3)
         out = self.backend.read_file(self.relay.host, self.relay.stdout).decode(errors="replace")
-        summary = next((json.loads(l) for l in out.splitlines() if '"summary"' in l), None)
+        summary = None
+        for line in out.splitlines():
+            if '"summary"' in line:
+                try:
+                    summary = json.loads(line)
+                except ValueError:
+                    summary = {"unreadable": line[:200]}  # cut short by a SIGKILL after the grace period
         for rec in reversed(self.history):
             if rec.get("relay") == self.relay.name:
                 rec["summary"] = summary

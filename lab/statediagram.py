@@ -2,15 +2,16 @@
 over RFC 793's state machine (drawn faintly, so states the run never visited still show).
 
 Edges carry their cause as the seed's diagram does ("Rx SYN+ACK, Tx ACK", "close(), Tx FIN"), the
-side that made them and when. Linux's FIN_WAIT2 -> CLOSE is drawn as the FIN_WAIT2 -> TIME_WAIT it
-stands for. Written as PNG and SVG beside report.json.
+side that made them and when. Linux traces no TIME_WAIT: FIN_WAIT2 -> CLOSE is the hand-off to a
+timewait socket, and FIN_WAIT2 -> TIME_WAIT is drawn (dashed) where the capture shows the peer's FIN.
+Written as PNG and SVG beside report.json.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from .checks.context import Context
-from .checks.states import sides
+from .checks.states import TIMEWAIT_HANDOFF, peer_fin, sides
 from .plots import plot
 
 # RFC 793 figure 6, in Linux's state names.
@@ -37,7 +38,7 @@ CAUSES = {
     ("ESTABLISHED", "CLOSE_WAIT", "packet"): "Rx FIN, Tx ACK",
     ("FIN_WAIT1", "FIN_WAIT2", "packet"): "Rx ACK of FIN",
     ("FIN_WAIT1", "CLOSING", "packet"): "Rx FIN, Tx ACK",
-    ("FIN_WAIT2", "CLOSE", "packet"): "Rx FIN, Tx ACK\n(Linux reports CLOSE)",
+    ("FIN_WAIT2", "CLOSE", "packet"): TIMEWAIT_HANDOFF.replace("; ", "\n"),
     ("CLOSE_WAIT", "LAST_ACK", "syscall"): "close(), Tx FIN",
     ("LAST_ACK", "CLOSE", "packet"): "Rx ACK of FIN",
 }
@@ -45,16 +46,18 @@ COLOURS = {"client": "#1f5fbf", "server": "#2e8b3a"}
 
 
 @plot
-def state_diagram(ctx: Context, out: Path, program: str) -> list[Path]:
-    """Both sides' observed transitions over RFC 793's machine; PNG and SVG."""
+def state_diagram(ctx: Context, out: Path, program: str, capture: str = "") -> list[Path]:
+    """Both sides' observed transitions over RFC 793's machine; PNG and SVG. With the client's capture,
+    the TIME_WAIT the packets show (Rx FIN, Tx ACK) is drawn too."""
     import graphviz
 
     s = sides(ctx, program)
+    time_wait = peer_fin(ctx, capture, program, "client") if capture else None
     g = graphviz.Digraph("tcp_states", graph_attr={"rankdir": "TB", "fontname": "Helvetica", "label": f"{ctx.manifest.get('title', '')}\n"
                          + ", ".join(f"{k}={v}" for k, v in (ctx.manifest.get("parameters") or {}).items()), "labelloc": "t"},
                          node_attr={"fontname": "Helvetica", "shape": "box", "style": "rounded"}, edge_attr={"fontname": "Helvetica", "fontsize": "10"})
     visited = {"CLOSE"} | {t.new for t in s.client + s.server} | {t.old for t in s.client + s.server}
-    if any((t.old, t.new) == ("FIN_WAIT2", "CLOSE") for t in s.client + s.server):
+    if time_wait is not None:
         visited.add("TIME_WAIT")
     for state in dict.fromkeys([a for a, _, _ in RFC793] + [b for _, b, _ in RFC793]):
         seen = state in visited
@@ -64,9 +67,11 @@ def state_diagram(ctx: Context, out: Path, program: str) -> list[Path]:
     for side, transitions in (("client", s.client), ("server", s.server)):
         for t in transitions:
             cause = CAUSES.get((t.old, t.new, t.cause), f"{t.syscall}()" if t.cause == "syscall" and t.syscall else t.cause)
-            new = "TIME_WAIT" if (t.old, t.new) == ("FIN_WAIT2", "CLOSE") else t.new
             label = f"{side} {(t.wall - s.t0) * 1000:+.1f} ms\n{cause}"
-            g.edge(t.old, new, label=label, color=COLOURS[side], fontcolor=COLOURS[side], penwidth="2.2")
+            g.edge(t.old, t.new, label=label, color=COLOURS[side], fontcolor=COLOURS[side], penwidth="2.2")
+    if time_wait is not None:
+        g.edge("FIN_WAIT2", "TIME_WAIT", label=f"client {(time_wait - s.t0) * 1000:+.1f} ms\nRx FIN, Tx ACK\n(from the capture)",
+               color=COLOURS["client"], fontcolor=COLOURS["client"], penwidth="2.2", style="bold,dashed")
     made = []
     for fmt in ("png", "svg"):
         target = out.with_suffix(f".{fmt}")

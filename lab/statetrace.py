@@ -50,22 +50,25 @@ class StateTrace:
         except OSError as e:
             raise LabError(f"cannot make tracefs instance {path}: {e.strerror}") from None
         self.instance = path
-        (path / "trace_clock").write_text("mono")
-        (path / "buffer_size_kb").write_text("4096")
         keep = f"protocol == 6 && (sport == {int(port)} || dport == {int(port)})"
-        (path / EVENT / "filter").write_text(keep)
-        # A trigger does not obey the event's filter: it needs its own, or every other socket's stack lands here.
-        (path / EVENT / "trigger").write_text(f"stacktrace if {keep}")
+        settings = [("trace_clock", "mono"), ("buffer_size_kb", "4096"), (f"{EVENT}/filter", keep),
+                    # A trigger does not obey the event's filter: it needs its own, or every other socket's stack lands here.
+                    (f"{EVENT}/trigger", f"stacktrace if {keep}")]
+        for name, value in settings:
+            _write(path / name, value)
         self.clock.append((time.monotonic(), time.time()))
-        (path / EVENT / "enable").write_text("1")
+        _write(path / EVENT / "enable", "1")
 
     def stop(self, out: Path) -> Optional[Path]:
         """Stops tracing and writes the raw trace (events and stacks) to `out`."""
         if self.instance is None:
             return None
-        (self.instance / EVENT / "enable").write_text("0")
+        _write(self.instance / EVENT / "enable", "0")
         self.clock.append((time.monotonic(), time.time()))
-        out.write_text((self.instance / "trace").read_text())
+        try:
+            out.write_text((self.instance / "trace").read_text())
+        except OSError as e:
+            raise LabError(f"cannot read the state trace from {self.instance}: {e.strerror}") from None
         remove(self.state)
         self.instance = None
         return out
@@ -83,31 +86,45 @@ class StateTrace:
 
 
 def remove(state: LabState) -> list[str]:
-    """Removes the lab's tracefs instances and unmounts its own tracefs mount; idempotent."""
+    """Removes the lab's tracefs instances and unmounts its own tracefs mount; idempotent. Without a
+    record (the state file lost), the instance named after the lab under the system's tracefs."""
     removed = []
-    for path in map(Path, state.traces):
-        if path.is_dir():
-            trigger = path / EVENT / "trigger"
+    paths = [Path(p) for p in state.traces] or [SYSTEM_TRACEFS / "instances" / instance_name(state.lab)]
+    left = []
+    for path in paths:
+        if not path.is_dir():
+            continue
+        for name, value in ((f"{EVENT}/enable", "0"), (f"{EVENT}/trigger", "!stacktrace")):  # a trigger pins the instance
             try:
-                (path / EVENT / "enable").write_text("0")
-                trigger.write_text("!stacktrace")  # an instance with a trigger set cannot be removed
+                (path / name).write_text(value)
             except OSError:
                 pass
-            try:
-                path.rmdir()
-                removed.append(f"tracefs instance {path.name}")
-            except OSError:
-                pass
+        try:
+            path.rmdir()
+            removed.append(f"tracefs instance {path.name}")
+        except OSError:
+            left.append(str(path))
+    mounts_left = []
     for mount in map(Path, state.mounts):
         if subprocess.run(["mountpoint", "-q", str(mount)]).returncode == 0:
-            subprocess.run(["umount", str(mount)], capture_output=True)
+            if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+                mounts_left.append(str(mount))
+                continue
             removed.append(f"tracefs mount {mount}")
         try:
             mount.rmdir()
         except OSError:
             pass
-    state.traces, state.mounts = [], []
+    # What could not be removed stays recorded, so the next `down` tries again.
+    state.traces, state.mounts = left, mounts_left
     return removed
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as e:
+        raise LabError(f"tracefs refused {value!r} in {path}: {e.strerror}") from None
 
 
 # --- reading a trace -----------------------------------------------------------------------------
@@ -124,7 +141,7 @@ SYSCALL_FRAMES = {"__sys_connect", "tcp_v4_connect", "tcp_v6_connect", "__inet_s
                   "inet_csk_listen_start", "tcp_close", "__tcp_close", "tcp_shutdown", "inet_shutdown", "inet_release",
                   "__sys_shutdown", "tcp_disconnect", "inet_csk_accept"}
 TIMER_FRAMES = {"tcp_write_timer", "tcp_write_timer_handler", "tcp_keepalive_timer", "tcp_retransmit_timer",
-                "tcp_write_err", "tcp_probe_timer", "inet_csk_reqsk_queue_drop", "tcp_time_wait"}
+                "tcp_write_err", "tcp_probe_timer", "inet_csk_reqsk_queue_drop"}
 
 
 @dataclass
@@ -151,7 +168,7 @@ class Transition:
                 return "syscall"
             if name in TIMER_FRAMES:
                 return "timer"
-        return "packet" if self.softirq else "unknown"
+        return "unknown"  # no stack, or none that names a cause (timers run in softirq too)
 
     @property
     def syscall(self) -> Optional[str]:
@@ -162,18 +179,15 @@ class Transition:
                 return m.group(1)
         return None
 
-    def to_dict(self) -> dict:
-        return {"mono": self.mono, "wall": self.wall, "pid": self.pid, "task": self.task, "softirq": self.softirq,
-                "local": list(self.local), "remote": list(self.remote), "old": self.old, "new": self.new,
-                "cause": self.cause, "syscall": self.syscall, "stack": self.stack}
-
 
 def parse(text: str, clock: list[tuple[float, float]]) -> list[Transition]:
     """The transitions in a raw trace, each with the stack recorded right after it."""
     offset = _offset(clock)
     out: list[Transition] = []
     current: Optional[Transition] = None  # the event whose stack the next frames are
-    last: Optional[Transition] = None  # the event on the line before
+    # Events still waiting for their stack, by CPU and task: the stack follows its event on the same
+    # CPU, but another CPU's lines may come in between.
+    waiting: dict[tuple[int, int], Transition] = {}
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
@@ -188,13 +202,12 @@ def parse(text: str, clock: list[tuple[float, float]]) -> list[Transition]:
                 old=f.get("oldstate", "").removeprefix("TCP_"), new=f.get("newstate", "").removeprefix("TCP_"),
             )
             out.append(event)
-            last, current = event, None
+            waiting[(int(m.group("cpu")), event.pid)] = event
+            current = None
             continue
         st = STACK_RE.match(line)
         if st:
-            # A stack belongs to the event just before it, from the same task.
-            current = last if last is not None and last.pid == int(st.group("pid")) and not last.stack else None
-            last = None
+            current = waiting.pop((int(st.group("cpu")), int(st.group("pid"))), None)
             continue
         if line.lstrip().startswith("=>") and current is not None:
             frame = line.strip()[2:].strip()

@@ -71,10 +71,12 @@ class Run:
     def finish(self) -> None:
         """Stops whatever still runs and collects everything; safe after any failure, and idempotent."""
         stop(list(self.programs.values()), signal.SIGTERM, grace=3)
-        self.impairments.clear()
-        self._stop_captures()
-        if not self.collected:
-            self._collect(None, {})
+        try:
+            self.impairments.clear()
+        finally:  # the captures are stopped and collected whatever happened to the impairments
+            self._stop_captures()
+            if not self.collected:
+                self._collect(None, {})
 
     def summary(self) -> dict:
         return {
@@ -169,7 +171,7 @@ class Run:
         one = Impairment(a["from"], a["to"], float(a.get("delay_ms", 0)), float(a.get("loss", 0)))
         items = [one] if a.get("direction", "both") == "one" else [one, Impairment(a["to"], a["from"], one.delay_ms, one.loss)]
         record = self.impairments.set(items)
-        ui.step(f"impair ({record['method']}): " + "; ".join(map(str, items)))
+        ui.step(f"impair ({record['method']}): " + "; ".join(map(str, items)) + ("" if record["impairments"] else " (nothing to apply)"))
         entry["method"] = record["method"]
 
     def _trace_states(self, step: Step, entry: dict) -> None:

@@ -152,10 +152,7 @@ class Backend(ABC):
         """Drops TCP frames from src to dst with `port` on either side, crossing the host's bridges.
         window: 'open' drops only segments advertising a non-zero window, 'closed' only zero ones, 'any' all."""
         match = {"open": ["tcp", "window", "!=", "0"], "closed": ["tcp", "window", "0"], "any": []}[window]
-        commands = [
-            ["nft", "add", "table", "bridge", table],
-            ["nft", "add", "chain", "bridge", table, "forward", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "}"],
-        ]
+        commands = bridge_forward_chain(table)
         for side in ("sport", "dport"):
             commands.append(["nft", "add", "rule", "bridge", table, "forward", "ip", "saddr", src, "ip", "daddr", dst,
                              "tcp", side, str(port), *match, "drop"])
@@ -183,6 +180,14 @@ class Backend(ABC):
             if path in paths:
                 out[paths[path]] = value.strip()
         return out
+
+
+def bridge_forward_chain(table: str) -> list[list[str]]:
+    """The nft commands that make a bridge-family table of the lab's own with a chain on the forward hook."""
+    return [
+        ["nft", "add", "table", "bridge", table],
+        ["nft", "add", "chain", "bridge", table, "forward", "{", "type", "filter", "hook", "forward", "priority", "0", ";", "}"],
+    ]
 
 
 class LocalFiles:

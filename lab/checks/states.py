@@ -2,13 +2,15 @@
 side's sequence and causes, the handshake against the configured latency, and the trace against the
 packets.
 
-Linux reports no TIME_WAIT transition: the active closer's socket goes FIN_WAIT2 -> CLOSE when the
-peer's FIN arrives, and a timewait socket takes over. The tables label that step TIME_WAIT (inferred)
-from the packets: Rx FIN, Tx ACK.
+Linux reports no TIME_WAIT transition. The active closer's socket goes FIN_WAIT2 -> CLOSE when a
+timewait socket takes over from it: at the peer's FIN, or, once the program has closed it, as soon
+as the ACK of its own FIN arrives (the timewait socket then waits in FIN_WAIT2 itself). TIME_WAIT
+begins when the peer's FIN arrives; the tables add it, inferred from the capture: Rx FIN, Tx ACK.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from .. import statetrace
 from .. import tcpflow as tf
@@ -20,19 +22,23 @@ from .registry import CheckResult, MissingInput, check
 # a few after. The clocks (trace: CLOCK_MONOTONIC + the offset read around the run) agree to microseconds.
 MATCH_MS = 5.0
 # Received segments that move a socket, by transition: the label the segment must carry.
+# A segment label, or what the segment must acknowledge: ACKS_SYN (the side's SYN) or ACKS_FIN (its FIN).
+ACKS_SYN, ACKS_FIN = "acknowledges our SYN", "acknowledges our FIN"
 RECEIVED = {
-    ("SYN_SENT", "ESTABLISHED"): tf.SYN_ACK,
+    ("SYN_SENT", "ESTABLISHED"): [tf.SYN_ACK],
     # Linux answers a SYN from a request socket this tracepoint does not see; the socket is born in
     # SYN_RECV (from the listener: LISTEN -> SYN_RECV) when the handshake's ACK arrives.
-    ("LISTEN", "SYN_RECV"): None,
-    ("ESTABLISHED", "CLOSE_WAIT"): tf.FIN_,
-    ("FIN_WAIT2", "CLOSE"): tf.FIN_,
-    ("FIN_WAIT1", "CLOSING"): tf.FIN_,
-    ("SYN_RECV", "ESTABLISHED"): None,  # any segment that acknowledges: the handshake's ACK
-    ("FIN_WAIT1", "FIN_WAIT2"): None,
-    ("LAST_ACK", "CLOSE"): None,
-    ("CLOSING", "CLOSE"): None,
+    ("LISTEN", "SYN_RECV"): [ACKS_SYN],
+    ("SYN_RECV", "ESTABLISHED"): [ACKS_SYN],
+    ("ESTABLISHED", "CLOSE_WAIT"): [tf.FIN_],
+    ("FIN_WAIT1", "CLOSING"): [tf.FIN_],
+    ("FIN_WAIT1", "FIN_WAIT2"): [ACKS_FIN],
+    ("FIN_WAIT2", "CLOSE"): [tf.FIN_, ACKS_FIN],  # the timewait hand-off: see the module's docstring
+    ("LAST_ACK", "CLOSE"): [ACKS_FIN],
+    ("CLOSING", "CLOSE"): [ACKS_FIN],
 }
+TIMEWAIT_HANDOFF = "a timewait socket takes over; Linux reports CLOSE"
+TIME_WAIT_ROW = "TIME_WAIT (inferred from the capture: Rx FIN, Tx ACK)"
 # Segments a system call sends: the label, and whether it leaves at once (a FIN waits for queued data).
 SENT = {("CLOSE", "SYN_SENT"): (tf.SYN_, True), ("ESTABLISHED", "FIN_WAIT1"): (tf.FIN_, False),
         ("CLOSE_WAIT", "LAST_ACK"): (tf.FIN_, False)}
@@ -53,43 +59,57 @@ def sides(ctx: Context, program: str) -> Sides:
     if not path.exists():
         raise MissingInput(f"{path.name} is missing from the results folder (was the trace_states step run?)")
     events = statetrace.parse(path.read_text(errors="replace"), [tuple(c) for c in info.get("clock") or []])
-    connected = ctx.event(program, "connected")
+    connecting, connected = ctx.event(program, "connecting"), ctx.event(program, "connected")
     if connected is None:
         raise MissingInput(f"{program}.log has no 'connected' event")
     ip, _, port = connected["local"].rpartition(":")
     me = (ip, int(port))
     server_port = int(info.get("port", 0))
     client = [t for t in events if t.local == me]
-    # connect() reports SYN_SENT before the kernel picks the local port: sport 0, same address and peer.
-    opening = [t for t in events if t.local == (ip, 0) and t.remote[1] == server_port and t.new == "SYN_SENT"]
-    if client and opening:
-        client = sorted([max((t for t in opening if t.mono <= client[0].mono), key=lambda t: t.mono, default=opening[0])] + client,
-                        key=lambda t: t.mono)
+    # connect() reports SYN_SENT before the kernel picks the local port (sport 0): the writer's is the
+    # one between its 'connecting' and 'connected' events.
+    start = connecting["mono"] if connecting else float("-inf")
+    opening = [t for t in events if t.local == (ip, 0) and t.remote[1] == server_port and t.new == "SYN_SENT"
+               and start <= t.mono <= connected["mono"]]
+    client = sorted(opening[:1] + client, key=lambda t: t.mono)
     server = [t for t in events if t.local[1] == server_port and (t.remote == me or t.remote[1] == 0)]
     if not client:
         raise MissingInput(f"states.trace has no transition of the writer's socket {ip}:{port}")
     return Sides(client, server, client[0].wall)
 
 
+def peer_fin(ctx: Context, capture: str, program: str, side: str) -> Optional[float]:
+    """When the peer's FIN reached this side's capture: where TIME_WAIT begins for the active closer."""
+    flow = ctx.client_flow(capture, program)
+    fin = flow.first(tf.FIN_, tf.SERVER if side == "client" else tf.CLIENT)
+    return fin.ts if fin else None
+
+
 def _label(t: statetrace.Transition) -> str:
     return f"{t.old}>{t.new} {t.cause}"
 
 
-def _table(ts: list[statetrace.Transition], t0: float) -> str:
-    rows = []
+def _table(ts: list[statetrace.Transition], t0: float, time_wait: Optional[float]) -> str:
+    rows = []  # (order, shown time, text)
     for t in ts:
-        new = "TIME_WAIT (inferred: Rx FIN, Tx ACK; Linux reports CLOSE)" if (t.old, t.new) == ("FIN_WAIT2", "CLOSE") else t.new
+        note = f"  ({TIMEWAIT_HANDOFF})" if (t.old, t.new) == ("FIN_WAIT2", "CLOSE") else ""
         why = f"{t.syscall}()" if t.cause == "syscall" and t.syscall else t.cause
-        rows.append(f"{(t.wall - t0) * 1000:9.3f} ms  {t.old} -> {new}  [{why}]")
-    return "\n".join(rows)
+        rows.append((t.wall, t.wall, f"{t.old} -> {t.new}  [{why}]{note}"))
+    handoff = next((t.wall for t in ts if (t.old, t.new) == ("FIN_WAIT2", "CLOSE")), None)
+    if time_wait is not None and handoff is not None:
+        # The capture sees the FIN a few microseconds before TCP acts on it: listed after the hand-off.
+        rows.append((max(time_wait, handoff) + 1e-9, time_wait, f"FIN_WAIT2 -> {TIME_WAIT_ROW}"))
+    return "\n".join(f"{(at - t0) * 1000:9.3f} ms  {text}" for _, at, text in sorted(rows))
 
 
 @check
-def state_transitions(ctx: Context, side: str, program: str, expect: list) -> CheckResult:
-    """One side's transitions, in order, each with its cause (a received packet, a system call, a timer)."""
+def state_transitions(ctx: Context, side: str, program: str, expect: list, capture: str = "") -> CheckResult:
+    """One side's transitions, in order, each with its cause (a received packet, a system call, a timer).
+    With the side's capture, the table adds TIME_WAIT where the packets show it begins."""
     name = "state_transitions"
     s = sides(ctx, program)
     got = s.client if side == "client" else s.server
+    time_wait = peer_fin(ctx, capture, program, side) if capture else None
     observed = [_label(t) for t in got]
     want = [" ".join(str(e).split()) for e in expect]
     ok = observed == want
@@ -98,7 +118,7 @@ def state_transitions(ctx: Context, side: str, program: str, expect: list) -> Ch
         first = next((i for i, (a, b) in enumerate(zip(observed, want)) if a != b), min(len(observed), len(want)))
         detail = (f"from transition {first + 1}: expected {want[first] if first < len(want) else 'nothing more'}, "
                   f"traced {observed[first] if first < len(observed) else 'nothing more'}")
-    return CheckResult(f"{name} ({side})", ok, expected=", ".join(want), observed=_table(got, s.t0), detail=detail)
+    return CheckResult(f"{name} ({side})", ok, expected=", ".join(want), observed=_table(got, s.t0, time_wait), detail=detail)
 
 
 @check
@@ -161,13 +181,29 @@ def _packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str):
     """The segment behind a transition: True if found, False if missing, None if none is due."""
     key, window = (t.old, t.new), MATCH_MS / 1000
     if key in RECEIVED and t.cause == "packet":
-        label = RECEIVED[key]
-        pos = flow.where(label, peer, since=t.wall - window, before=t.wall + window / 10)
-        if label is None:
-            pos = [k for k in pos if flow.flags[k] & ACK]
-        return bool(len(pos))
+        pos = flow.where(sender=peer, since=t.wall - window, before=t.wall + window / 10)
+        for want in RECEIVED[key]:
+            if want == ACKS_SYN:
+                hit = [k for k in pos if flow.flags[k] & ACK and flow.rel_ack[k] == 1]
+            elif want == ACKS_FIN:
+                end = _fin_end(flow, me)
+                hit = [k for k in pos if end is not None and flow.flags[k] & ACK and flow.rel_ack[k] == end]
+            else:
+                hit = [k for k in pos if flow.labels[k] & tf.BIT[want]]
+            if hit:
+                return True
+        return False
     if key in SENT and t.cause == "syscall":
         label, prompt = SENT[key]
         pos = flow.where(label, me, since=t.wall - window / 10, before=(t.wall + window) if prompt else None)
         return bool(len(pos))
     return None
+
+
+def _fin_end(flow: tf.Flow, sender: str) -> Optional[int]:
+    """The relative sequence number that acknowledges the sender's FIN."""
+    pos = flow.where(tf.FIN_, sender)
+    if not len(pos):
+        return None
+    k = int(pos[0])
+    return int(flow.rel_seq[k]) + int(flow.plen[k]) + 1

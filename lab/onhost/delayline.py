@@ -28,6 +28,7 @@ import time
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 RCVBUF = 4 << 20
+BURST = 32  # frames read in one go before due frames are sent: a burst must not hold up what is due
 
 
 def open_port(name: str) -> socket.socket:
@@ -48,7 +49,7 @@ def run(directions: list) -> dict:
     for d in directions:
         by_fd.setdefault(ports[d["in"]].fileno(), []).append(d)
     for d in directions:
-        d.update(relayed=0, dropped=0)
+        d.update(relayed=0, lost=0, send_errors=0)
     rng = random.Random(int.from_bytes(os.urandom(8), "big"))
     queue: list = []  # (due, seq, out socket, frame, direction)
     seq = 0
@@ -66,7 +67,7 @@ def run(directions: list) -> dict:
                 out.send(frame)
                 d["relayed"] += 1
             except OSError:
-                d["dropped"] += 1
+                d["send_errors"] += 1
             late.append(time.monotonic() - due)
             now = time.monotonic()
         timeout = max(0.0, queue[0][0] - now) if queue else 0.2
@@ -75,7 +76,7 @@ def run(directions: list) -> dict:
         except InterruptedError:
             continue
         for s in ready:
-            while True:
+            for _ in range(BURST):
                 try:
                     frame, addr = s.recvfrom(65535)
                 except (BlockingIOError, InterruptedError):
@@ -85,7 +86,7 @@ def run(directions: list) -> dict:
                 arrived = time.monotonic()
                 for d in by_fd[s.fileno()]:
                     if d["loss"] and rng.random() * 100 < d["loss"]:
-                        d["dropped"] += 1
+                        d["lost"] += 1  # the configured loss
                         continue
                     seq += 1
                     heapq.heappush(queue, (arrived + d["delay_ms"] / 1000, seq, ports[d["out"]], frame, d))
@@ -94,7 +95,9 @@ def run(directions: list) -> dict:
     def pct(p: float) -> float:
         return round(late[min(len(late) - 1, int(p * len(late)))] * 1000, 3) if late else 0.0
 
-    return {"event": "summary", "directions": [{k: d[k] for k in ("in", "out", "delay_ms", "loss", "relayed", "dropped")} for d in directions],
+    return {"event": "summary",
+            "directions": [{k: d[k] for k in ("in", "out", "delay_ms", "loss", "relayed", "lost", "send_errors")} for d in directions],
+            "queued_at_exit": len(queue),
             "late_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(late[-1] * 1000, 3) if late else 0.0}}
 
 

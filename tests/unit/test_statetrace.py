@@ -41,7 +41,17 @@ def test_events_stacks_and_causes():
     assert est.local == ("10.0.1.1", 41000) and est.remote == ("10.0.1.2", 9100)
     assert abs(est.wall - (1_800_000_000.0 + 42.688181)) < 1e-6
     # A stack without its event (another socket's, or none at all) is not attached to anything.
-    assert "tcp_v4_connect" not in listen.stack and closed.stack == [] and closed.cause == "packet"
+    assert "tcp_v4_connect" not in listen.stack and closed.stack == [] and closed.cause == "unknown"
+
+
+def test_stacks_follow_their_event_on_the_same_cpu_when_lines_interleave():
+    a = "          python-1   [000] .....  10.000001: inet_sock_set_state: sport=1 dport=9 saddr=10.0.0.1 daddr=10.0.0.2 oldstate=TCP_ESTABLISHED newstate=TCP_FIN_WAIT1"
+    b = "          python-2   [001] ..s1.  10.000002: inet_sock_set_state: sport=9 dport=1 saddr=10.0.0.2 daddr=10.0.0.1 oldstate=TCP_ESTABLISHED newstate=TCP_CLOSE_WAIT"
+    text = "\n".join([a, b,
+                     "          python-1   [000] .....  10.000003: <stack trace>", " => __tcp_close", " => tcp_close",
+                     "          python-2   [001] ..s1.  10.000004: <stack trace>", " => tcp_fin", " => tcp_data_queue"])
+    first, second = statetrace.parse(text, [(0.0, 0.0)])
+    assert (first.cause, second.cause) == ("syscall", "packet")
 
 
 def test_no_clock_no_timeline():
