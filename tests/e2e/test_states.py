@@ -75,3 +75,19 @@ def test_sigkill_then_down_removes_the_trace_instance(tmp_path):
     assert "tracefs instance tcplab_stkill" in " ".join(r.stdout.split())
     assert tracefs_leftovers(lab) == []
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(f"tcplab-{lab}-") == 0
+
+
+def test_trace_against_pcap_fails_when_they_do_not_line_up(tmp_path):
+    """The same run, its trace clock moved by 50 ms: the order and causes still hold, but no
+    transition sits next to its packet any more."""
+    r = up("tcp-states", "stshift", SMALL, tmp_path / "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    folder = copy_results(tmp_path / "run", tmp_path / "shifted")
+    m = json.loads((folder / "manifest.json").read_text())
+    m["state_trace"]["clock"] = [[mono, wall + 0.05] for mono, wall in m["state_trace"]["clock"]]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    assert invoke("check", str(folder)).returncode == 1
+    v = verdicts(folder)
+    assert not v["trace_agrees_with_pcap"] and v["state_transitions (client)"] and v["state_transitions (server)"]
+    detail = next(c["detail"] for c in json.loads((folder / "report.json").read_text())["checks"] if c["name"] == "trace_agrees_with_pcap")
+    assert "client SYN_SENT->ESTABLISHED" in detail and "has no matching packet in source.pcap" in detail
