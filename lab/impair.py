@@ -66,7 +66,7 @@ class Impairments:
     def __init__(self, backend: Backend, topology: Topology, state: LabState):
         self.backend, self.topology, self.state = backend, topology, state
         self.active: dict[tuple[str, str], Impairment] = {}
-        self.method: Optional[str] = None
+        self.netem: dict[str, bool] = {}  # host -> whether its kernel has netem, asked once a run
         self.relay: Optional[Process] = None
         self.relays = 0
         self.history: list[dict] = []  # for the manifest: what was in force when, and how exact it was
@@ -96,14 +96,15 @@ class Impairments:
         hosts = {p.host for p in paths.values()} or {bridge_path(self.topology, *k).host for k in self._last_keys()}
         self._stop_relay()
         record: dict = {"at": time.time(), "impairments": [asdict(i) for i in self.active.values()]}
+        method = "none"
         for host in hosts:
             if self._has_netem(host):
-                self.method = "netem"
+                method = "netem"
                 self._netem(host, paths)
             else:
-                self.method = "delay-line"
+                method = "delay-line"
                 self._delay_line(host, paths, record)
-        record["method"] = self.method if self.active else "none"
+        record["method"] = method if self.active else "none"
         self.history.append(record)
         return record
 
@@ -114,11 +115,12 @@ class Impairments:
     # --- netem -------------------------------------------------------------------------------------
 
     def _has_netem(self, host: str) -> bool:
-        probe = self.backend.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], check=False)
-        if probe.returncode == 0:
-            self.backend.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
-            return True
-        return False
+        if host not in self.netem:
+            probe = self.backend.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], check=False)
+            if probe.returncode == 0:
+                self.backend.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+            self.netem[host] = probe.returncode == 0
+        return self.netem[host]
 
     def _netem(self, host: str, paths: dict) -> None:
         for port in {bridge_path(self.topology, *k).port_out for k in self._last_keys()}:

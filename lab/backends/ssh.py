@@ -290,10 +290,8 @@ class SshBackend(Backend):
         return removed
 
     def close(self) -> None:
-        for client in self.clients.values():
-            client.close()
-        self.clients.clear()
-        self._sftp.clear()
+        for role in list(self.clients):
+            self._forget(role)
 
     # --- running -----------------------------------------------------------------------------------
 
