@@ -9,6 +9,10 @@ Standard library only, Python 3.7 or later, so it runs on whatever the machine h
     agent.py signal DIR NAME SIGNAL           signal it, if that PID is still the program it started
     agent.py stop-all DIR                     stop every program DIR records; print their names (JSON)
     agent.py facts                            print this machine's kernel and tool versions (JSON)
+    agent.py trace-start DIR INSTANCE PORT    trace TCP state changes of PORT in tracefs instance INSTANCE;
+                                              print the clocks read as it starts (JSON); exit 3 if unavailable
+    agent.py trace-stop DIR                   stop it, write DIR/states.trace, remove the instance; print the clocks
+    agent.py trace-remove DIR                 remove the instance and tracefs mount DIR/tracefs.json records
 
 The record lives on the machine, written by the machine, so `invoke down` finds every program even
 when the orchestrator was killed mid-run or runs elsewhere.
@@ -24,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procs  # noqa: E402  (uploaded beside this file)
 import sysinfo  # noqa: E402
+import tracefs  # noqa: E402
 
 
 def spawn(folder: str, name: str, argv: list) -> None:
@@ -110,6 +115,53 @@ def facts() -> None:
     print(json.dumps({"kernel": sysinfo.kernel(), "tools": sysinfo.tool_versions(), "uid": os.geteuid()}))
 
 
+def trace_start(folder: str, instance: str, port: int) -> None:
+    record_file = os.path.join(folder, "tracefs.json")
+    record = {"instances": [], "mounts": []}
+
+    def note(kind: str):
+        def add(path: str) -> None:
+            record[kind].append(path)
+            _write(record_file, json.dumps(record))  # on disk before the instance or mount is made
+        return add
+
+    try:
+        root = tracefs.root(os.path.join(folder, "tracefs"), note("mounts"))
+        clock = [time.monotonic(), time.time()]
+        tracefs.start(root, instance, port, note("instances"))
+    except tracefs.TraceError as e:
+        sys.stderr.write("%s\n" % e)
+        sys.exit(3)
+    print(json.dumps({"clock": clock}))
+
+
+def trace_stop(folder: str) -> None:
+    record = _trace_record(folder)
+    try:
+        text = tracefs.stop(record["instances"][-1]) if record["instances"] else ""
+    except tracefs.TraceError as e:
+        sys.stderr.write("%s\n" % e)
+        sys.exit(3)
+    finally:
+        clock = [time.monotonic(), time.time()]
+    _write(os.path.join(folder, "states.trace"), text)
+    print(json.dumps({"clock": clock, "removed": _trace_remove(folder, record)}))
+
+
+def _trace_record(folder: str) -> dict:
+    try:
+        with open(os.path.join(folder, "tracefs.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"instances": [], "mounts": []}
+
+
+def _trace_remove(folder: str, record: dict) -> list:
+    removed, left, mounts_left = tracefs.remove(record["instances"], record["mounts"])
+    _write(os.path.join(folder, "tracefs.json"), json.dumps({"instances": left, "mounts": mounts_left}))
+    return removed
+
+
 def _record(folder: str, name: str):
     try:
         with open(os.path.join(folder, name + ".pid")) as f:
@@ -136,6 +188,12 @@ def main(args: list) -> None:
         stop_all(args[1])
     elif args[:1] == ["facts"]:
         facts()
+    elif args[:1] == ["trace-start"] and len(args) == 4:
+        trace_start(args[1], args[2], int(args[3]))
+    elif args[:1] == ["trace-stop"] and len(args) == 2:
+        trace_stop(args[1])
+    elif args[:1] == ["trace-remove"] and len(args) == 2:
+        print(json.dumps(_trace_remove(args[1], _trace_record(args[1])) if os.path.isdir(args[1]) else []))
     else:
         sys.exit(__doc__)
 

@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from . import backends, labstate, procs, report, results, statetrace, sysinfo, ui
+from . import backends, comparison, labstate, procs, report, results, statetrace, sysinfo, ui
 from . import exercise as exercise_mod
+from . import sweep as sweep_mod
 from .errors import LabError
 from .labstate import LabState
 from .naming import PREFIX, check_lab_name
@@ -26,7 +27,11 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
     ui.reset_clock()
     # All input is checked before anything is built.
     backend = backends.get(backend_name, lab, inventory, accept_new_host_keys)
-    ex = exercise_mod.load(name, sets, lab, addresses=backend.addresses())
+    plan = sweep_mod.plan(name, sets, lab, backend.addresses())
+    if plan is not None and keep:
+        raise LabError(f"--keep leaves one lab up, and --set {plan.parameter}=... asks for {len(plan.values)} runs: "
+                       f"run the value you want to look at alone, with --keep")
+    ex = plan.exercises[0] if plan else exercise_mod.load(name, sets, lab, addresses=backend.addresses())
     backend.prepare(ex)
     if backend.local:
         require_root(f"up {name}")
@@ -35,21 +40,70 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
     with labstate.exclusive(lab):
         _clear_leftovers(lab)
         folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, ex.name))
-        try:
-            outcome = _run_lab(ex, lab, backend, folder, keep)
-        finally:
-            _remove_if_empty(folder)
-            backend.close()
+        if plan is not None:
+            return _up_sweep(plan, lab, backend, folder, lambda: backends.get(backend_name, lab, inventory, accept_new_host_keys))
+        outcome = _one_run(ex, lab, backend, folder, keep)
     if outcome == "interrupted":
-        ui.error(f"interrupted: lab {lab} torn down")
-        if folder.exists():
-            ui.console.print(f"partial results: {folder}")
-        return EXIT_INTERRUPTED
+        return _interrupted(lab, folder)
     passed = report.check_folder(folder)
     if keep:
         ui.console.print(f"lab {lab} is still up (--keep): {backend.keep_hint()}; `invoke down --lab {lab}` removes it")
     ui.console.print(f"results: {folder}")
     return EXIT_OK if passed else EXIT_FAILED
+
+
+def _one_run(ex, lab: str, backend, folder: Path, keep: bool) -> str:
+    """One run into `folder` (made if need be, removed if it stays empty); 'done' or 'interrupted'."""
+    _clear_leftovers(lab)
+    results.create(folder)
+    try:
+        return _run_lab(ex, lab, backend, folder, keep)
+    finally:
+        _remove_if_empty(folder)
+        backend.close()
+
+
+def _up_sweep(plan: sweep_mod.Sweep, lab: str, backend, folder: Path, new_backend) -> int:
+    """The runs of a sweep, one after another, each a lab of its own brought up and torn down; then
+    the comparison. A failed run does not stop the sweep; an interruption does."""
+    finished: list[int] = []
+    outcome = "done"
+    sweep_mod.write(folder, plan, finished)
+    for i, ex in enumerate(plan.exercises):
+        ui.console.rule(f"run {i + 1} of {len(plan.values)}: {plan.parameter}={sweep_mod.shown(plan.values[i])}")
+        sub = folder / plan.folder(i)
+        try:
+            if i:
+                # A backend per run: each starts from what prepare() and check_environment() give it.
+                backend = new_backend()
+                backend.prepare(ex)
+                backend.check_environment()
+            outcome = _one_run(ex, lab, backend, sub, False)
+        except LabError as e:
+            # The machine, not the run, is at fault: the runs after it would meet the same.
+            ui.error(f"{plan.parameter}={sweep_mod.shown(plan.values[i])}: {e}")
+            break
+        except KeyboardInterrupt:  # between runs: nothing is up
+            outcome = "interrupted"
+        if outcome == "interrupted":
+            _interrupted(lab, sub)
+            break
+        report.check_folder(sub)
+        finished.append(i)
+        sweep_mod.write(folder, plan, finished)
+    ui.console.rule(f"comparison: {plan.parameter}")
+    passed = comparison.compare(folder, sweep_mod.read(folder))
+    ui.console.print(f"results: {folder}")
+    if len(finished) < len(plan.values):
+        return EXIT_INTERRUPTED if outcome == "interrupted" else EXIT_BAD_INPUT
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _interrupted(lab: str, folder: Path) -> int:
+    ui.error(f"interrupted: lab {lab} torn down")
+    if folder.exists():
+        ui.console.print(f"partial results: {folder}")
+    return EXIT_INTERRUPTED
 
 
 def _run_lab(ex, lab: str, backend, folder: Path, keep: bool) -> str:
@@ -96,6 +150,16 @@ def check(folder: str) -> int:
     path = Path(folder)
     if not path.is_dir():
         raise LabError(f"{folder}: no such results folder")
+    sweep = sweep_mod.read(path)
+    if sweep is not None:
+        for run in sweep["runs"]:
+            if (path / run["folder"] / "manifest.json").exists():
+                ui.console.rule(f"{sweep['parameter']}={sweep_mod.shown(run.get('value'))}")
+                report.check_folder(path / run["folder"])
+        ui.console.rule(f"comparison: {sweep['parameter']}")
+        passed = comparison.compare(path, sweep)
+        ui.console.print(f"results: {path}")
+        return EXIT_OK if passed else EXIT_FAILED
     passed = report.check_folder(path)
     ui.console.print(f"results: {path}")
     return EXIT_OK if passed else EXIT_FAILED
@@ -193,6 +257,7 @@ def _manifest(ex, lab: str, backend, folder: Path) -> dict:
         "started": _now(),
         "checks": ex.checks,
         "plots": ex.plots,
+        "measures": ex.measures,
         **backend.describe(),
     }
     results.write_json(folder / "manifest.json", manifest)

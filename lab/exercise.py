@@ -82,6 +82,7 @@ class Exercise:
     steps: list[Step] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     plots: list[dict[str, Any]] = field(default_factory=list)
+    measures: list[dict[str, Any]] = field(default_factory=list)  # figures a sweep compares across runs
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> {net.ipv4.x: value}
 
 
@@ -107,7 +108,7 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab", addresse
     """addresses: host -> IPv4 address replacing the topology's (machines that have their own)."""
     path = exercise_file(name)
     top = yamlfile.Fields(path, "", yamlfile.load(path) or {})
-    top.only(["title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots"])
+    top.only(["title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots", "measures"])
     topo_name = top.get("topology", str, "default")
     if topo_name.endswith((".yml", ".yaml")):
         topo_name = str(path.parent / topo_name)  # a topology file of the exercise's own, beside it
@@ -140,6 +141,7 @@ def load(name: str, overrides: Sequence[str] = (), lab: str = "tcplab", addresse
     ex.steps = _parse_timeline(path, top.get("timeline", list), ex, variables)
     ex.checks = _parse_checks(path, top.get("checks", list, []))
     ex.plots = _parse_plots(path, top.get("plots", list, []))
+    ex.measures = _parse_measures(path, top.get("measures", list, []))
     return ex
 
 
@@ -294,7 +296,7 @@ def _parse_checks(path: Path, items: list) -> list[dict[str, Any]]:
 
 
 def _parse_named(path: Path, items: list, kind: str, registry: dict) -> list[dict[str, Any]]:
-    """Checks and plots: each item names a registered function and sets its parameters (after ctx/out)."""
+    """Checks, plots and measures: each item names a registered function and sets its parameters (after ctx/out)."""
     out = []
     for i, item in enumerate(items):
         f = yamlfile.Fields(path, f"{kind}s[{i}]", item)
@@ -311,11 +313,16 @@ def _parse_named(path: Path, items: list, kind: str, registry: dict) -> list[dic
     return out
 
 
-
 def _parse_plots(path: Path, items: list) -> list[dict[str, Any]]:
     from .plots import PLOTS  # matplotlib loads only for exercises that draw
 
     return _parse_named(path, items, "plot", PLOTS)
+
+
+def _parse_measures(path: Path, items: list) -> list[dict[str, Any]]:
+    from .measures import MEASURES
+
+    return _parse_named(path, items, "measure", MEASURES)
 
 
 def required_tools(ex: Exercise) -> dict[str, str]:

@@ -44,10 +44,15 @@ class Parameter:
         except (TypeError, ValueError):
             raise LabError(f"{origin}: {self.name}={raw!r} is not {'an integer' if self.type == 'int' else 'a ' + self.type}") from None
         if self.min is not None and value < self.min:
-            raise LabError(f"{origin}: {self.name}={value} is below the minimum {self.min:g} ({self.help})")
+            raise LabError(f"{origin}: {self.name}={value} is below the minimum {_number(self.min)} ({self.help})")
         if self.max is not None and value > self.max:
-            raise LabError(f"{origin}: {self.name}={value} is above the maximum {self.max:g} ({self.help})")
+            raise LabError(f"{origin}: {self.name}={value} is above the maximum {_number(self.max)} ({self.help})")
         return value
+
+
+def _number(x: float) -> str:
+    """1073741824, not 1.07374e+09."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def parse_declarations(path: Path, f: yamlfile.Fields) -> dict[str, Parameter]:

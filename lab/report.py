@@ -20,6 +20,9 @@ def check_folder(folder: Path) -> bool:
         f"{k}={v}" for k, v in (manifest.get("parameters") or {}).items()
     )
     ui.verdict_table(title, results)
+    for r in results:
+        if r.get("table"):
+            ui.detail_table(r["name"], r["table"])
     if not timeline_ok:
         ui.error(f"the timeline did not complete: {manifest['timeline_error']}")
     if not results:

@@ -13,118 +13,68 @@ teardown. The instance and the mount are recorded in the lab's state before they
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from . import tracefs, ui
 from .errors import LabError
 from .labstate import LabState
 from .naming import STATE_ROOT
 
-SYSTEM_TRACEFS = Path("/sys/kernel/tracing")
-EVENT = "events/sock/inet_sock_set_state"
+SYSTEM_TRACEFS = Path(tracefs.SYSTEM)
 
 
-def instance_name(lab: str) -> str:
-    return f"tcplab_{lab}"
+def instance_name(lab: str, host: Optional[str] = None) -> str:
+    """The lab's instance; with `host`, one per machine (an SSH lab's machines may share a kernel)."""
+    return f"tcplab_{lab}" + (f"_{host}" if host else "")
 
 
 class StateTrace:
+    """The trace on this machine's kernel, which the netns and Docker hosts all share: one for every host."""
+
     def __init__(self, lab: str, state: LabState):
         self.lab, self.state = lab, state
         self.instance: Optional[Path] = None
         self.clock: list[tuple[float, float]] = []  # (monotonic, wall) pairs read around the run
 
-    def start(self, port: int) -> None:
-        root = self._tracefs()
-        if not (root / EVENT).exists():
-            raise LabError(f"this kernel has no {EVENT} tracepoint under {root}: state tracing is unavailable")
-        path = root / "instances" / instance_name(self.lab)
-        self.state.add_trace(str(path))
+    def start(self, port: int) -> dict:
+        """Starts tracing; returns the manifest's state_trace (its clock list fills in as the run goes)."""
         try:
-            path.mkdir()
-        except FileExistsError:
-            raise LabError(f"tracefs instance {path} exists already: `invoke down --lab {self.lab}` removes it") from None
-        except OSError as e:
-            raise LabError(f"cannot make tracefs instance {path}: {e.strerror}") from None
-        self.instance = path
-        keep = f"protocol == 6 && (sport == {int(port)} || dport == {int(port)})"
-        settings = [("trace_clock", "mono"), ("buffer_size_kb", "4096"), (f"{EVENT}/filter", keep),
-                    # A trigger does not obey the event's filter: it needs its own, or every other socket's stack lands here.
-                    (f"{EVENT}/trigger", f"stacktrace if {keep}")]
-        for name, value in settings:
-            _write(path / name, value)
-        self.clock.append((time.monotonic(), time.time()))
-        _write(path / EVENT / "enable", "1")
+            root = tracefs.root(str(STATE_ROOT / f"{self.lab}.tracefs"), self.state.add_mount)
+            self.clock.append((time.monotonic(), time.time()))
+            self.instance = Path(tracefs.start(root, instance_name(self.lab), port, self.state.add_trace))
+        except tracefs.TraceError as e:
+            raise LabError(f"{e}; `invoke down --lab {self.lab}` removes what is left" if "exists already" in str(e) else str(e)) from None
+        ui.step(f"trace TCP state changes of port {port} in tracefs instance {self.instance.name}")
+        return {"port": int(port), "traces": [{"file": "states.trace", "host": None, "clock": self.clock}]}
 
-    def stop(self, out: Path) -> Optional[Path]:
-        """Stops tracing and writes the raw trace (events and stacks) to `out`."""
+    def stop(self, folder: Path) -> list[Path]:
+        """Stops tracing and writes the raw trace (events and stacks) into the results folder."""
         if self.instance is None:
-            return None
-        _write(self.instance / EVENT / "enable", "0")
-        self.clock.append((time.monotonic(), time.time()))
+            return []
+        out = folder / "states.trace"
         try:
-            out.write_text((self.instance / "trace").read_text())
-        except OSError as e:
-            raise LabError(f"cannot read the state trace from {self.instance}: {e.strerror}") from None
+            text = tracefs.stop(str(self.instance))
+        except tracefs.TraceError as e:
+            raise LabError(str(e)) from None
+        finally:
+            self.clock.append((time.monotonic(), time.time()))
+        out.write_text(text)
         remove(self.state)
         self.instance = None
-        return out
-
-    def _tracefs(self) -> Path:
-        if (SYSTEM_TRACEFS / "instances").is_dir():
-            return SYSTEM_TRACEFS
-        mount = STATE_ROOT / f"{self.lab}.tracefs"
-        self.state.add_mount(str(mount))
-        mount.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(mount)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise LabError(f"tracefs is not mounted and cannot be ({r.stderr.strip()}): state tracing is unavailable")
-        return mount
+        return [out]
 
 
 def remove(state: LabState) -> list[str]:
     """Removes the lab's tracefs instances and unmounts its own tracefs mount; idempotent. Without a
     record (the state file lost), the instance named after the lab under the system's tracefs."""
-    removed = []
-    paths = [Path(p) for p in state.traces] or [SYSTEM_TRACEFS / "instances" / instance_name(state.lab)]
-    left = []
-    for path in paths:
-        if not path.is_dir():
-            continue
-        for name, value in ((f"{EVENT}/enable", "0"), (f"{EVENT}/trigger", "!stacktrace")):  # a trigger pins the instance
-            try:
-                (path / name).write_text(value)
-            except OSError:
-                pass
-        try:
-            path.rmdir()
-            removed.append(f"tracefs instance {path.name}")
-        except OSError:
-            left.append(str(path))
-    mounts_left = []
-    for mount in map(Path, state.mounts):
-        if subprocess.run(["mountpoint", "-q", str(mount)]).returncode == 0:
-            if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-                mounts_left.append(str(mount))
-                continue
-            removed.append(f"tracefs mount {mount}")
-        try:
-            mount.rmdir()
-        except OSError:
-            pass
+    paths = state.traces or [str(SYSTEM_TRACEFS / "instances" / instance_name(state.lab))]
+    removed, left, mounts_left = tracefs.remove(paths, state.mounts)
     # What could not be removed stays recorded, so the next `down` tries again.
     state.traces, state.mounts = left, mounts_left
     return removed
-
-
-def _write(path: Path, value: str) -> None:
-    try:
-        path.write_text(value)
-    except OSError as e:
-        raise LabError(f"tracefs refused {value!r} in {path}: {e.strerror}") from None
 
 
 # --- reading a trace -----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from .backends.base import Backend, Process
 from .errors import LabError
 from .exercise import Exercise, Step
 from .impair import Impairment, Impairments
-from .statetrace import StateTrace, instance_name as statetrace_instance
 from .labstate import LabState
 from .naming import iptables_chain, nft_table
 
@@ -52,7 +51,7 @@ class Run:
         self.record: list[dict] = []
         self.collected = False
         self.impairments = Impairments(backend, exercise.topology, state)
-        self.trace = StateTrace(backend.lab, state)
+        self.trace = backend.state_tracer(state)
         self.trace_info: dict = {}
 
     def execute(self) -> None:
@@ -175,10 +174,7 @@ class Run:
         entry["method"] = record["method"]
 
     def _trace_states(self, step: Step, entry: dict) -> None:
-        port = int(step.args["port"])
-        ui.step(f"trace TCP state changes of port {port} in tracefs instance {statetrace_instance(self.trace.lab)}")
-        self.trace.start(port)
-        self.trace_info = {"file": "states.trace", "port": port, "clock": self.trace.clock}
+        self.trace_info = self.trace.start(int(step.args["port"]))
 
     def _unimpair(self, step: Step, entry: dict) -> None:
         ui.step("remove the impairments")
@@ -227,8 +223,8 @@ class Run:
         for name, p in self.programs.items():
             self.backend.fetch(p.host, p.stdout, self.folder / f"{name}.log")
             self.backend.fetch(p.host, p.stderr, self.folder / f"{name}.err")
-        if self.trace.stop(self.folder / "states.trace"):
-            ui.step(f"state trace: {self.folder / 'states.trace'}")
+        for path in self.trace.stop(self.folder):
+            ui.step(f"state trace: {path}")
         self.collected = True
 
     # --- helpers -----------------------------------------------------------------------------------

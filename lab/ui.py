@@ -62,3 +62,13 @@ def verdict_table(title: str, rows: list[dict]) -> None:
             observed += f"\n[dim]{escape(r['detail'])}[/dim]"
         table.add_row(escape(r["name"]), mark, escape(r["expected"]), observed)
     console.print(table)
+
+
+def detail_table(name: str, table: dict) -> None:
+    """A check's own table (a side's timeline), under the verdicts."""
+    t = Table(title=escape(f"{name}: {table.get('title', '')}"), title_justify="left", expand=False)
+    for i, column in enumerate(table.get("columns") or []):
+        t.add_column(escape(str(column)), justify="right" if i == 0 else "left", no_wrap=i < 4)
+    for row in table.get("rows") or []:
+        t.add_row(*(escape(str(cell)) for cell in row))
+    console.print(t)

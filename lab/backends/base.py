@@ -117,6 +117,13 @@ class Backend(ABC):
 
         return {"kernel": sysinfo.kernel(), "tools": sysinfo.tool_versions()}
 
+    def state_tracer(self, state: LabState):
+        """What traces TCP state changes for the trace_states step: start(port) -> manifest info,
+        stop(folder) -> files written. Here, the kernel this machine's hosts share."""
+        from ..statetrace import StateTrace
+
+        return StateTrace(self.lab, state)
+
     def describe(self) -> dict:
         """Extra manifest fields that say where the hosts were."""
         return {}

@@ -34,7 +34,7 @@ from .base import Backend, CommandError, Process
 # sudo's secure_path, so iptables and tcpdump in /usr/sbin are found also without sudo (root logins).
 REMOTE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LAB_ROOT = ".tcplab"  # in the SSH user's home
-AGENT_FILES = ("agent.py", "procs.py", "sysinfo.py")
+AGENT_FILES = ("agent.py", "procs.py", "sysinfo.py", "tracefs.py")
 # What every machine needs (command -> Debian package); steps add theirs (nft for on-path drops).
 TOOLS = {"python3": "python3", "tcpdump": "tcpdump", "iptables": "iptables", "ip": "iproute2"}
 PROGRESS_BYTES = 1 << 20  # files above this show a progress bar on the way back
@@ -104,10 +104,13 @@ class SshBackend(Backend):
             host = step.args.get("host")
             if host in missing and not (step.kind == "capture" and host not in ("source", "dest")):
                 raise LabError(f"{ex.file}: {step.where} ({step.kind}) needs {_a(host)} machine, and {where} has none: add one under machines.{host}")
-        if ex.topology.impairments or any(step.kind == "impair" for step in ex.steps):
-            raise LabError(f"{ex.file}: impairments (the impair step) run on the netns and docker backends, not over SSH yet")
-        if any(step.kind == "trace_states" for step in ex.steps):
-            raise LabError(f"{ex.file}: state tracing (the trace_states step) runs on the netns and docker backends, not over SSH yet")
+        # A delay or a loss needs the bridge's ports, which machines of one's own do not describe; an
+        # impairment of nothing (latency=0) applies nothing anywhere, so it may stay in the timeline.
+        impairs = list(ex.topology.impairments) + [step.args for step in ex.steps if step.kind == "impair"]
+        if any(float(i.get("delay_ms", 0)) or float(i.get("loss", 0)) for i in impairs):
+            names = [f"{n}={v:g}" for n, v in ex.values.items() if n in ("latency", "delay", "delay_ms", "loss") and isinstance(v, (int, float))]
+            hint = f" (here {', '.join(names)}: set it to 0 for a run without)" if names else ""
+            raise LabError(f"{ex.file}: impairments (a delay or loss) run on the netns and docker backends, not over SSH{hint}")
         for host in ex.sysctls:
             if host in missing:
                 raise LabError(f"{ex.file}: sysctls are set on {host}, and {where} has no {host} machine: add one under machines.{host}")
@@ -261,6 +264,8 @@ class SshBackend(Backend):
             self._upload_agent(role)  # afresh: the run may have been killed before it was complete
             stopped = self._json(role, self.run(role, self.agent(role, "stop-all", folder), timeout=30).stdout, "the agent's answer")
             removed += [f"process {name} on {role}" for name in stopped]
+            removed += [f"{what} on {role}" for what in
+                        self._json(role, self.run(role, self.agent(role, "trace-remove", folder), timeout=30).stdout, "the agent's answer")]
             saved = self.read_file(role, f"{folder}/sysctls.json")
             for name, value in (self._json(role, saved, "sysctls.json") if saved else {}).items():
                 if value is not None:
@@ -281,7 +286,7 @@ class SshBackend(Backend):
             self.run(role, ["nft", "delete", "table", "bridge", table])
             removed.append(f"nftables table {table} on {role}")
         if self._exists(role, folder):
-            self.run(role, ["rm", "-rf", "--", folder])
+            self.run(role, ["rm", "-rf", "--one-file-system", "--", folder])
             removed.append(f"folder {folder} on {role}")
             try:
                 self.sftp(role).rmdir(str(Path(folder).parent))
@@ -388,6 +393,9 @@ class SshBackend(Backend):
                               "tools": self.facts(role)["tools"]}
         return {"machines": machines, "inventory": str(self.inventory.file)}
 
+    def state_tracer(self, state: LabState) -> "SshTracer":
+        return SshTracer(self)
+
     def keep_hint(self) -> str:
         return f"its files are in ~/{LAB_ROOT}/{self.lab}/ on each machine"
 
@@ -469,3 +477,46 @@ class SshBackend(Backend):
 
 def _a(word: str) -> str:
     return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+class SshTracer:
+    """State changes traced on each machine with a TCP endpoint (source and dest), by the agent, in an
+    instance named after the lab and the machine: machines may share a kernel (the test's stand-ins do).
+    A machine without tracefs or root is reported as unavailable, and the run goes on without its trace."""
+
+    def __init__(self, backend: SshBackend):
+        self.backend = backend
+        self.traced: dict[str, list] = {}  # role -> its clock readings
+        self.info: dict = {}
+
+    def start(self, port: int) -> dict:
+        from ..statetrace import instance_name
+
+        b = self.backend
+        self.info = {"port": int(port), "traces": [], "unavailable": {}}
+        for role in (r for r in ("source", "dest") if r in b.roles):
+            name = instance_name(b.lab, role)
+            r = b.run(role, b.agent(role, "trace-start", b.dirs[role], name, str(int(port))), check=False)
+            if r.returncode != 0:
+                why = (r.stderr.strip().splitlines() or [f"the agent exited with status {r.returncode}"])[-1]
+                self.info["unavailable"][role] = why
+                ui.warn(f"{b.inventory.machines[role]}: {why}; the checks that read its transitions will fail")
+                continue
+            self.traced[role] = [b._json(role, r.stdout, "the agent's answer")["clock"]]
+            self.info["traces"].append({"file": f"states-{role}.trace", "host": role, "clock": self.traced[role]})
+            ui.step(f"{b.inventory.machines[role]}: trace TCP state changes of port {port} in tracefs instance {name}")
+        return self.info
+
+    def stop(self, folder: Path) -> list[Path]:
+        b, written = self.backend, []
+        for role, clock in list(self.traced.items()):
+            r = b.run(role, b.agent(role, "trace-stop", b.dirs[role]), check=False)
+            answer = b._json(role, r.stdout, "the agent's answer") if r.returncode == 0 else None
+            if answer is None:
+                raise LabError(f"{b.inventory.machines[role]}: the state trace could not be stopped: {r.stderr.strip()}")
+            clock.append(answer["clock"])
+            out = folder / f"states-{role}.trace"
+            b.fetch(role, b.work_path(role, "states.trace"), out)
+            written.append(out)
+            del self.traced[role]
+        return written

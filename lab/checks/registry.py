@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 
 @dataclass
@@ -12,9 +12,15 @@ class CheckResult:
     expected: str
     observed: str
     detail: str = ""
+    # A table too wide for the verdict's "observed" cell (a side's timeline): printed after the
+    # verdicts. {"title": str, "columns": [str], "rows": [[str]]}
+    table: Optional[dict] = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["table"] is None:
+            del d["table"]
+        return d
 
 
 class MissingInput(Exception):

@@ -38,7 +38,7 @@ RECEIVED = {
     ("CLOSING", "CLOSE"): [ACKS_FIN],
 }
 TIMEWAIT_HANDOFF = "a timewait socket takes over; Linux reports CLOSE"
-TIME_WAIT_ROW = "TIME_WAIT (inferred from the capture: Rx FIN, Tx ACK)"
+TIME_WAIT_ROW = "Rx FIN, Tx ACK (TIME_WAIT inferred from the capture: Linux traces none)"
 # Segments a system call sends: the label, and whether it leaves at once (a FIN waits for queued data).
 SENT = {("CLOSE", "SYN_SENT"): (tf.SYN_, True), ("ESTABLISHED", "FIN_WAIT1"): (tf.FIN_, False),
         ("CLOSE_WAIT", "LAST_ACK"): (tf.FIN_, False)}
@@ -52,30 +52,67 @@ class Sides:
     t0: float  # wall time of the client's first transition
 
 
-def sides(ctx: Context, program: str) -> Sides:
-    """The transitions of the writer's connection (client) and of the reader's sockets (server)."""
+def traces(ctx: Context) -> tuple[list[tuple[Optional[str], list[statetrace.Transition]]], dict[str, str]]:
+    """Each trace in the folder with the host it was taken on (None: the kernel every host shares),
+    and the hosts where tracing was unavailable, with why."""
     info = ctx.manifest.get("state_trace") or {}
-    path = ctx.folder / info.get("file", "states.trace")
-    if not path.exists():
-        raise MissingInput(f"{path.name} is missing from the results folder (was the trace_states step run?)")
-    events = statetrace.parse(path.read_text(errors="replace"), [tuple(c) for c in info.get("clock") or []])
+    # A folder from before traces were per machine holds one file and one clock.
+    entries = info.get("traces") or ([{"file": info.get("file", "states.trace"), "clock": info.get("clock"), "host": None}] if info else [])
+    unavailable = dict(info.get("unavailable") or {})
+    if not entries and not unavailable:
+        raise MissingInput("the manifest names no state trace (was the trace_states step run?)")
+    out = []
+    for e in entries:
+        path = ctx.folder / e["file"]
+        if not path.exists():
+            raise MissingInput(f"{path.name} is missing from the results folder")
+        out.append((e.get("host"), statetrace.parse(path.read_text(errors="replace"), [tuple(c) for c in e.get("clock") or []])))
+    return out, unavailable
+
+
+def sides(ctx: Context, program: str, need: tuple[str, ...] = ("client", "server")) -> Sides:
+    """The transitions of the writer's connection (client) and of the reader's sockets (server), each
+    from the trace of its own machine's kernel. A side in `need` that no trace shows is MissingInput."""
+    found, unavailable = traces(ctx)
     connecting, connected = ctx.event(program, "connecting"), ctx.event(program, "connected")
     if connected is None:
         raise MissingInput(f"{program}.log has no 'connected' event")
     ip, _, port = connected["local"].rpartition(":")
     me = (ip, int(port))
-    server_port = int(info.get("port", 0))
-    client = [t for t in events if t.local == me]
-    # connect() reports SYN_SENT before the kernel picks the local port (sport 0): the writer's is the
-    # one between its 'connecting' and 'connected' events.
-    start = connecting["mono"] if connecting else float("-inf")
-    opening = [t for t in events if t.local == (ip, 0) and t.remote[1] == server_port and t.new == "SYN_SENT"
-               and start <= t.mono <= connected["mono"]]
-    client = sorted(opening[:1] + client, key=lambda t: t.mono)
-    server = [t for t in events if t.local[1] == server_port and (t.remote == me or t.remote[1] == 0)]
-    if not client:
-        raise MissingInput(f"states.trace has no transition of the writer's socket {ip}:{port}")
-    return Sides(client, server, client[0].wall)
+    server_port = int((ctx.manifest.get("state_trace") or {}).get("port", 0))
+    addresses = ctx.manifest.get("addresses") or {}
+
+    def events_of(address: Optional[str]) -> Optional[list[statetrace.Transition]]:
+        for host, events in found:
+            if host is None or addresses.get(host) == address:
+                return events
+        return None
+
+    def missing(side: str, address: Optional[str]) -> MissingInput:
+        host = next((h for h, a in addresses.items() if a == address), address or "its machine")
+        why = unavailable.get(host)
+        return MissingInput(f"no state trace of the {side}'s machine {host}" + (f": state tracing was unavailable there ({why})" if why else ""))
+
+    client: list[statetrace.Transition] = []
+    mine = events_of(ip)
+    if mine is not None:
+        # connect() reports SYN_SENT before the kernel picks the local port (sport 0): the writer's is
+        # the one between its 'connecting' and 'connected' events.
+        start = connecting["mono"] if connecting else float("-inf")
+        opening = [t for t in mine if t.local == (ip, 0) and t.remote[1] == server_port and t.new == "SYN_SENT"
+                   and start <= t.mono <= connected["mono"]]
+        client = sorted(opening[:1] + [t for t in mine if t.local == me], key=lambda t: t.mono)
+        if not client and "client" in need:
+            raise MissingInput(f"the state trace has no transition of the writer's socket {ip}:{port}")
+    elif "client" in need:
+        raise missing("client", ip)
+    server_ip = (connecting or {}).get("host") or next((t.remote[0] for t in client if t.remote[1] == server_port), None)
+    theirs = events_of(server_ip)
+    if theirs is None and "server" in need:
+        raise missing("server", server_ip)
+    server = [t for t in theirs or [] if t.local[1] == server_port and (t.remote == me or t.remote[1] == 0)]
+    t0 = client[0].wall if client else (server[0].wall if server else 0.0)
+    return Sides(client, server, t0)
 
 
 def peer_fin(ctx: Context, capture: str, program: str, side: str) -> Optional[float]:
@@ -89,26 +126,43 @@ def _label(t: statetrace.Transition) -> str:
     return f"{t.old}>{t.new} {t.cause}"
 
 
-def _table(ts: list[statetrace.Transition], t0: float, time_wait: Optional[float]) -> str:
-    rows = []  # (order, shown time, text)
+TIMELINE_COLUMNS = ["ms", "from", "to", "cause", "packet or system call"]
+
+
+def timeline(ts: list[statetrace.Transition], t0: float, flow: Optional[tf.Flow], side: str, time_wait: Optional[float]) -> list[list[str]]:
+    """One side's timeline rows: time from the writer's connect(), old and new state, cause, and the
+    system call and the segment behind it, with the segment's time relative to the transition."""
+    me, peer = (tf.CLIENT, tf.SERVER) if side == "client" else (tf.SERVER, tf.CLIENT)
+    rows = []  # (order, row)
     for t in ts:
-        note = f"  ({TIMEWAIT_HANDOFF})" if (t.old, t.new) == ("FIN_WAIT2", "CLOSE") else ""
-        why = f"{t.syscall}()" if t.cause == "syscall" and t.syscall else t.cause
-        rows.append((t.wall, t.wall, f"{t.old} -> {t.new}  [{why}]{note}"))
+        what = [f"{t.syscall}()"] if t.cause == "syscall" and t.syscall else []
+        pkt = packet_for(flow, t, me, peer) if flow is not None else None
+        if pkt is not None:
+            what.append(f"{pkt.text} ({(pkt.ts - t.wall) * 1000:+.3f} ms)")
+        elif flow is not None and packet_due(t):
+            what.append("no matching segment in the capture")
+        if (t.old, t.new) == ("FIN_WAIT2", "CLOSE"):
+            what.append(TIMEWAIT_HANDOFF)
+        rows.append((t.wall, [f"{(t.wall - t0) * 1000:.3f}", t.old, t.new, t.cause, ", ".join(what)]))
     handoff = next((t.wall for t in ts if (t.old, t.new) == ("FIN_WAIT2", "CLOSE")), None)
     if time_wait is not None and handoff is not None:
         # The capture sees the FIN a few microseconds before TCP acts on it: listed after the hand-off.
-        rows.append((max(time_wait, handoff) + 1e-9, time_wait, f"FIN_WAIT2 -> {TIME_WAIT_ROW}"))
-    return "\n".join(f"{(at - t0) * 1000:9.3f} ms  {text}" for _, at, text in sorted(rows))
+        rows.append((max(time_wait, handoff) + 1e-9, [f"{(time_wait - t0) * 1000:.3f}", "FIN_WAIT2", "TIME_WAIT", "capture", TIME_WAIT_ROW]))
+    return [row for _, row in sorted(rows, key=lambda r: r[0])]
 
 
 @check
 def state_transitions(ctx: Context, side: str, program: str, expect: list, capture: str = "") -> CheckResult:
     """One side's transitions, in order, each with its cause (a received packet, a system call, a timer).
-    With the side's capture, the table adds TIME_WAIT where the packets show it begins."""
+    With the side's capture, its timeline shows the segment behind each transition, and TIME_WAIT
+    where the packets show it begins."""
     name = "state_transitions"
-    s = sides(ctx, program)
+    try:
+        s = sides(ctx, program, need=(side,))
+    except MissingInput as e:  # named for its side, so the two sides' verdicts stay apart
+        return CheckResult(f"{name} ({side})", False, "the inputs this check reads", "missing", str(e))
     got = s.client if side == "client" else s.server
+    flow = ctx.client_flow(capture, program) if capture else None
     time_wait = peer_fin(ctx, capture, program, side) if capture else None
     observed = [_label(t) for t in got]
     want = [" ".join(str(e).split()) for e in expect]
@@ -118,7 +172,10 @@ def state_transitions(ctx: Context, side: str, program: str, expect: list, captu
         first = next((i for i, (a, b) in enumerate(zip(observed, want)) if a != b), min(len(observed), len(want)))
         detail = (f"from transition {first + 1}: expected {want[first] if first < len(want) else 'nothing more'}, "
                   f"traced {observed[first] if first < len(observed) else 'nothing more'}")
-    return CheckResult(f"{name} ({side})", ok, expected=", ".join(want), observed=_table(got, s.t0, time_wait), detail=detail)
+    where = f", {capture}.pcap" if capture else ""
+    table = {"title": f"{side} ({program}'s connection{where}): ms from the writer's connect()",
+             "columns": TIMELINE_COLUMNS, "rows": timeline(got, s.t0, flow, side, time_wait)}
+    return CheckResult(f"{name} ({side})", ok, expected=", ".join(want), observed=", ".join(observed), detail=detail, table=table)
 
 
 @check
@@ -132,7 +189,7 @@ def handshake_rtt(ctx: Context, capture: str, program: str, latency_ms, toleranc
     if syn is None or synack is None:
         raise MissingInput(f"{capture}.pcap lacks the SYN or the SYN+ACK of {flow}")
     pcap_ms = (synack.ts - syn.ts) * 1000
-    s = sides(ctx, program)
+    s = sides(ctx, program, need=("client",))
     sent = next((t for t in s.client if t.new == "SYN_SENT"), None)
     est = next((t for t in s.client if (t.old, t.new) == ("SYN_SENT", "ESTABLISHED")), None)
     trace_ms = (est.mono - sent.mono) * 1000 if sent and est else None
@@ -156,10 +213,9 @@ def trace_agrees_with_pcap(ctx: Context, program: str, client_capture: str = "so
         flow = ctx.client_flow(capture, program)
         me, peer = (tf.CLIENT, tf.SERVER) if side == "client" else (tf.SERVER, tf.CLIENT)
         for t in transitions:
-            found = _packet_for(flow, t, me, peer)
-            if found is None:
+            if not packet_due(t):
                 continue  # no packet belongs to it (listen(), a listener closed)
-            if found is False:
+            if packet_for(flow, t, me, peer) is None:
                 problems.append(f"{side} {t.old}->{t.new} at {(t.wall - s.t0) * 1000:.3f} ms has no matching packet in {capture}.pcap")
             else:
                 matched += 1
@@ -177,26 +233,47 @@ def trace_agrees_with_pcap(ctx: Context, program: str, client_capture: str = "so
                        observed=f"{matched} transitions matched to packets", detail="; ".join(problems))
 
 
-def _packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str):
-    """The segment behind a transition: True if found, False if missing, None if none is due."""
+@dataclass
+class Packet:
+    """The segment behind a transition, as the timeline shows it."""
+    k: int  # position in the flow
+    ts: float
+    text: str  # "Rx SYN+ACK", "Tx FIN"…
+
+
+def packet_due(t: statetrace.Transition) -> bool:
+    """Whether a segment belongs to this transition (none does to listen(), or to a listener's close())."""
+    key = (t.old, t.new)
+    return (key in RECEIVED and t.cause == "packet") or (key in SENT and t.cause == "syscall")
+
+
+def packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str) -> Optional[Packet]:
+    """The received segment that caused a transition (just before it), or the one its system call sent."""
     key, window = (t.old, t.new), MATCH_MS / 1000
     if key in RECEIVED and t.cause == "packet":
         pos = flow.where(sender=peer, since=t.wall - window, before=t.wall + window / 10)
         for want in RECEIVED[key]:
             if want == ACKS_SYN:
                 hit = [k for k in pos if flow.flags[k] & ACK and flow.rel_ack[k] == 1]
+                text = f"Rx ACK of our {'SYN+ACK' if me == tf.SERVER else 'SYN'}"
             elif want == ACKS_FIN:
                 end = _fin_end(flow, me)
                 hit = [k for k in pos if end is not None and flow.flags[k] & ACK and flow.rel_ack[k] == end]
+                text = "Rx ACK of our FIN"
             else:
                 hit = [k for k in pos if flow.labels[k] & tf.BIT[want]]
+                text = f"Rx {SHOWN[want]}"
             if hit:
-                return True
-        return False
+                # The latest before the transition (the one TCP had just processed); only clock
+                # jitter puts it after, and then the earliest of those.
+                before = [k for k in hit if flow.ts[k] <= t.wall]
+                k = int(before[-1] if before else hit[0])
+                return Packet(k, float(flow.ts[k]), text)
+        return None
     if key in SENT and t.cause == "syscall":
         label, prompt = SENT[key]
         pos = flow.where(label, me, since=t.wall - window / 10, before=(t.wall + window) if prompt else None)
-        return bool(len(pos))
+        return Packet(int(pos[0]), float(flow.ts[int(pos[0])]), f"Tx {SHOWN[label]}") if len(pos) else None
     return None
 
 

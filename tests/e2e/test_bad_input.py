@@ -27,6 +27,14 @@ def error_line(r) -> str:
         (["up", "exercise1", "--lab", "my-lab"], "--lab 'my-lab'"),
         (["up", "exercise1", "--backend", "vbox"], "available: netns"),
         (["check", "/nonexistent"], "no such results folder"),
+        # Sweeps: every value is checked before anything is built.
+        (["up", "tcp-states", "--set", "latency=0,10,fast"], "latency='fast' is not a float"),
+        (["up", "tcp-states", "--set", "latency=0,2000"], "latency=2000.0 is above the maximum 1000"),
+        (["up", "tcp-states", "--set", "latency=0,,10"], "an empty value in the list"),
+        (["up", "tcp-states", "--set", "latency=10,10.0"], "10 is listed twice"),
+        (["up", "tcp-states", "--set", "latency=0,10", "--set", "total=1000,2000"], "a sweep varies one parameter"),
+        (["up", "tcp-states", "--set", "latency=0,10", "--keep"], "--keep leaves one lab up"),
+        (["up", "tcp-states", "--set", "latncy=0,10"], "no parameter 'latncy'"),
     ],
 )
 def test_bad_arguments(args, words):

@@ -300,3 +300,87 @@ def test_persist_timer_bulk_captures_come_back_with_progress(vms, tmp_path):
         size = (tmp_path / "run" / f"{name}.pcap").stat().st_size
         assert size > PROGRESS_BYTES and f"fetch {name}:{name}.pcap ({size / 1e6:.1f} MB)" in out
     assert_machines_clean(vms, "sshpt")
+
+
+# --- tcp-states: the state trace on each machine -------------------------------------------------
+
+STATE_CHECKS = {"state_transitions (client)", "state_transitions (server)", "handshake_rtt", "trace_agrees_with_pcap"}
+
+
+def tracefs_left(vms: sshvms.Vms, lab: str) -> list[str]:
+    """tracefs mounts left in the VMs, and instances of the lab left in the kernel they share."""
+    mounts = [f"{role}: {line}" for role in sshvms.ROLES for line in vms.exec(role, "cat", "/proc/mounts").stdout.splitlines()
+              if line.startswith("nodev") and "tracefs" in line]
+    look = vms.exec("observer", "sh", "-c", "mkdir -p /tmp/tf && mount -t tracefs nodev /tmp/tf && ls /tmp/tf/instances; umount /tmp/tf")
+    assert look.returncode == 0, look.stderr
+    return mounts + [name for name in look.stdout.split() if name.startswith(f"tcplab_{lab}")]
+
+
+def test_tcp_states_traces_each_machine(vms, tmp_path):
+    lab = "sshst"
+    # latency=0: the impair step applies nothing, which the SSH backend allows.
+    r = ssh_up("tcp-states", lab, ["latency=0", "total=200000"], tmp_path / "run", vms.inventory())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert verdicts(tmp_path / "run") == dict.fromkeys(STATE_CHECKS, True)
+    info = json.loads((tmp_path / "run" / "manifest.json").read_text())["state_trace"]
+    assert [(t["host"], t["file"], len(t["clock"])) for t in info["traces"]] == [
+        ("source", "states-source.trace", 2), ("dest", "states-dest.trace", 2)]
+    assert info["unavailable"] == {}
+    # Each machine's trace has its own instance (the stand-ins share one kernel, so both see both sides).
+    assert "inet_sock_set_state" in (tmp_path / "run" / "states-dest.trace").read_text()
+    out = " ".join(r.stdout.split())
+    assert f"tracefs instance tcplab_{lab}_source" in out and f"tracefs instance tcplab_{lab}_dest" in out
+    assert tracefs_left(vms, lab) == []
+    assert_machines_clean(vms, lab)
+
+
+def test_a_machine_without_tracefs_is_reported_and_its_checks_fail(vms, tmp_path):
+    lab = "sshnotf"
+    # dest's mount(8) is refused, as in a container without CAP_SYS_ADMIN: no tracefs there.
+    fake = "printf '#!/bin/sh\\necho \"mount: permission denied\" >&2\\nexit 32\\n' > /usr/local/bin/mount && chmod +x /usr/local/bin/mount"
+    assert vms.exec("dest", "sh", "-c", fake).returncode == 0
+    try:
+        r = ssh_up("tcp-states", lab, ["latency=0", "total=200000"], tmp_path / "run", vms.inventory())
+    finally:
+        vms.exec("dest", "rm", "-f", "/usr/local/bin/mount")
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 1, out
+    assert "tracefs is not mounted and cannot be (mount: permission denied)" in out and "the checks that read its transitions will fail" in out
+    info = json.loads((tmp_path / "run" / "manifest.json").read_text())["state_trace"]
+    assert [t["host"] for t in info["traces"]] == ["source"] and list(info["unavailable"]) == ["dest"]
+    # The client's side is judged from source's trace; the server's cannot be, and says why.
+    assert verdicts(tmp_path / "run") == {"state_transitions (client)": True, "handshake_rtt": True,
+                                          "state_transitions (server)": False, "trace_agrees_with_pcap": False}
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    server = next(c for c in report["checks"] if c["name"] == "state_transitions (server)")
+    assert "no state trace of the server's machine dest: state tracing was unavailable there (tracefs is not mounted" in server["detail"]
+    assert tracefs_left(vms, lab) == []
+    assert_machines_clean(vms, lab)
+
+
+def test_a_delay_over_ssh_is_refused_before_anything_starts(vms, tmp_path):
+    r = ssh_up("tcp-states", "sshdelay", ["latency=10"], tmp_path / "run", vms.inventory())
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, out
+    assert "impairments (a delay or loss) run on the netns and docker backends, not over SSH (here latency=10: set it to 0" in out
+    assert_machines_clean(vms, "sshdelay")
+
+
+def test_sigkill_while_tracing_then_down_removes_the_instances(vms, tmp_path):
+    lab = "sshstkill"
+    inv = vms.inventory()
+    proc = start(*with_sets("tcp-states", lab, ["latency=0", "total=1073741824"], "--backend", "ssh", "--inventory", str(inv)))
+
+    def tracing() -> bool:
+        record = vms.exec("dest", "cat", f"/root/.tcplab/{lab}/tracefs.json")
+        return record.returncode == 0 and "instances" in record.stdout and f"tcplab_{lab}_dest" in record.stdout \
+            and vms.exec("source", "test", "-s", f"/home/lab/.tcplab/{lab}/writer.log").returncode == 0
+
+    sigkill_when(proc, tracing, "tracing on dest and the writer running")
+    assert tracefs_left(vms, lab) != []
+    r = invoke("down", "--lab", lab, "--inventory", str(inv))
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0, out + r.stderr
+    assert f"tracefs instance tcplab_{lab}_source on source" in out and f"tracefs instance tcplab_{lab}_dest on dest" in out
+    assert tracefs_left(vms, lab) == []
+    assert_machines_clean(vms, lab)

@@ -29,10 +29,23 @@ def test_transitions_causes_and_handshake(backend, latency, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert verdicts(tmp_path / "run") == dict.fromkeys(CHECKS, True)
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert m["state_trace"]["port"] == 9100 and len(m["state_trace"]["clock"]) == 2
+    # One trace: the kernel every host shares.
+    assert m["state_trace"]["port"] == 9100
+    assert [(t["file"], t["host"], len(t["clock"])) for t in m["state_trace"]["traces"]] == [("states.trace", None, 2)]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    client = next(c for c in report["checks"] if c["name"] == "state_transitions (client)")
-    assert "TIME_WAIT (inferred" in client["observed"] and "[connect()]" in client["observed"] and "[close()]" in client["observed"]
+    tables = {c["name"]: c["table"] for c in report["checks"] if "table" in c}
+    # The timeline's packet column: the segment each transition matched, as the examples name them.
+    client = {(r[1], r[2]): r[4] for r in tables["state_transitions (client)"]["rows"]}
+    server = {(r[1], r[2]): r[4] for r in tables["state_transitions (server)"]["rows"]}
+    assert client[("CLOSE", "SYN_SENT")].startswith("connect(), Tx SYN (+")
+    assert client[("SYN_SENT", "ESTABLISHED")].startswith("Rx SYN+ACK (-")
+    assert client[("ESTABLISHED", "FIN_WAIT1")].startswith("close(), Tx FIN (+")
+    assert client[("FIN_WAIT1", "FIN_WAIT2")].startswith("Rx ACK of our FIN (")
+    assert client[("FIN_WAIT2", "TIME_WAIT")].startswith("Rx FIN, Tx ACK (TIME_WAIT inferred")
+    assert server[("LISTEN", "SYN_RECV")].startswith("Rx ACK of our SYN+ACK (")
+    assert server[("ESTABLISHED", "CLOSE_WAIT")].startswith("Rx FIN (")
+    assert server[("CLOSE_WAIT", "LAST_ACK")].startswith("close(), Tx FIN (+")
+    assert server[("CLOSE", "LISTEN")] == "listen()"
     assert report["plots"] == ["state_diagram.png", "state_diagram.svg"]
     svg = (tmp_path / "run" / "state_diagram.svg").read_text()
     assert "connect(), Tx SYN" in svg and "Rx SYN+ACK, Tx ACK" in svg and "timeout = 2MSL" in svg  # observed, and RFC 793 behind
@@ -84,7 +97,8 @@ def test_trace_against_pcap_fails_when_they_do_not_line_up(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     folder = copy_results(tmp_path / "run", tmp_path / "shifted")
     m = json.loads((folder / "manifest.json").read_text())
-    m["state_trace"]["clock"] = [[mono, wall + 0.05] for mono, wall in m["state_trace"]["clock"]]
+    trace = m["state_trace"]["traces"][0]
+    trace["clock"] = [[mono, wall + 0.05] for mono, wall in trace["clock"]]
     (folder / "manifest.json").write_text(json.dumps(m))
     assert invoke("check", str(folder)).returncode == 1
     v = verdicts(folder)
