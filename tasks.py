@@ -29,21 +29,22 @@ def _run(fn, *args) -> None:
         "inventory": "with --backend ssh: YAML file naming the source, dest and (optional) observer machines",
         "accept_new_host_keys": "with --backend ssh: trust machines whose host key is not in known_hosts yet, and add it there "
                                 "(a changed key is refused regardless)",
-        "set_": "override a parameter, name=value; repeatable (--set keepidle=3 --set keepcnt=5)",
+        "set_": "override a parameter, name=value; repeatable (--set keepidle=3 --set keepcnt=5). A comma list for one "
+                "numeric parameter (--set latency=0,10,20) runs once per value and compares the runs",
         "results": "results folder (default results/<lab>-<exercise>-<timestamp>/)",
         "keep": "leave the lab up after the run, to look around; remove it with `invoke down`",
     },
 )
 def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep=False, inventory=None,
        accept_new_host_keys=False):
-    """Bring a lab up, run the exercise, collect captures and logs, check them, tear down.
+    """Bring a lab up, run the exercise, collect captures and logs, check them, tear down (once per value of a sweep).
 
     Exit status: 0 every check passed, 1 a check failed, 2 bad input or environment, 130 interrupted.
     """
     _run(commands.up, exercise, lab, backend, set_ or [], results, keep, inventory, accept_new_host_keys)
 
 
-@task(help={"folder": "a results folder made by `invoke up`"})
+@task(help={"folder": "a results folder made by `invoke up` (a sweep's: every run, then the comparison)"})
 def check(c, folder):
     """Run the checks again on a results folder alone. Exit status: 0 every check passed, 1 otherwise."""
     _run(commands.check, folder)

@@ -32,7 +32,7 @@ STEP_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     "collect": (set(), set()),
     "bridge_drop": ({"host", "from", "to", "port"}, {"window"}),
     "bridge_restore": ({"host"}, set()),
-    "impair": ({"from", "to"}, {"delay_ms", "loss", "direction"}),
+    "impair": ({"from", "to"}, {"delay_ms", "loss", "rate_mbit", "direction"}),
     "unimpair": (set(), set()),
     "trace_states": ({"port"}, set()),
 }
@@ -41,7 +41,7 @@ STEP_TOOLS = {"bridge_drop": {"nft": "nftables"}, "bridge_restore": {"nft": "nft
               "impair": {"tc": "iproute2", "nft": "nftables"}}
 # Numeric fields are expressions over the parameters and must come out >= 0; the rest are strings
 # (after substitution) except `drop`, a mapping checked on its own.
-NUMERIC_FIELDS = {"timeout", "seconds", "snaplen", "delay_ms", "loss"}
+NUMERIC_FIELDS = {"timeout", "seconds", "snaplen", "delay_ms", "loss", "rate_mbit"}
 MAPPING_FIELDS = {"drop"}
 INTEGER_FIELDS = {"port"}
 CAPTURE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")

@@ -3,7 +3,7 @@
 The bridge's host (the observer) is the middle box, as DUMMYNET's is in the seed: a frame from A to B
 is delayed on its way through. Two methods, and the manifest says which ran:
 
-- `netem`, where the kernel has it: a netem qdisc on the bridge port that leads to B.
+- `netem`, where the kernel has it: a netem qdisc on the bridge port that leads to B (delay, loss, rate).
 - `delay-line`, where it does not (this project's build machines): lab/onhost/delayline.py relays the
   frames between the two ports from user space, holding each for its delay, while an nftables rule of
   the lab's own stops the bridge forwarding them itself.
@@ -35,9 +35,10 @@ class Impairment:
     dst: str
     delay_ms: float = 0.0
     loss: float = 0.0  # percent of frames dropped
+    rate_mbit: float = 0.0  # the link's rate; 0: as fast as the bridge goes
 
     def __str__(self) -> str:
-        what = [f"{self.delay_ms:g} ms"] + ([f"{self.loss:g}% loss"] if self.loss else [])
+        what = [f"{self.delay_ms:g} ms"] + ([f"{self.loss:g}% loss"] if self.loss else []) + ([f"{self.rate_mbit:g} Mbit/s"] if self.rate_mbit else [])
         return f"{self.src} -> {self.dst}: {', '.join(what)}"
 
 
@@ -72,10 +73,10 @@ class Impairments:
         self.history: list[dict] = []  # for the manifest: what was in force when, and how exact it was
 
     def set(self, items: list[Impairment]) -> dict:
-        """Adds (or replaces) impairments; one of 0 ms and 0% loss removes that direction's instead, so a
-        run at latency 0 has no delay line in its path at all."""
+        """Adds (or replaces) impairments; one of 0 ms, 0% loss and no rate removes that direction's
+        instead, so a run at latency 0 has no delay line in its path at all."""
         for item in items:
-            if not item.delay_ms and not item.loss:
+            if not item.delay_ms and not item.loss and not item.rate_mbit:
                 self.active.pop((item.src, item.dst), None)
                 continue
             path = bridge_path(self.topology, item.src, item.dst)
@@ -129,6 +130,8 @@ class Impairments:
             argv = ["tc", "qdisc", "replace", "dev", paths[key].port_out, "root", "netem", "delay", f"{item.delay_ms}ms"]
             if item.loss:
                 argv += ["loss", f"{item.loss}%"]
+            if item.rate_mbit:
+                argv += ["rate", f"{item.rate_mbit}mbit"]
             self.backend.run(host, argv)
 
     # --- the user-space delay line -------------------------------------------------------------------
@@ -146,7 +149,7 @@ class Impairments:
             for key, item in self.active.items():
                 p = paths[key]
                 self.backend.run(host, ["nft", "add", "rule", "bridge", table, "forward", "iifname", p.port_in, "oifname", p.port_out, "drop"])
-                args += [p.port_in, p.port_out, f"{item.delay_ms:g}", f"{item.loss:g}"]
+                args += [p.port_in, p.port_out, f"{item.delay_ms:g}", f"{item.loss:g}", f"{item.rate_mbit:g}"]
             self.relays += 1
             name = f"{RELAY_NAME}{self.relays}"
             self.relay = self.backend.spawn(host, name, [*self.backend.python(host, DELAYLINE), *args], self.state)

@@ -167,8 +167,8 @@ class Run:
 
     def _impair(self, step: Step, entry: dict) -> None:
         a = step.args
-        one = Impairment(a["from"], a["to"], float(a.get("delay_ms", 0)), float(a.get("loss", 0)))
-        items = [one] if a.get("direction", "both") == "one" else [one, Impairment(a["to"], a["from"], one.delay_ms, one.loss)]
+        one = Impairment(a["from"], a["to"], float(a.get("delay_ms", 0)), float(a.get("loss", 0)), float(a.get("rate_mbit", 0)))
+        items = [one] if a.get("direction", "both") == "one" else [one, Impairment(a["to"], a["from"], one.delay_ms, one.loss, one.rate_mbit)]
         record = self.impairments.set(items)
         ui.step(f"impair ({record['method']}): " + "; ".join(map(str, items)) + ("" if record["impairments"] else " (nothing to apply)"))
         entry["method"] = record["method"]

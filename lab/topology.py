@@ -74,7 +74,7 @@ class Topology:
     description: str
     nodes: dict[str, Node]
     links: list[tuple[Endpoint, Endpoint]]
-    # Applied when the lab comes up, before the first step: [{from, to, delay_ms, loss, direction}].
+    # Applied when the lab comes up, before the first step: [{from, to, delay_ms, loss, rate_mbit, direction}].
     impairments: list[dict] = field(default_factory=list)
 
     def veths(self) -> list[VethPlan]:
@@ -180,15 +180,15 @@ def _parse_impairment(topo: Topology, f: yamlfile.Fields) -> dict:
     from .errors import LabError
     from .impair import bridge_path
 
-    f.only(["from", "to", "delay_ms", "loss", "direction"])
+    f.only(["from", "to", "delay_ms", "loss", "rate_mbit", "direction"])
     out = {"from": f.get("from", str), "to": f.get("to", str), "delay_ms": f.get("delay_ms", float, 0.0),
-           "loss": f.get("loss", float, 0.0), "direction": f.get("direction", str, "both")}
+           "loss": f.get("loss", float, 0.0), "rate_mbit": f.get("rate_mbit", float, 0.0), "direction": f.get("direction", str, "both")}
     try:
         bridge_path(topo, out["from"], out["to"])
     except LabError as e:
         raise f.error("to", str(e)) from None
-    if out["delay_ms"] < 0 or not 0 <= out["loss"] <= 100:
-        raise f.error("delay_ms", "delay_ms is 0 or more, loss a percentage from 0 to 100")
+    if out["delay_ms"] < 0 or not 0 <= out["loss"] <= 100 or out["rate_mbit"] < 0:
+        raise f.error("delay_ms", "delay_ms and rate_mbit are 0 or more, loss a percentage from 0 to 100")
     if out["direction"] not in ("both", "one"):
         raise f.error("direction", f"{out['direction']!r}: allowed: both, one")
     return out

@@ -107,7 +107,7 @@ class SshBackend(Backend):
         # A delay or a loss needs the bridge's ports, which machines of one's own do not describe; an
         # impairment of nothing (latency=0) applies nothing anywhere, so it may stay in the timeline.
         impairs = list(ex.topology.impairments) + [step.args for step in ex.steps if step.kind == "impair"]
-        if any(float(i.get("delay_ms", 0)) or float(i.get("loss", 0)) for i in impairs):
+        if any(float(i.get("delay_ms", 0)) or float(i.get("loss", 0)) or float(i.get("rate_mbit", 0)) for i in impairs):
             names = [f"{n}={v:g}" for n, v in ex.values.items() if n in ("latency", "delay", "delay_ms", "loss") and isinstance(v, (int, float))]
             hint = f" (here {', '.join(names)}: set it to 0 for a run without)" if names else ""
             raise LabError(f"{ex.file}: impairments (a delay or loss) run on the netns and docker backends, not over SSH{hint}")

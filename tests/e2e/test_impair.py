@@ -41,8 +41,8 @@ def test_a_delay_gives_its_rtt_and_goes_away(backend, method, tmp_path):
     assert verdicts(tmp_path / "run") == {"rtt_follows_delay": True}  # both (before/during, before/after) passed
     history = manifest(tmp_path / "run")["impairments"]
     assert [h["method"] for h in history] == [method, "none"]  # unimpair leaves nothing applied
-    assert history[0]["impairments"] == [{"src": "source", "dst": "dest", "delay_ms": 10.0, "loss": 0.0},
-                                         {"src": "dest", "dst": "source", "delay_ms": 10.0, "loss": 0.0}]
+    assert history[0]["impairments"] == [{"src": "source", "dst": "dest", "delay_ms": 10.0, "loss": 0.0, "rate_mbit": 0.0},
+                                         {"src": "dest", "dst": "source", "delay_ms": 10.0, "loss": 0.0, "rate_mbit": 0.0}]
     assert history[1]["impairments"] == []
     if method == "delay-line":
         summary = history[0]["summary"]
@@ -62,7 +62,7 @@ def test_a_longer_delay_one_way_only(tmp_path):
     (ex / "exercise.yml").write_text(text)
     r = up(str(ex), "imponeway", ["delay=40", "count=10"], tmp_path / "run")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert manifest(tmp_path / "run")["impairments"][0]["impairments"] == [{"src": "source", "dst": "dest", "delay_ms": 40.0, "loss": 0.0}]
+    assert manifest(tmp_path / "run")["impairments"][0]["impairments"] == [{"src": "source", "dst": "dest", "delay_ms": 40.0, "loss": 0.0, "rate_mbit": 0.0}]
 
 
 def test_loss_drops_about_its_share(method, tmp_path):
@@ -119,3 +119,27 @@ checks:
     assert 30 <= echo <= 32, echo
     first = manifest(tmp_path / "run")["timeline"][0]
     assert first["step"] == "impair" and first["from_topology"] is True and first["method"] == method
+
+
+@pytest.mark.parametrize("rate", [8, 40])
+def test_a_rate_caps_the_transfer(rate, method, tmp_path):
+    """tcp-states with a rate on its impairment: 1 MB through an 8 (or 40) Mbit/s link takes at least
+    1 s (0.2 s), and TCP fills the link: the reader sees most of the rate."""
+    import shutil
+
+    mine = tmp_path / "rated"
+    shutil.copytree(REPO / "exercises" / "tcp-states", mine)
+    text = (mine / "exercise.yml").read_text()
+    text = text.replace('delay_ms: "{latency}"}', 'delay_ms: "{latency}", rate_mbit: "{rate}"}', 1)
+    text = text.replace("parameters:\n", 'parameters:\n  rate: {type: float, default: 0, min: 0, help: "link rate, Mbit/s"}\n', 1)
+    (mine / "exercise.yml").write_text(text)
+    r = up(str(mine), f"rate{rate}", ["latency=1", "total=1000000", f"rate={rate}"], tmp_path / "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    closed = next(json.loads(l) for l in (tmp_path / "run" / "reader.log").read_text().splitlines() if '"closed"' in l)
+    mbit = closed["bytes"] * 8 / closed["seconds"] / 1e6
+    # Headers take their share of the link (about 4% at 1448-byte segments); slow start the first round trips.
+    assert 0.75 * rate <= mbit <= rate, mbit
+    impaired = [h for h in manifest(tmp_path / "run")["impairments"] if h["impairments"]][0]
+    assert {i["rate_mbit"] for i in impaired["impairments"]} == {rate} and impaired["method"] == method
+    if method == "delay-line":
+        assert [d["rate_mbit"] for d in impaired["summary"]["directions"]] == [rate, rate]
