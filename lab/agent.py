@@ -117,7 +117,7 @@ def facts() -> None:
 
 def trace_start(folder: str, instance: str, port: int) -> None:
     record_file = os.path.join(folder, "tracefs.json")
-    record = {"instances": [], "mounts": []}
+    record = _trace_record(folder)  # what an earlier start left is kept, for trace-remove
 
     def note(kind: str):
         def add(path: str) -> None:

@@ -32,6 +32,9 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
         raise LabError(f"--keep leaves one lab up, and --set {plan.parameter}=... asks for {len(plan.values)} runs: "
                        f"run the value you want to look at alone, with --keep")
     ex = plan.exercises[0] if plan else exercise_mod.load(name, sets, lab, addresses=backend.addresses())
+    for other in (plan.exercises[1:] if plan else []):
+        # What a backend cannot give (a delay over SSH) is refused for every value before the first run.
+        backends.get(backend_name, lab, inventory, accept_new_host_keys).prepare(other)
     backend.prepare(ex)
     if backend.local:
         require_root(f"up {name}")
@@ -65,7 +68,7 @@ def _one_run(ex, lab: str, backend, folder: Path, keep: bool) -> str:
 
 def _up_sweep(plan: sweep_mod.Sweep, lab: str, backend, folder: Path, new_backend) -> int:
     """The runs of a sweep, one after another, each a lab of its own brought up and torn down; then
-    the comparison. A failed run does not stop the sweep; an interruption does."""
+    the comparison. A failed check does not stop the sweep; an interruption or an environment error does."""
     finished: list[int] = []
     outcome = "done"
     sweep_mod.write(folder, plan, finished)
@@ -76,23 +79,32 @@ def _up_sweep(plan: sweep_mod.Sweep, lab: str, backend, folder: Path, new_backen
             if i:
                 # A backend per run: each starts from what prepare() and check_environment() give it.
                 backend = new_backend()
-                backend.prepare(ex)
-                backend.check_environment()
+                try:
+                    backend.prepare(ex)
+                    backend.check_environment()
+                except BaseException:
+                    backend.close()
+                    raise
             outcome = _one_run(ex, lab, backend, sub, False)
+            if outcome != "interrupted":
+                report.check_folder(sub)
+                finished.append(i)
+                sweep_mod.write(folder, plan, finished)
         except LabError as e:
-            # The machine, not the run, is at fault: the runs after it would meet the same.
+            # The machine is at fault (every value was checked before): the runs after it would meet the same.
             ui.error(f"{plan.parameter}={sweep_mod.shown(plan.values[i])}: {e}")
             break
-        except KeyboardInterrupt:  # between runs: nothing is up
+        except KeyboardInterrupt:  # between runs, or while checking one: nothing is up
             outcome = "interrupted"
         if outcome == "interrupted":
             _interrupted(lab, sub)
             break
-        report.check_folder(sub)
-        finished.append(i)
-        sweep_mod.write(folder, plan, finished)
     ui.console.rule(f"comparison: {plan.parameter}")
-    passed = comparison.compare(folder, sweep_mod.read(folder))
+    try:
+        passed = comparison.compare(folder, sweep_mod.read(folder))
+    except KeyboardInterrupt:
+        ui.error("interrupted while comparing: `invoke check` on the folder compares the runs again")
+        return EXIT_INTERRUPTED
     ui.console.print(f"results: {folder}")
     if len(finished) < len(plan.values):
         return EXIT_INTERRUPTED if outcome == "interrupted" else EXIT_BAD_INPUT

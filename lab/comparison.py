@@ -28,7 +28,7 @@ def compare(folder: Path, sweep: dict) -> bool:
         for group, figures in r["figures"].items():
             names = groups.setdefault(group, [])
             names += [n for n in figures if n not in names]
-    passed = all(r["passed"] for r in runs)
+    passed = bool(runs) and all(r["passed"] for r in runs)
     picture = _draw(folder, sweep, runs, groups) if groups else None
     write_json(folder / "comparison.json", {"exercise": sweep.get("exercise"), "parameter": sweep["parameter"],
                                             "passed": passed, "groups": groups, "runs": runs, "plot": picture})
@@ -49,10 +49,14 @@ def _run(folder: Path, spec: dict) -> dict[str, Any]:
     if not report.exists():
         out["problems"].append(f"{spec['folder']}: not run (no report.json)")
         return out
-    data = json.loads(report.read_text())
-    checks = data.get("checks") or []
-    out.update(ran=True, passed=bool(data.get("passed")), checks=f"{sum(c['passed'] for c in checks)}/{len(checks)}",
-               failed=[c["name"] for c in checks if not c["passed"]])
+    try:
+        data = json.loads(report.read_text())
+        checks = data.get("checks") or []
+        out.update(ran=True, passed=bool(data.get("passed")), checks=f"{sum(bool(c['passed']) for c in checks)}/{len(checks)}",
+                   failed=[str(c["name"]) for c in checks if not c["passed"]])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        out["problems"].append(f"{spec['folder']}/report.json is not a tcplab report ({type(e).__name__}: {e})")
+        return out
     out["figures"], out["problems"] = measures.run(sub)
     return out
 

@@ -37,6 +37,9 @@ def run(folder: Path) -> tuple[Figures, list[str]]:
     figures: Figures = {}
     problems: list[str] = []
     for spec in ctx.manifest.get("measures") or []:
+        if not isinstance(spec, dict) or not isinstance(spec.get("measure"), str):
+            problems.append(f"manifest.json: {spec!r} is not a measure (a mapping with a 'measure' name)")
+            continue
         spec = dict(spec)
         name = spec.pop("measure")
         if name not in MEASURES:
@@ -96,7 +99,9 @@ def _durations(side: str, transitions: list, ends: dict[str, Optional[float]]) -
     for a, b in zip(transitions, transitions[1:] + [None]):
         if a.new in ("CLOSE", "LISTEN"):
             continue
-        end = ends.get(a.new, b.wall if b is not None else None)
+        end = ends.get(a.new)
+        if end is None:
+            end = b.wall if b is not None else None
         if end is not None:
             end = max(end, a.wall)  # the peer's FIN may come with the ACK that ended FIN_WAIT1
         out[f"{side} {a.new}"] = _ms(a.wall, end)

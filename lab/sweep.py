@@ -7,6 +7,7 @@ named after its value, inside the sweep's folder, whose sweep.json lists them. E
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -30,7 +31,7 @@ class Sweep:
 
 def shown(value: Any) -> str:
     """A swept value as people write it: 10, not 10.0."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return (f"{value:g}" if float(f"{value:g}") == value else repr(value)) if isinstance(value, float) else str(value)
 
 
 def plan(name: str, sets: Sequence[str], lab: str, addresses: dict[str, str]) -> Optional[Sweep]:
@@ -62,9 +63,11 @@ def plan(name: str, sets: Sequence[str], lab: str, addresses: dict[str, str]) ->
     values = [base.parameters[param].convert(v, f"--set {param}") for v in items]
     seen = set()
     for v in values:
-        if v in seen:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise LabError(f"--set {param}={raw}: {v} is not a number a run can use")
+        if shown(v) in seen:  # each run's folder is named after its value
             raise LabError(f"--set {param}={raw}: {shown(v)} is listed twice")
-        seen.add(v)
+        seen.add(shown(v))
     exercises = [exercise_mod.load(name, [*rest, f"{param}={v}"], lab, addresses=addresses) for v in items]
     return Sweep(param, values, exercises)
 

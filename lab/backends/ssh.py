@@ -35,6 +35,7 @@ from .base import Backend, CommandError, Process
 REMOTE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LAB_ROOT = ".tcplab"  # in the SSH user's home
 AGENT_FILES = ("agent.py", "procs.py", "sysinfo.py", "tracefs.py")
+UNAVAILABLE = 3  # the agent's exit status when a machine cannot trace (no tracefs, no tracepoint)
 # What every machine needs (command -> Debian package); steps add theirs (nft for on-path drops).
 TOOLS = {"python3": "python3", "tcpdump": "tcpdump", "iptables": "iptables", "ip": "iproute2"}
 PROGRESS_BYTES = 1 << 20  # files above this show a progress bar on the way back
@@ -497,12 +498,12 @@ class SshTracer:
         for role in (r for r in ("source", "dest") if r in b.roles):
             name = instance_name(b.lab, role)
             r = b.run(role, b.agent(role, "trace-start", b.dirs[role], name, str(int(port))), check=False)
-            if r.returncode != 0:
-                why = (r.stderr.strip().splitlines() or [f"the agent exited with status {r.returncode}"])[-1]
+            if r.returncode == UNAVAILABLE:
+                why = (r.stderr.strip().splitlines() or ["no reason given"])[-1]
                 self.info["unavailable"][role] = why
                 ui.warn(f"{b.inventory.machines[role]}: {why}; the checks that read its transitions will fail")
                 continue
-            self.traced[role] = [b._json(role, r.stdout, "the agent's answer")["clock"]]
+            self.traced[role] = [self._clock(role, r, "start")]
             self.info["traces"].append({"file": f"states-{role}.trace", "host": role, "clock": self.traced[role]})
             ui.step(f"{b.inventory.machines[role]}: trace TCP state changes of port {port} in tracefs instance {name}")
         return self.info
@@ -510,13 +511,23 @@ class SshTracer:
     def stop(self, folder: Path) -> list[Path]:
         b, written = self.backend, []
         for role, clock in list(self.traced.items()):
-            r = b.run(role, b.agent(role, "trace-stop", b.dirs[role]), check=False)
-            answer = b._json(role, r.stdout, "the agent's answer") if r.returncode == 0 else None
-            if answer is None:
-                raise LabError(f"{b.inventory.machines[role]}: the state trace could not be stopped: {r.stderr.strip()}")
-            clock.append(answer["clock"])
-            out = folder / f"states-{role}.trace"
-            b.fetch(role, b.work_path(role, "states.trace"), out)
-            written.append(out)
             del self.traced[role]
+            try:
+                clock.append(self._clock(role, b.run(role, b.agent(role, "trace-stop", b.dirs[role]), check=False), "stop"))
+                out = folder / f"states-{role}.trace"
+                b.fetch(role, b.work_path(role, "states.trace"), out)
+            except LabError as e:
+                # The other machine's trace is still worth having; teardown removes this one's instance.
+                self.info["traces"] = [t for t in self.info["traces"] if t["host"] != role]
+                self.info["unavailable"][role] = str(e)
+                ui.warn(str(e))
+                continue
+            written.append(out)
         return written
+
+    def _clock(self, role: str, r: subprocess.CompletedProcess, what: str) -> list:
+        answer = self.backend._json(role, r.stdout, "the agent's answer") if r.returncode == 0 else None
+        if not isinstance(answer, dict) or not isinstance(answer.get("clock"), list):
+            why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            raise LabError(f"{self.backend.inventory.machines[role]}: the state trace did not {what}: {why}")
+        return answer["clock"]

@@ -57,7 +57,7 @@ def traces(ctx: Context) -> tuple[list[tuple[Optional[str], list[statetrace.Tran
     and the hosts where tracing was unavailable, with why."""
     info = ctx.manifest.get("state_trace") or {}
     # A folder from before traces were per machine holds one file and one clock.
-    entries = info.get("traces") or ([{"file": info.get("file", "states.trace"), "clock": info.get("clock"), "host": None}] if info else [])
+    entries = info["traces"] if "traces" in info else ([{"file": info.get("file", "states.trace"), "clock": info.get("clock"), "host": None}] if info else [])
     unavailable = dict(info.get("unavailable") or {})
     if not entries and not unavailable:
         raise MissingInput("the manifest names no state trace (was the trace_states step run?)")
@@ -252,6 +252,7 @@ def packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str) -> O
     key, window = (t.old, t.new), MATCH_MS / 1000
     if key in RECEIVED and t.cause == "packet":
         pos = flow.where(sender=peer, since=t.wall - window, before=t.wall + window / 10)
+        hits: dict[int, str] = {}  # position -> what it is, over every kind of segment that may cause this
         for want in RECEIVED[key]:
             if want == ACKS_SYN:
                 hit = [k for k in pos if flow.flags[k] & ACK and flow.rel_ack[k] == 1]
@@ -263,13 +264,15 @@ def packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str) -> O
             else:
                 hit = [k for k in pos if flow.labels[k] & tf.BIT[want]]
                 text = f"Rx {SHOWN[want]}"
-            if hit:
-                # The latest before the transition (the one TCP had just processed); only clock
-                # jitter puts it after, and then the earliest of those.
-                before = [k for k in hit if flow.ts[k] <= t.wall]
-                k = int(before[-1] if before else hit[0])
-                return Packet(k, float(flow.ts[k]), text)
-        return None
+            for k in hit:
+                hits.setdefault(int(k), text)
+        if not hits:
+            return None
+        # The latest before the transition (the one TCP had just processed); only clock jitter puts
+        # it after, and then the earliest of those.
+        before = [k for k in sorted(hits) if flow.ts[k] <= t.wall]
+        k = before[-1] if before else min(hits)
+        return Packet(k, float(flow.ts[k]), hits[k])
     if key in SENT and t.cause == "syscall":
         label, prompt = SENT[key]
         pos = flow.where(label, me, since=t.wall - window / 10, before=(t.wall + window) if prompt else None)

@@ -384,3 +384,12 @@ def test_sigkill_while_tracing_then_down_removes_the_instances(vms, tmp_path):
     assert f"tracefs instance tcplab_{lab}_source on source" in out and f"tracefs instance tcplab_{lab}_dest on dest" in out
     assert tracefs_left(vms, lab) == []
     assert_machines_clean(vms, lab)
+
+
+def test_a_sweep_over_ssh_checks_every_value_first(vms, tmp_path):
+    r = ssh_up("tcp-states", "sshsweep", ["latency=0,10"], tmp_path / "run", vms.inventory())
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 2, out
+    assert "not over SSH (here latency=10" in out and "run 1 of 2" not in out
+    assert not (tmp_path / "run").exists()
+    assert_machines_clean(vms, "sshsweep")

@@ -41,7 +41,13 @@ def test_a_string_parameter_keeps_its_commas(tmp_path):
     (["port=9100,9100"], "9100 is listed twice"),
     (["latency=1,"], "an empty value"),
     (["latency=1,2", "port=1,2"], "a sweep varies one parameter, and latency and port"),
+    (["latency=1,nan"], "nan is not a number a run can use"),
 ])
 def test_bad_lists_are_refused_before_anything_runs(sets, words):
     with pytest.raises(LabError, match=words):
         sweep.plan("tcp-states", sets, "t", {})
+
+
+def test_values_that_print_alike_get_folders_apart():
+    plan = sweep.plan("tcp-states", ["latency=0.1234561,0.1234562"], "t", {})
+    assert plan.folder(0) != plan.folder(1)
