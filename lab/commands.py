@@ -56,9 +56,7 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
 
 
 def _one_run(ex, lab: str, backend, folder: Path, keep: bool) -> str:
-    """One run into `folder` (made if need be, removed if it stays empty); 'done' or 'interrupted'."""
-    _clear_leftovers(lab)
-    results.create(folder)
+    """One run into `folder` (made by the caller, removed if it stays empty); 'done' or 'interrupted'."""
     try:
         return _run_lab(ex, lab, backend, folder, keep)
     finally:
@@ -85,7 +83,8 @@ def _up_sweep(plan: sweep_mod.Sweep, lab: str, backend, folder: Path, new_backen
                 except BaseException:
                     backend.close()
                     raise
-            outcome = _one_run(ex, lab, backend, sub, False)
+            _clear_leftovers(lab)  # a run whose teardown failed must not stand in the next one's way
+            outcome = _one_run(ex, lab, backend, results.create(sub), False)
             if outcome != "interrupted":
                 report.check_folder(sub)
                 finished.append(i)

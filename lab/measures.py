@@ -9,7 +9,7 @@ given, are what the comparison sets the other figures against.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from . import params
 from . import tcpflow as tf
@@ -33,7 +33,7 @@ def measure(fn: Callable[..., Figures]) -> Callable[..., Figures]:
 def run(folder: Path) -> tuple[Figures, list[str]]:
     """Every figure the folder's manifest asks for, and what could not be measured (one line each)."""
     ctx = Context(folder)
-    variables: dict[str, Any] = dict(ctx.manifest.get("parameters", {}))
+    variables = ctx.variables()
     figures: Figures = {}
     problems: list[str] = []
     for spec in ctx.manifest.get("measures") or []:

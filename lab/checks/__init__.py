@@ -6,7 +6,6 @@ folder's manifest, so `run` needs nothing but the folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .. import params
 from ..errors import LabError
@@ -17,8 +16,7 @@ from .registry import REGISTRY, CheckResult, MissingInput
 
 def run(folder: Path) -> list[CheckResult]:
     ctx = Context(folder)
-    variables: dict[str, Any] = dict(ctx.manifest.get("parameters", {}))
-    variables.update({f"{h}.ip": ip for h, ip in (ctx.manifest.get("addresses") or {}).items()})
+    variables = ctx.variables()
     results = []
     for spec in ctx.manifest.get("checks", []):
         spec = dict(spec)

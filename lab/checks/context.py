@@ -24,6 +24,12 @@ class Context:
         _check_shape(path, self.manifest)
         self._flows = lru_cache(maxsize=None)(self._analyze)
 
+    def variables(self) -> dict:
+        """What check, plot and measure arguments may name: the run's parameters and `{<host>.ip}`."""
+        out = dict(self.manifest.get("parameters", {}))
+        out.update({f"{h}.ip": ip for h, ip in (self.manifest.get("addresses") or {}).items()})
+        return out
+
     @property
     def hz(self) -> Optional[int]:
         """The capturing machine's HZ; None when it was unknown (the model then takes the widest tolerance)."""

@@ -146,8 +146,9 @@ def timeline(ts: list[statetrace.Transition], t0: float, flow: Optional[tf.Flow]
         rows.append((t.wall, [f"{(t.wall - t0) * 1000:.3f}", t.old, t.new, t.cause, ", ".join(what)]))
     handoff = next((t.wall for t in ts if (t.old, t.new) == ("FIN_WAIT2", "CLOSE")), None)
     if time_wait is not None and handoff is not None:
-        # The capture sees the FIN a few microseconds before TCP acts on it: listed after the hand-off.
-        rows.append((max(time_wait, handoff) + 1e-9, [f"{(time_wait - t0) * 1000:.3f}", "FIN_WAIT2", "TIME_WAIT", "capture", TIME_WAIT_ROW]))
+        # The capture sees the FIN a few microseconds before TCP acts on it: listed after the hand-off
+        # (at the same key, the sort keeps it after, where it was appended).
+        rows.append((max(time_wait, handoff), [f"{(time_wait - t0) * 1000:.3f}", "FIN_WAIT2", "TIME_WAIT", "capture", TIME_WAIT_ROW]))
     return [row for _, row in sorted(rows, key=lambda r: r[0])]
 
 
