@@ -1,20 +1,26 @@
-"""tcplab's commands. `invoke --list` shows them; `invoke --help TASK` shows each one's options."""
+"""tcplab's commands. `invoke --list` shows them; `invoke --help TASK` shows each one's options.
+
+Each task imports only its own command (lab/cli/<command>.py), so `invoke --list`, `down` or
+`status` never pay for what `up` needs.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
-from pathlib import Path
 
 from invoke import Exit, task
 
-from lab import commands
+from lab.cli import EXIT_BAD_INPUT
 from lab.errors import LabError
 
 
-def _run(fn, *args) -> None:
+def _run(command: str, *args) -> None:
+    """Runs lab.cli.<module>.<function> ("up.up"); a LabError is one line and exit status 2."""
+    module, function = command.split(".")
     try:
-        code = fn(*args)
+        code = getattr(importlib.import_module(f"lab.cli.{module}"), function)(*args)
     except LabError as e:
-        raise Exit(f"error: {e}", code=commands.EXIT_BAD_INPUT) from None
+        raise Exit(f"error: {e}", code=EXIT_BAD_INPUT) from None
     if code:
         raise Exit(code=code)
 
@@ -41,13 +47,13 @@ def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep
 
     Exit status: 0 every check passed, 1 a check failed, 2 bad input or environment, 130 interrupted.
     """
-    _run(commands.up, exercise, lab, backend, set_ or [], results, keep, inventory, accept_new_host_keys)
+    _run("up.up", exercise, lab, backend, set_ or [], results, keep, inventory, accept_new_host_keys)
 
 
 @task(help={"folder": "a results folder made by `invoke up` (a sweep's: every run, then the comparison)"})
 def check(c, folder):
     """Run the checks again on a results folder alone. Exit status: 0 every check passed, 1 otherwise."""
-    _run(commands.check, folder)
+    _run("check.check", folder)
 
 
 @task(
@@ -60,26 +66,26 @@ def check(c, folder):
 )
 def down_(c, lab=None, all=False, inventory=None):
     """Remove everything a lab created, even after `up` was killed. Safe to run twice."""
-    _run(commands.down, lab, all, inventory)
+    _run("down.down", lab, all, inventory)
 
 
 @task(help={"rebuild": "build even if an up-to-date image exists",
             "image": "host (the Docker backend's hosts, the default) or ssh-vm (the stand-in VM the SSH tests reach)"})
 def images(c, rebuild=False, image="host"):
     """Build a project image (offline from Debian's mirror when no registry answers)."""
-    _run(commands.images, rebuild, image)
+    _run("images.images", rebuild, image)
 
 
 @task
 def status(c):
     """Show the labs on this machine: running, kept, or left over."""
-    _run(commands.status)
+    _run("status.status")
 
 
 @task(name="list")
 def list_(c):
     """List the exercises with their parameters and defaults."""
-    _run(commands.list_exercises)
+    _run("listing.list_exercises")
 
 
 @task(
@@ -91,15 +97,7 @@ def list_(c):
 )
 def bench(c, seconds=8.0, tshark_packets=100000, capture=None):
     """Print figures: the analyzer's packets per second beside tshark's, and Docker lab up+down beside the docker CLI's."""
-    from lab import bench as bench_mod
-    from lab.preflight import require_root
-
-    def go():
-        if not capture or not Path(capture).exists():
-            require_root("bench")
-        return bench_mod.run(float(seconds), int(tshark_packets), capture)
-
-    _run(go)
+    _run("bench.run", float(seconds), int(tshark_packets), capture)
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})

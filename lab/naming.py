@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Optional
 
 from .errors import LabError
 
@@ -59,3 +60,8 @@ def link_alias(lab: str) -> str:
 def nft_table(lab: str) -> str:
     """The nftables table (bridge family) holding a lab's on-path drops."""
     return f"{PREFIX}_{lab}"
+
+
+def trace_instance(lab: str, host: Optional[str] = None) -> str:
+    """The lab's tracefs instance; with `host`, one per machine (an SSH lab's machines may share a kernel)."""
+    return f"{PREFIX}_{lab}" + (f"_{host}" if host else "")

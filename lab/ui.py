@@ -1,4 +1,5 @@
-"""What the user sees: progress lines with elapsed time, a spinner on long waits, the verdict table."""
+"""What the user sees while tcplab works: progress lines with the elapsed time, warnings and errors,
+a spinner on long waits, a progress bar for files on their way (the verdict: lab/report/tables.py)."""
 from __future__ import annotations
 
 import time
@@ -7,7 +8,6 @@ from typing import Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 console = Console(highlight=False)
 _start = time.monotonic()
@@ -47,28 +47,3 @@ def transfer(what: str, total: int) -> Iterator:
     with Progress(TextColumn(escape(what)), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("", total=total)
         yield lambda done: bar.update(task, completed=done)
-
-
-def verdict_table(title: str, rows: list[dict]) -> None:
-    table = Table(title=escape(title), show_lines=True, expand=False)
-    table.add_column("check", style="bold", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("expected")
-    table.add_column("observed")
-    for r in rows:
-        mark = "[green]PASS[/green]" if r["passed"] else "[bold red]FAIL[/bold red]"
-        observed = escape(r["observed"]) + (f"\n[red]{escape(r['detail'])}[/red]" if r.get("detail") and not r["passed"] else "")
-        if r.get("detail") and r["passed"]:
-            observed += f"\n[dim]{escape(r['detail'])}[/dim]"
-        table.add_row(escape(r["name"]), mark, escape(r["expected"]), observed)
-    console.print(table)
-
-
-def detail_table(name: str, table: dict) -> None:
-    """A check's own table (a side's timeline), under the verdicts."""
-    t = Table(title=escape(f"{name}: {table.get('title', '')}"), title_justify="left", expand=False)
-    for i, column in enumerate(table.get("columns") or []):
-        t.add_column(escape(str(column)), justify="right" if i == 0 else "left", no_wrap=i < 4)
-    for row in table.get("rows") or []:
-        t.add_row(*(escape(str(cell)) for cell in row))
-    console.print(t)

@@ -9,8 +9,22 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from lab.analysis.pcap import Segment, read_table
+from lab.analysis.tcpflow import Event, Flow
+
 CLIENT = ("10.0.1.1", 40000)
 SERVER = ("10.0.1.2", 8990)
+
+
+def read_segments(path: Path) -> list[Segment]:
+    """Every TCP segment in a small capture, one tuple each."""
+    table = read_table(path)
+    return [table.segment(i) for i in range(len(table))]
+
+
+def events(flow: Flow) -> list[Event]:
+    """Every segment of a small flow as an event (the checks ask for the few they report on)."""
+    return [flow.event(k) for k in range(len(flow))]
 
 
 class Conversation:

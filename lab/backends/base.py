@@ -6,21 +6,28 @@ The timeline and the checks never know which backend they run on.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Optional, Sequence
+from typing import ClassVar, Optional, Protocol, Sequence
 
-from ..errors import LabError
-from ..labstate import LabState
-from ..topology import Topology
+from ..naming import netns_prefix, state_dir
+from ..onhost import sysinfo
+from ..spec.exercise import EXERCISE_DIR, Exercise, required_tools
+from ..spec.topology import Topology
+from .labstate import LabState
+from .localtrace import StateTrace
 
 
-class CommandError(LabError):
-    def __init__(self, host: str, argv: Sequence[str], returncode: int, stderr: str):
-        self.returncode = returncode
-        detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
-        super().__init__(f"on {host}: `{' '.join(argv)}` failed: {detail}")
+class StateTracer(Protocol):
+    """What traces TCP state changes for the trace_states step (lab/backends/localtrace.py, or the SSH agent's)."""
+
+    def start(self, port: int) -> dict:
+        """Starts tracing; returns the manifest's state_trace."""
+
+    def stop(self, folder: Path) -> list[Path]:
+        """Stops tracing; returns the trace files written into the results folder."""
 
 
 class Process(ABC):
@@ -58,12 +65,9 @@ class Backend(ABC):
         """Host addresses that replace the topology's (the SSH backend's machines have their own)."""
         return {}
 
-    def prepare(self, ex) -> None:
+    def prepare(self, ex: Exercise) -> None:
         """Takes what the exercise needs from its hosts; raises LabError if this backend cannot give it."""
-        from ..exercise import EXERCISE_DIR, required_tools
-
-        if ex.dir.parent != EXERCISE_DIR:
-            self.share.append(ex.dir)
+        self.share += [d for d in ex.dirs if d.parent != EXERCISE_DIR and d not in self.share]
         self.sysctls = ex.sysctls
         self.tools = required_tools(ex)
 
@@ -113,15 +117,10 @@ class Backend(ABC):
 
     def facts(self, host: str) -> dict:
         """The kernel (with HZ, which the timer checks need) and tool versions of a host."""
-        from .. import sysinfo
-
         return {"kernel": sysinfo.kernel(), "tools": sysinfo.tool_versions()}
 
-    def state_tracer(self, state: LabState):
-        """What traces TCP state changes for the trace_states step: start(port) -> manifest info,
-        stop(folder) -> files written. Here, the kernel this machine's hosts share."""
-        from ..statetrace import StateTrace
-
+    def state_tracer(self, state: LabState) -> StateTracer:
+        """What traces TCP state changes for the trace_states step. Here, the kernel this machine's hosts share."""
         return StateTrace(self.lab, state)
 
     def describe(self) -> dict:
@@ -130,8 +129,6 @@ class Backend(ABC):
 
     def keep_hint(self) -> str:
         """How to look around a lab left up with --keep."""
-        from ..naming import netns_prefix
-
         return f"`ip netns exec {netns_prefix(self.lab)}source bash` to look around"
 
     def close(self) -> None:
@@ -204,8 +201,6 @@ class LocalFiles:
     lab: str
 
     def work_dir(self, host: str) -> Path:
-        from ..naming import state_dir
-
         d = state_dir(self.lab) / "hosts" / host
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -222,7 +217,5 @@ class LocalFiles:
             return b""
 
     def fetch(self, host: str, path: str, local: Path) -> None:
-        import shutil
-
         if Path(path).exists():
             shutil.copyfile(path, local)

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import procs
-from ..errors import LabError
-from ..labstate import LabState
+from ..errors import CommandError, LabError
 from ..naming import netns_name, netns_prefix
-from ..topology import Topology
+from ..onhost import procs
+from ..spec.topology import Topology
 from . import wiring
-from .base import Backend, CommandError, LocalFiles, Process
+from .base import Backend, LocalFiles, Process
+from .labstate import LabState
 
 
 class LocalProcess(Process):

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from ..errors import LabError
 from ..naming import link_alias
-from ..topology import Topology
+from ..spec.topology import Topology
 
 
 def ip(netns: str, *args: str) -> None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import tcpflow as tf
-from ..pcap import FIN, SYN
-from ..kernel_model import KeepaliveModel
-from .context import Context
-from .registry import CheckResult, MissingInput, check, either, seconds
+from ..analysis import tcpflow as tf
+from ..analysis.context import Context
+from ..analysis.kernel_model import KeepaliveModel
+from ..analysis.pcap import FIN, SYN
+from ..errors import MissingInput
+from ..spec.functions import check
+from .result import CheckResult, count, counted, either, seconds, spaced, times
 
 # recv() returns ETIMEDOUT when the kernel wakes the blocked reader right after sending the RST;
 # the gap between the two is process scheduling, not a TCP timer.
@@ -99,7 +101,7 @@ def keepalive_probes(ctx: Context, capture: str, client: str, keepidle, keepintv
     offsets, intervals = o.offsets(), o.intervals()
     problems = []
     if len(o.probes) not in counts:
-        problems.append(f"{len(o.probes)} probes where {either(counts)} were due")
+        problems.append(f"{count(len(o.probes), 'probe')} where {either(counts)} were due")
     if offsets and not first.holds(offsets[0]):
         problems.append(f"first probe at {offsets[0]:.3f} s, outside {first.low:.3f}..{first.high:.3f}")
     for k, iv in enumerate(intervals, 2):
@@ -110,11 +112,11 @@ def keepalive_probes(ctx: Context, capture: str, client: str, keepidle, keepintv
         name,
         not problems,
         expected=(
-            f"{either(counts)} probes ({_why_count(m)}), at {seconds(m.probe_times(n))} s after the last received segment: "
+            f"{counted(counts, 'probe')} ({_why_count(m)}), at {seconds(m.probe_times(n))} s after the last received segment: "
             f"first within {first.low:.3f}..{first.high:.3f} s, then every {gap.low:.3f}..{gap.high:.3f} s ({f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown: widest tolerance'})"
         ),
-        observed=f"{len(o.probes)} probes at {seconds(offsets)} s; intervals {seconds(intervals)} s",
-        detail="; ".join(problems) + (f"; {o.answered} answered probe(s) before the peer went silent" if o.answered else ""),
+        observed="; ".join(filter(None, [" ".join(filter(None, [count(len(o.probes), "probe"), times("at", offsets)])), spaced("interval", intervals)])),
+        detail="; ".join(problems + ([f"{count(o.answered, 'answered probe')} before the peer went silent"] if o.answered else [])),
     )
 
 
@@ -155,7 +157,7 @@ def keepalive_abort(ctx: Context, capture: str, client: str, keepidle, keepintvl
     return CheckResult(
         name,
         not problems,
-        expected=f"after {n} probes: RST (seq = SND.NXT) and ETIMEDOUT at {window} after the last received segment",
+        expected=f"after {count(n, 'probe')}: RST (seq = SND.NXT) and ETIMEDOUT at {window} after the last received segment",
         observed=f"{observed_at}; {observed_err}",
         detail="; ".join(problems),
     )
@@ -169,10 +171,11 @@ def user_timeout_decides(ctx: Context, capture: str, client: str, keepidle, keep
     o = observe(ctx, capture, client)
     seen = len(o.probes)
     without = KeepaliveModel(m.keepidle, m.keepintvl, m.keepcnt, 0, m.hz)
-    expected = (
-        f"{either(m.probe_counts()) if m.user_timeout_ms else '?'} probes from U={m.user_timeout_ms} ms, "
-        f"not KEEPCNT={m.keepcnt} (KEEPCNT alone would abort at {without.abort(m.keepcnt).nominal:.3f} s)"
-    )
+    if m.user_timeout_ms > 0:
+        expected = (f"{counted(m.probe_counts(), 'probe')} from U={m.user_timeout_ms} ms, not KEEPCNT={m.keepcnt} "
+                    f"(KEEPCNT alone would abort at {without.abort(m.keepcnt).nominal:.3f} s)")
+    else:
+        expected = f"a user timeout (U > 0) that sets the probe count instead of KEEPCNT={m.keepcnt}"
     problems = []
     if m.user_timeout_ms <= 0:
         problems.append("no user timeout was set, so there is nothing to decide; set user_timeout > 0")
@@ -183,8 +186,8 @@ def user_timeout_decides(ctx: Context, capture: str, client: str, keepidle, keep
         )
     else:
         if seen not in m.probe_counts():
-            problems.append(f"{seen} probes, not the {either(m.probe_counts())} the user timeout allows")
+            problems.append(f"{count(seen, 'probe')}, not the {either(m.probe_counts())} the user timeout allows")
         if seen == m.keepcnt:
-            problems.append(f"{seen} probes is KEEPCNT: the count decided, not the user timeout")
+            problems.append(f"{count(seen, 'probe')} is KEEPCNT: the count decided, not the user timeout")
     abort = f", abort at {o.rst.ts - o.anchor.ts:.3f} s" if o.rst else ", no abort seen"
-    return CheckResult(name, not problems, expected=expected, observed=f"{seen} probes{abort}", detail="; ".join(problems))
+    return CheckResult(name, not problems, expected=expected, observed=f"{count(seen, 'probe')}{abort}", detail="; ".join(problems))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import statistics
 
-from .context import Context
-from .registry import CheckResult, MissingInput, check
+from ..analysis.context import Context
+from ..errors import MissingInput
+from ..spec.functions import check
+from .result import CheckResult
 
 # Below the model: only the clocks' reading jitter (the delay is never shortened).
 EARLY_MS = 0.2

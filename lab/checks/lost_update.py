@@ -7,10 +7,11 @@ open window. Both captures hold the same connection, so sequence numbers compare
 """
 from __future__ import annotations
 
-from .. import tcpflow as tf
-from .context import Context
+from ..analysis import tcpflow as tf
+from ..analysis.context import Context
+from ..spec.functions import check
 from .persist import observe_stall
-from .registry import CheckResult, check
+from .result import CheckResult, count
 
 # The sender transmits from the ACK's own softirq; this bounds scheduling on a loaded 2-core machine.
 RESUME_SLACK = 0.02
@@ -54,7 +55,7 @@ def no_data_while_lost(ctx: Context, sent_capture: str, seen_capture: str, clien
     return CheckResult(
         "no_data_while_lost", len(data) == 0 and len(probes) > 0,
         expected="only zero-window probes from the client between the lost update and the reopening it finally saw",
-        observed=f"{len(probes)} probes and {len(data)} data segments in the {stall.reopened.ts - sent.ts:.3f} s the window was open but unknown to the sender",
+        observed=f"{count(len(probes), 'probe')} and {count(len(data), 'data segment')} in the {stall.reopened.ts - sent.ts:.3f} s the window was open but unknown to the sender",
         detail="" if len(probes) else "no probe either: nothing could have recovered the window",
     )
 
@@ -77,7 +78,7 @@ def probe_reopens(ctx: Context, seen_capture: str, client: str) -> CheckResult:
         else:
             unanswered = stall.flow.where(tf.ZERO_WINDOW_PROBE, tf.CLIENT, since=restore_start, before=probe.ts)
             if len(unanswered):
-                problems.append(f"{len(unanswered)} probe(s) after the loss ended went unanswered before this one")
+                problems.append(f"{count(len(unanswered), 'probe')} after the loss ended went unanswered before this one")
         if stall.reopened.ts < restore_start:
             problems.append("the reopening arrived before the path stopped dropping")
     observed = (

@@ -10,10 +10,12 @@ from typing import Optional
 
 import numpy as np
 
-from .. import tcpflow as tf
-from ..kernel_model import PersistModel, textbook_persist_schedule
-from .context import Context
-from .registry import CheckResult, MissingInput, check, either, seconds
+from ..analysis import tcpflow as tf
+from ..analysis.context import Context
+from ..analysis.kernel_model import PersistModel, textbook_persist_schedule
+from ..errors import MissingInput
+from ..spec.functions import check
+from .result import CheckResult, count, counted, either, seconds, spaced, times
 
 
 @dataclass
@@ -70,12 +72,12 @@ def persist_model(ctx: Context, client: str) -> PersistModel:
 def zero_window_advertised(ctx: Context, capture: str, client: str) -> CheckResult:
     """The receiver's buffer filled and it advertised a zero window."""
     s = observe_stall(ctx, capture, client)
-    count = len(s.flow.where(tf.ZERO_WINDOW, tf.SERVER))
+    zero = len(s.flow.where(tf.ZERO_WINDOW, tf.SERVER))
     lasted = f"{s.seconds:.3f} s" if s.seconds is not None else "until the end of the capture"
     return CheckResult(
-        "zero_window_advertised", count > 0,
+        "zero_window_advertised", zero > 0,
         expected="the server advertises window 0 once its receive buffer is full",
-        observed=f"{count} zero-window segments from the server; the longest closed period lasted {lasted}",
+        observed=f"{count(zero, 'zero-window segment')} from the server; the longest closed period lasted {lasted}",
     )
 
 
@@ -90,10 +92,10 @@ def window_probes(ctx: Context, capture: str, client: str) -> CheckResult:
     problems = []
     counts = m.probe_counts(stall)
     if len(s.probes) not in counts:
-        problems.append(f"{len(s.probes)} probes in a {stall:.3f} s stall where {either(counts)} were due")
+        problems.append(f"{count(len(s.probes), 'probe')} in a {stall:.3f} s stall where {either(counts)} were due")
     wrong_form = [p for p in s.probes if p.seg.plen != 0 or p.rel_seq != s.closed.rel_ack - 1]
     if wrong_form:
-        problems.append(f"{len(wrong_form)} probe(s) not in Linux's form (0 bytes at SND.UNA - 1 = {s.closed.rel_ack - 1})")
+        problems.append(f"{count(len(wrong_form), 'probe')} not in Linux's form (0 bytes at SND.UNA - 1 = {s.closed.rel_ack - 1})")
     # An answer to a probe re-arms the timer from its arrival (tcp_ack_probe), so an interval may also
     # hold one probe-to-answer delay: microseconds on a bridge, the RTT where latency is added.
     delay = max((r.ts - p.ts for p in s.probes for r in s.replies if 0 <= r.ts - p.ts < 1.0), default=0.0)
@@ -110,12 +112,12 @@ def window_probes(ctx: Context, capture: str, client: str) -> CheckResult:
     return CheckResult(
         "window_probes", not problems,
         expected=(
-            f"{either(counts)} probes of 0 bytes at SND.UNA - 1, at {seconds(m.schedule(stall))} s after the window closed "
+            f"{counted(counts, 'probe')} of 0 bytes at SND.UNA - 1, {times('at', m.schedule(stall)) or 'none due'} after the window closed "
             f"(RTO {m.rto * 1000:.0f} ms, floor 200 ms, doubling; each interval may run one timer slot + one jiffy late); {compare}"
         ),
         observed=(
-            f"{len(s.probes)} probes at {seconds(at)} s; intervals {seconds(intervals)} s; "
-            f"{len(s.replies)} answered (the receiver rate-limits its replies, so not every probe is)"
+            "; ".join(filter(None, [" ".join(filter(None, [count(len(s.probes), "probe"), times("at", at)])), spaced("interval", intervals)]))
+            + f"; {len(s.replies)} answered (the receiver rate-limits its replies, so not every probe is)"
         ),
         detail="; ".join(problems),
     )
@@ -170,6 +172,6 @@ def stream_intact(ctx: Context, capture: str, client: str, server: str) -> Check
         "stream_intact", not problems,
         expected=f"the server receives all {sent['bytes']} bytes the client sent, with the same SHA-256, all acknowledged on the wire",
         observed=f"{got['bytes']} bytes received, SHA-256 {'equal' if sent['sha256'] == got['sha256'] else 'different'}; "
-                 f"{wire} bytes acknowledged in the capture; {retrans} retransmissions",
+                 f"{wire} bytes acknowledged in the capture; {count(retrans, 'retransmission')}",
         detail="; ".join(problems),
     )

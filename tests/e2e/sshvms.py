@@ -22,11 +22,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from lab import images
-from lab.backends.docker import DockerBackend
-from lab.labstate import LabState
+from lab.backends.docker import DockerBackend, images
+from lab.backends.labstate import LabState
 from lab.naming import link_alias
-from lab.topology import parse
+from lab.spec.topology import parse
 
 LAB = "sshvms"
 ROLES = ("source", "dest", "observer")

@@ -35,6 +35,9 @@ def error_line(r) -> str:
         (["up", "tcp-states", "--set", "latency=0,10", "--set", "total=1000,2000"], "a sweep varies one parameter"),
         (["up", "tcp-states", "--set", "latency=0,10", "--keep"], "--keep leaves one lab up"),
         (["up", "tcp-states", "--set", "latncy=0,10"], "no parameter 'latncy'"),
+        # exercise2 without a user timeout would be exercise1, and its user_timeout_decides check could only fail.
+        (["up", "exercise2", "--set", "user_timeout=0"],
+         "user_timeout=0 is below the minimum 1: exercise2 is about TCP_USER_TIMEOUT, so it needs one; exercise1 is the same scenario without it"),
     ],
 )
 def test_bad_arguments(args, words):

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from lab import images
+from lab.backends.docker import images
 
 from .conftest import EX1_FAST, EX2_FAST, REPO, STATE_ROOT, invoke, report, start, up, verdicts, wait_for_event, with_sets
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+from scapy.layers import inet, l2  # noqa: F401  (registers Ethernet, IP and TCP, which rdpcap needs)
 from scapy.utils import rdpcap, wrpcap
 
 from .conftest import (
@@ -61,6 +63,24 @@ def test_exercise2_user_timeout_decides(ex2):
     assert verdicts(ex2)["user_timeout_decides"] is True
     probes = next(c for c in report(ex2)["checks"] if c["name"] == "keepalive_probes")
     assert probes["observed"].startswith("2 probes")  # KEEPCNT is 5
+
+
+def test_the_verdict_reads_in_an_80_column_terminal(ex2):
+    """One block per check at 80 columns (the four-column table wrapped its expected column word by
+    word, some 60 lines for 4 checks); the table from 120 columns; the full text in report.json."""
+    narrow = invoke("check", str(ex2), env={**os.environ, "COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stdout
+    lines = narrow.stdout.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("exercise2 on netns"))
+    end = next(i for i, l in enumerate(lines) if l.startswith("PASSED 4/4 checks"))
+    assert end - start <= 30, "\n".join(lines[start:end])
+    assert [l for l in lines if len(l) > 80] == []
+    assert "PASS keepalive_probes" in lines and "┃" not in narrow.stdout
+    flat = " ".join(narrow.stdout.split())
+    for check in report(ex2)["checks"]:
+        assert " ".join(check["expected"].split()) in flat and " ".join(check["observed"].split()) in flat
+    wide = invoke("check", str(ex2), env={**os.environ, "COLUMNS": "160"})
+    assert "┃ check" in wide.stdout and [l for l in wide.stdout.splitlines() if len(l) > 160] == []
 
 
 def test_exercise2_user_timeout_can_also_give_more_probes_than_keepcnt(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.wireshark import COMPARED, disagreements, tshark_flags
+from tests.wireshark import COMPARED, disagreements, tshark_flags
 
 from .conftest import EX1_FAST, EX2_FAST, copy_results, invoke, report, run_ok, up, verdicts
 

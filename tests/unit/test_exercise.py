@@ -1,9 +1,10 @@
 import shutil
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from lab import exercise, params
+from lab.spec import exercise, params
 from lab.errors import ConfigError, LabError
 
 
@@ -136,7 +137,7 @@ def test_tools_an_exercise_needs_beyond_the_backend():
 
 
 def test_image_tag_follows_the_dockerfile(tmp_path, monkeypatch):
-    from lab import images
+    from lab.backends.docker import images
 
     shutil.copytree(images.IMAGE_DIR, tmp_path / "host")
     monkeypatch.setattr(images, "IMAGE_DIR", tmp_path / "host")
@@ -158,3 +159,114 @@ def test_sysctl_errors(tmp_path, sysctls, field, words):
     with pytest.raises(ConfigError) as e:
         exercise.load(path)
     assert e.value.field == field and words in e.value.message
+
+
+# --- extends: an exercise built on another -----------------------------------------------------------
+
+
+def test_exercise2_extends_exercise1_without_copying_it():
+    ex1, ex2 = exercise.load("exercise1"), exercise.load("exercise2")
+    assert "extends: exercise1" in (exercise.EXERCISE_DIR / "exercise2" / "exercise.yml").read_text()
+    # The same programs, from exercise1's folder, with exercise2's values.
+    assert {n: (p.host, p.script) for n, p in ex2.programs.items()} == {n: (p.host, p.script) for n, p in ex1.programs.items()}
+    assert ex2.programs["client"].args[-4:] == ["--keepcnt", "9", "--user-timeout", "9000"]
+    assert ex2.programs["client"].script == exercise.EXERCISE_DIR / "exercise1" / "client.py"
+    assert [s.kind for s in ex2.steps] == [s.kind for s in ex1.steps]
+    assert ex2.checks[:3] == ex1.checks and ex2.checks[3]["check"] == "user_timeout_decides"
+    # A parameter's fields merge one by one: the default changes, the help stays exercise1's.
+    assert ex2.parameters["keepcnt"].default == 9 and ex2.parameters["keepcnt"].help == ex1.parameters["keepcnt"].help
+    assert ex2.dirs == [exercise.EXERCISE_DIR / "exercise2", exercise.EXERCISE_DIR / "exercise1"]
+
+
+def test_exercise2_refuses_no_user_timeout_and_says_where_to_go():
+    with pytest.raises(LabError, match="user_timeout=0 is below the minimum 1: exercise2 is about TCP_USER_TIMEOUT.*exercise1 is the same scenario without it"):
+        exercise.load("exercise2", ["user_timeout=0"])
+
+
+def extending(tmp_path, body, name="mine"):
+    d = tmp_path / name
+    d.mkdir(parents=True)
+    (d / "exercise.yml").write_text(textwrap.dedent(body))
+    return str(d)
+
+
+def test_an_exercise_of_ones_own_extends_a_bundled_one_and_replaces_or_appends_lists(tmp_path):
+    path = extending(tmp_path, """
+        extends: exercise1
+        title: Mine
+        parameters:
+          keepidle: {default: 7}
+          extra: {default: 3, help: an extra parameter}
+        timeline:
+          append:
+            - sleep: "{extra}"
+        checks:
+          - {check: connection_established, capture: source, client: client}
+    """)
+    ex = exercise.load(path)
+    assert ex.title == "Mine" and ex.description == exercise.load("exercise1").description
+    assert ex.values["keepidle"] == 7 and ex.values["extra"] == 3
+    assert ex.steps[-1].kind == "sleep" and ex.steps[-1].args == {"seconds": 3.0}
+    assert [c["check"] for c in ex.checks] == ["connection_established"]
+
+
+def test_an_extending_exercises_own_script_is_relative_to_its_own_file(tmp_path):
+    path = extending(tmp_path, """
+        extends: exercise1
+        programs:
+          client: {host: source, script: client.py, args: ["{port}"]}
+    """)
+    shutil.copy(exercise.EXERCISE_DIR / "exercise1" / "client.py", tmp_path / "mine")
+    ex = exercise.load(path)
+    assert ex.programs["client"].script == (tmp_path / "mine" / "client.py").resolve()
+    assert ex.programs["server"].script == exercise.EXERCISE_DIR / "exercise1" / "server.py"
+
+
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        ("extends: exercise9\n", "extends", "unknown exercise 'exercise9'"),
+        ("extends: ../nowhere\n", "extends", "no exercise.yml there"),
+        ("extends: .\n", "extends", "leads back to an exercise already in the chain"),
+        ("extends: exercise1\nchecks: {add: []}\n", "checks.add", "unknown field; allowed: append"),
+        ("title: t\ndescription: d\ntimeline: {append: []}\n", "timeline", "this one extends none"),
+        ("extends: exercise1\nparameters: {keepcnt: {default: many}}\n", "parameters.keepcnt.default", "is not an integer"),
+    ],
+)
+def test_extends_errors_name_the_file_and_the_field(tmp_path, body, field, words):
+    path = extending(tmp_path, body)
+    with pytest.raises(ConfigError) as e:
+        exercise.load(path)
+    assert e.value.field == field and words in e.value.message, e.value
+    assert e.value.file == str(Path(path) / "exercise.yml")
+
+
+def test_a_cycle_of_extends_is_named(tmp_path):
+    a = extending(tmp_path, "extends: ../b\n", "a")
+    extending(tmp_path, "extends: ../a\n", "b")
+    with pytest.raises(ConfigError, match=r"leads back to an exercise already in the chain \(.*a/exercise.yml -> .*b/exercise.yml -> .*a/exercise.yml\)"):
+        exercise.load(a)
+
+
+def test_a_broken_parent_is_named_in_its_own_file(tmp_path):
+    extending(tmp_path, "title: t\ndescription: d\ntimeline: [{jump: {}}]\n", "parent")
+    child = extending(tmp_path, "extends: ../parent\n", "child")
+    with pytest.raises(ConfigError) as e:
+        exercise.load(child)
+    assert e.value.file.endswith("parent/exercise.yml") and "unknown step 'jump'" in e.value.message
+
+
+def test_impair_steps_take_the_fields_of_a_topologys_impairments():
+    from lab.spec.steps import KINDS
+    from lab.spec.topology import IMPAIRMENT_FIELDS
+
+    assert set(KINDS["impair"].fields) == set(IMPAIRMENT_FIELDS)
+
+
+def test_the_format_document_names_every_step_kind_and_function():
+    from lab.spec.functions import FUNCTIONS, SECTIONS
+    from lab.spec.steps import KINDS
+
+    doc = (exercise.EXERCISE_DIR.parent / "docs" / "exercise-format.md").read_text()
+    names = list(KINDS) + [n for kind in SECTIONS for n in FUNCTIONS.names(kind)]
+    assert [n for n in names if f"| `{n}` |" not in doc] == []

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import inventory
+from lab.spec import inventory
 from lab.backends.ssh import REMOTE_PATH, command_line
 from lab.errors import ConfigError, LabError
-from lab.topology import load as load_topology
+from lab.spec.topology import load as load_topology
 
 VAGRANT_SSH_CONFIG = """\
 Host vm1

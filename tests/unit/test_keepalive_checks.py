@@ -154,3 +154,31 @@ def test_a_capture_point_the_backend_lacked_is_read_from_the_one_standing_for_it
     m["captures"] = [{"name": "source", "file": "source.pcap", "stands_for": ["observer"]}]
     (folder / "manifest.json").write_text(json.dumps(m))
     assert all(r.passed for r in verdicts(folder).values())
+
+
+def test_one_probe_reads_as_one_probe(tmp_path):
+    # T=2 I=1 U=2500: one probe, then the abort (the reference's measurement), and no interval to show.
+    params = {"keepidle": 2, "keepintvl": 1, "keepcnt": 3, "user_timeout": 2500}
+    v = verdicts(keepalive_results(tmp_path, params=params, probes=[2.02], rst=3.05, checks=UT))
+    assert all(r.passed for r in v.values()), v
+    probes = v["keepalive_probes"]
+    assert probes.observed == "1 probe at 2.020 s"
+    assert probes.expected.startswith("1 probe (the user timeout decides")
+    assert v["keepalive_abort"].expected.startswith("after 1 probe: RST")
+    assert v["user_timeout_decides"].observed == "1 probe, abort at 3.050 s"
+    for r in v.values():
+        assert "1 probes" not in r.expected + r.observed and "none s" not in r.expected + r.observed
+
+
+def test_no_probe_at_all_says_so(tmp_path):
+    v = verdicts(keepalive_results(tmp_path, params=EX1, probes=[], rst=None))
+    assert v["keepalive_probes"].observed == "0 probes" and not v["keepalive_probes"].passed
+    assert "0 probes where 3 were due" in v["keepalive_probes"].detail
+
+
+def test_user_timeout_check_without_a_user_timeout_says_what_it_needs(tmp_path):
+    params = {**EX1, "user_timeout": 0}
+    v = verdicts(keepalive_results(tmp_path, params=params, **MEASURED, checks=UT))
+    check = v["user_timeout_decides"]
+    assert not check.passed and "?" not in check.expected
+    assert check.expected.startswith("a user timeout (U > 0)") and "set user_timeout > 0" in check.detail

@@ -1,7 +1,7 @@
 """The kernel model against the timer wheel and the measurements in shared/reference/linux-tcp-timers.md."""
 import pytest
 
-from lab.kernel_model import KeepaliveModel, timer_lateness, timer_slot
+from lab.analysis.kernel_model import KeepaliveModel, timer_lateness, timer_slot
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ schedule and fails where it should."""
 import pytest
 
 from lab import checks
-from lab.kernel_model import PersistModel, textbook_persist_schedule
+from lab.analysis.kernel_model import PersistModel, textbook_persist_schedule
 from tests.pcapbuild import lost_update_results, persist_results
 
 

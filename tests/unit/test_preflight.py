@@ -1,6 +1,6 @@
 import pytest
 
-from lab import preflight
+from lab.backends import preflight
 from lab.errors import LabError
 
 

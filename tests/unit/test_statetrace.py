@@ -1,5 +1,5 @@
 """Reading a raw state trace: events, their stacks, causes, and the clock."""
-from lab import statetrace
+from lab.analysis import statetrace
 
 TRACE = """\
 # tracer: nop

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from lab import exercise, sweep
+from lab.spec import exercise, sweep
 from lab.errors import LabError
 
 

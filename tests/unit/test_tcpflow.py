@@ -3,13 +3,12 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import CookedLinux
 from scapy.utils import wrpcap
 
-from lab import tcpflow as tf
-from lab.pcap import read_segments
-from tests.pcapbuild import CLIENT, SERVER, Conversation
+from lab.analysis import tcpflow as tf
+from tests.pcapbuild import CLIENT, SERVER, Conversation, events, read_segments
 
 
 def labels(flow):
-    return [(e.sender, sorted(e.labels)) for e in flow.events]
+    return [(e.sender, sorted(e.labels)) for e in events(flow)]
 
 
 def test_handshake_data_keepalive_and_rst(tmp_path):
@@ -36,9 +35,9 @@ def test_handshake_data_keepalive_and_rst(tmp_path):
         ("client", ["keepalive"]),
         ("client", ["rst"]),
     ]
-    rst = flow.events[-1]
+    rst = events(flow)[-1]
     assert rst.rel_seq == 1 + 5  # SND.NXT: SYN plus five bytes
-    assert flow.events[6].rel_seq == 5  # the probe sits at SND.UNA - 1
+    assert events(flow)[6].rel_seq == 5  # the probe sits at SND.UNA - 1
 
 
 def test_window_scaling_zero_window_probe_update_and_retransmission(tmp_path):
@@ -63,8 +62,8 @@ def test_window_scaling_zero_window_probe_update_and_retransmission(tmp_path):
         ("client", ["data"]),
         ("client", ["data", "retransmission"]),
     ]
-    assert flow.events[7].window == 4 << 7  # scaled
-    assert flow.events[1].window == 65160  # a SYN's window is never scaled
+    assert events(flow)[7].window == 4 << 7  # scaled
+    assert events(flow)[1].window == 65160  # a SYN's window is never scaled
 
 
 def test_one_byte_probe_is_a_probe_too(tmp_path):
@@ -74,7 +73,7 @@ def test_one_byte_probe_is_a_probe_too(tmp_path):
     c.server_ack(0.02, win=0)
     c.client_probe(0.3, payload=b"c")  # the RFC/BSD form: one byte of old data
     flow = tf.analyze_file(c.write(tmp_path / "b.pcap"))[0]
-    assert flow.events[-1].has(tf.ZERO_WINDOW_PROBE)
+    assert events(flow)[-1].has(tf.ZERO_WINDOW_PROBE)
 
 
 def test_linux_cooked_capture_and_flow_without_syn(tmp_path):
@@ -107,7 +106,7 @@ def test_syn_retransmission_is_labelled(tmp_path):
     again.time = syn.time + 1.0
     c.packets.append(again)
     (flow,) = tf.analyze_file(c.write(tmp_path / "s.pcap"))
-    assert [sorted(e.labels) for e in flow.events] == [["syn"], ["retransmission", "syn"]]
+    assert [sorted(e.labels) for e in events(flow)] == [["syn"], ["retransmission", "syn"]]
 
 
 def test_scale_from_the_syn_ack_alone_when_the_syn_is_missing(tmp_path):
@@ -117,7 +116,7 @@ def test_scale_from_the_syn_ack_alone_when_the_syn_is_missing(tmp_path):
     c.server_ack(0.1, win=16)
     (flow,) = tf.analyze_file(c.write(tmp_path / "w.pcap"))
     assert flow.client == CLIENT  # the SYN-ACK's receiver
-    assert flow.events[-1].window == 16 << 7
+    assert events(flow)[-1].window == 16 << 7
 
 
 def test_a_reused_port_starts_a_new_connection(tmp_path):

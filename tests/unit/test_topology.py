@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from lab import topology
+from lab.spec import topology
 from lab.errors import ConfigError
 
 

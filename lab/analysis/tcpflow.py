@@ -1,0 +1,299 @@
+"""Turns a capture into TCP connections and labels each segment with what it means.
+
+Labels follow Wireshark's TCP analysis where the two agree, and Linux's behaviour where they differ:
+a 0- or 1-byte segment at SND.NXT - 1 is a keep-alive probe when the peer's window is open and a
+zero-window probe when it is closed (Wireshark calls both keep-alive); a 1-byte segment of new data
+at SND.NXT into a closed window is the RFC 1122 / BSD zero-window probe.
+
+The analysis is columnar: each flow's segments are numpy arrays, and every label is computed for all
+segments at once (a running maximum gives SND.NXT, forward fills give each side's last window), so
+a capture of a million packets takes about a second. Event objects are built only when asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .pcap import ACK, FIN, RST, SYN, Segment, SegmentTable, read_table
+
+MOD = 1 << 32
+CLIENT, SERVER = "client", "server"
+
+# Segment labels, each one bit of Flow.labels
+LABELS = [
+    "syn", "syn_ack", "data", "ack", "fin", "rst", "keepalive", "keepalive_ack", "zero_window",
+    "zero_window_probe", "zero_window_probe_ack", "window_update", "retransmission", "window_full",
+    "rfc_zero_window_probe",
+]
+BIT = {name: 1 << i for i, name in enumerate(LABELS)}
+(SYN_, SYN_ACK, DATA, PURE_ACK, FIN_, RST_, KEEPALIVE, KEEPALIVE_ACK, ZERO_WINDOW,
+ ZERO_WINDOW_PROBE, ZERO_WINDOW_PROBE_ACK, WINDOW_UPDATE, RETRANSMISSION, WINDOW_FULL,
+ RFC_ZERO_WINDOW_PROBE) = LABELS
+
+
+@dataclass(frozen=True)
+class Event:
+    seg: Segment
+    sender: str  # CLIENT (the side that sent the SYN, or spoke first) or SERVER
+    labels: frozenset
+    rel_seq: int  # sequence number relative to the sender's ISN
+    rel_ack: int  # acknowledgement relative to the receiver's ISN
+    window: int  # advertised window in bytes, scaled
+
+    @property
+    def ts(self) -> float:
+        return self.seg.ts
+
+    def has(self, label: str) -> bool:
+        return label in self.labels
+
+
+@dataclass
+class Flow:
+    """One connection: its segments in capture order, as columns."""
+
+    client: tuple[str, int]
+    server: tuple[str, int]
+    table: SegmentTable = field(repr=False)
+    rows: np.ndarray = field(repr=False)  # this flow's rows of the table
+    from_server: np.ndarray = field(repr=False)  # bool per segment
+    rel_seq: np.ndarray = field(repr=False)
+    rel_ack: np.ndarray = field(repr=False)
+    window: np.ndarray = field(repr=False)  # scaled
+    labels: np.ndarray = field(repr=False)  # bit mask per segment, see BIT
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @cached_property
+    def ts(self) -> np.ndarray:
+        return self.table.ts[self.rows]
+
+    @cached_property
+    def plen(self) -> np.ndarray:
+        return self.table.plen[self.rows]
+
+    @cached_property
+    def flags(self) -> np.ndarray:
+        return self.table.flags[self.rows]
+
+    def where(self, label: Optional[str] = None, sender: Optional[str] = None, *, without: tuple = (),
+              after: Optional[float] = None, since: Optional[float] = None, before: Optional[float] = None) -> np.ndarray:
+        """Positions of the segments that match: a label, a sender, labels to exclude, and a time range
+        (after: strictly later; since: at or later; before: strictly earlier)."""
+        m = np.ones(len(self.rows), dtype=bool)
+        if label is not None:
+            m &= (self.labels & BIT[label]) != 0
+        for name in without:
+            m &= (self.labels & BIT[name]) == 0
+        if sender is not None:
+            m &= self.from_server == (sender == SERVER)
+        if after is not None:
+            m &= self.ts > after
+        if since is not None:
+            m &= self.ts >= since
+        if before is not None:
+            m &= self.ts < before
+        return np.flatnonzero(m)
+
+    def event(self, k: int) -> Event:
+        bits = int(self.labels[k])
+        return Event(
+            self.table.segment(int(self.rows[k])), SERVER if self.from_server[k] else CLIENT,
+            frozenset(name for name in LABELS if bits & BIT[name]),
+            int(self.rel_seq[k]), int(self.rel_ack[k]), int(self.window[k]),
+        )
+
+    def pick(self, *args, **kw) -> list[Event]:
+        """The matching segments as events (for the few a check reports on; see `where`)."""
+        return [self.event(int(k)) for k in self.where(*args, **kw)]
+
+    def first(self, *args, **kw) -> Optional[Event]:
+        pos = self.where(*args, **kw)
+        return self.event(int(pos[0])) if len(pos) else None
+
+    def last(self, *args, **kw) -> Optional[Event]:
+        pos = self.where(*args, **kw)
+        return self.event(int(pos[-1])) if len(pos) else None
+
+    def __str__(self) -> str:
+        return f"{self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"
+
+
+def analyze_file(path: Path) -> list[Flow]:
+    return analyze(read_table(path))
+
+
+def analyze(table: SegmentTable) -> list[Flow]:
+    """Flows in order of first appearance, each with every segment labelled."""
+    if not len(table):
+        return []
+    a = (table.src << 16) | table.sport
+    b = (table.dst << 16) | table.dport
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    if len(table.addresses) < 1 << 15:
+        key = (lo << 32) | hi  # one 64-bit key per connection
+        if (key == key[0]).all():  # a capture of one 4-tuple: the common case, no sort needed
+            return [_flow(table, part) for part in _connections(table, np.arange(len(key)))]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(np.stack([lo, hi], axis=1), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(first) + 1))
+    return [_flow(table, part) for f in np.argsort(first)  # in order of first appearance
+            for part in _connections(table, order[bounds[f] : bounds[f + 1]])]
+
+
+def _connections(t: SegmentTable, rows: np.ndarray) -> list[np.ndarray]:
+    """The rows of one 4-tuple, split where a SYN with a new ISN starts a new connection (port reuse)."""
+    pure_syn = np.nonzero((t.flags[rows] & (SYN | ACK)) == SYN)[0]
+    if len(pure_syn) < 2:
+        return [rows]
+    isn = t.seq[rows[pure_syn]]
+    starts = pure_syn[1:][isn[1:] != isn[:-1]]
+    return [part for part in np.split(rows, starts) if len(part)]
+
+
+def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
+    flags = t.flags[rows]
+    # The client is the SYN's sender (or the SYN-ACK's receiver); with neither in the capture, whoever speaks first.
+    syn_at = np.nonzero((flags & (SYN | ACK)) == SYN)[0]
+    synack_at = np.nonzero((flags & (SYN | ACK)) == (SYN | ACK))[0]
+    if len(syn_at):
+        i0, sender_is_client = rows[syn_at[0]], True
+    elif len(synack_at):
+        i0, sender_is_client = rows[synack_at[0]], False
+    else:
+        i0, sender_is_client = rows[0], True
+    a = (t.addresses[t.src[i0]], int(t.sport[i0]))
+    b = (t.addresses[t.dst[i0]], int(t.dport[i0]))
+    client, server = (a, b) if sender_is_client else (b, a)
+    plen, seq, ack, win = t.plen[rows], t.seq[rows], t.ack[rows], t.win[rows]
+    sent_by_i0 = (t.src[rows] == t.src[i0]) & (t.sport[rows] == t.sport[i0])
+    from_server = ~sent_by_i0 if sender_is_client else sent_by_i0
+    m = len(rows)
+    pos = np.arange(m)
+    sides = (~from_server, from_server)
+    is_syn = (flags & SYN) != 0
+    has_ack = (flags & ACK) != 0
+    synfin = (flags & (SYN | FIN)) != 0
+
+    # Per side: ISN, unwrapped relative sequence, window scale.
+    rel_seq = np.zeros(m, dtype=np.int64)
+    isn, scale, syn_seen = [0, 0], [-1, -1], [False, False]
+    for d, mine in enumerate(sides):
+        idx = np.nonzero(mine)[0]
+        if not len(idx):
+            continue
+        syns = idx[is_syn[idx]]
+        isn[d] = int(seq[syns[0]]) if len(syns) else int(seq[idx[0]])
+        syn_seen[d] = bool(len(syns))
+        if len(syns):
+            scale[d] = int(t.wscale[rows[syns[0]]])
+        rel_seq[idx] = _unwrap((seq[idx] - isn[d]) % MOD)
+    rel_ack = np.zeros(m, dtype=np.int64)
+    for d, mine in enumerate(sides):
+        idx = np.nonzero(mine & has_ack)[0]
+        if len(idx):
+            rel_ack[idx] = _unwrap((ack[idx] - isn[1 - d]) % MOD)
+    # Window scale per side, as Wireshark does: a side's own SYN (or SYN-ACK) option sets its scale;
+    # a SYN seen without the option means neither side scales. A side whose SYN is not in the capture
+    # has an unknown scale (its windows are shown unscaled, and "window full" is not judged against it).
+    no_scaling = bool(len(syn_at)) and int(t.wscale[rows[syn_at[0]]]) < 0
+    shift_of = [0 if no_scaling else max(scale[d], 0) for d in (0, 1)]
+    scale_known = [no_scaling or syn_seen[d] for d in (0, 1)]
+    shift = np.where(from_server, shift_of[1], shift_of[0])
+    window = np.where(is_syn, win, win << shift)
+
+    rst = (flags & RST) != 0
+    ack_only = has_ack & ((flags & (SYN | FIN | RST)) == 0)
+    # Each side's last advertised window before a segment (RSTs advertise nothing), its last
+    # acknowledgement, and the previous segment of the same side.
+    last_win = [_last_before(mine & ~rst, window, pos) for mine in sides]
+    last_ack = [_last_before(mine & has_ack, rel_ack, pos) for mine in sides]
+    peer_win = np.where(from_server, last_win[0], last_win[1])
+    own_win = np.where(from_server, last_win[1], last_win[0])
+    peer_ack = np.where(from_server, last_ack[0], last_ack[1])
+    prev_same = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
+    prev_peer = np.where(from_server, _prev_index(~from_server, pos), _prev_index(from_server, pos))
+
+    # SND.NXT before each segment: the running maximum of what the side sent before it. A probe at
+    # SND.NXT - 1 never raises it; a byte pushed into a closed window (the RFC probe) must not either.
+    pushed_into_zero = ack_only & (plen == 1) & (peer_win == 0)
+    end = rel_seq + plen + synfin
+    nxt_before = np.zeros(m, dtype=np.int64)
+    for mine in sides:
+        idx = np.nonzero(mine)[0]
+        if len(idx):
+            running = np.maximum.accumulate(np.where(pushed_into_zero[idx], 0, end[idx]))
+            nxt_before[idx[1:]] = running[:-1]
+
+    probe = ack_only & (plen <= 1) & (nxt_before > 0) & (rel_seq == nxt_before - 1)
+    rfc_probe = pushed_into_zero & (rel_seq == nxt_before)
+    labels = np.zeros(m, dtype=np.int64)
+    labels |= np.where(is_syn & ~has_ack, BIT[SYN_], 0)
+    labels |= np.where(is_syn & has_ack, BIT[SYN_ACK], 0)
+    labels |= np.where(rst, BIT[RST_], 0)
+    labels |= np.where((flags & FIN) != 0, BIT[FIN_], 0)
+    labels |= np.where(probe & (peer_win != 0), BIT[KEEPALIVE], 0)
+    labels |= np.where((probe & (peer_win == 0)) | rfc_probe, BIT[ZERO_WINDOW_PROBE], 0)
+    labels |= np.where(rfc_probe, BIT[RFC_ZERO_WINDOW_PROBE], 0)
+    any_probe = probe | rfc_probe
+    moves = ~any_probe & ((plen > 0) | synfin)
+    # Old data (Wireshark's "not advanced": it starts below SND.NXT, except one byte back with more
+    # behind it), or data the peer has already acknowledged.
+    behind = (nxt_before > 0) & (rel_seq < nxt_before) & ~((plen > 1) & (rel_seq == nxt_before - 1))
+    acked_already = (plen > 0) & (peer_ack > 0) & (rel_seq + plen <= peer_ack)
+    labels |= np.where(moves & (behind | acked_already), BIT[RETRANSMISSION], 0)
+    labels |= np.where(moves & (plen > 0), BIT[DATA], 0)
+    # The segment fills the window the peer last offered exactly (the sender must now wait). Known
+    # only once the peer's SYN was seen, since the window's scale comes from it.
+    peer_syn_seen = np.where(from_server, scale_known[0], scale_known[1])
+    fills = (plen > 0) & ~(synfin | rst) & (peer_ack >= 0) & (peer_win >= 0) & (rel_seq + plen == peer_ack + peer_win)
+    labels |= np.where(fills & peer_syn_seen, BIT[WINDOW_FULL], 0)
+
+    # Bare ACKs: a window update (the window changed, nothing else did), else the answer to the
+    # peer's last probe, else a plain ACK.
+    bare = ack_only & (plen == 0) & ~any_probe
+    has_prev = prev_same >= 0
+    ps = np.where(has_prev, prev_same, 0)
+    same_place = has_prev & (rel_seq == nxt_before) & (rel_ack == rel_ack[ps])
+    update = bare & same_place & (window != 0) & (own_win >= 0) & (window != own_win)
+    labels |= np.where(update, BIT[WINDOW_UPDATE], 0)
+    pp = np.where(prev_peer >= 0, prev_peer, 0)
+    after_peer_probe = (prev_peer >= 0) & any_probe[pp]
+    answers = bare & ~update & after_peer_probe
+    labels |= np.where(answers & (window == 0), BIT[ZERO_WINDOW_PROBE_ACK], 0)
+    labels |= np.where(answers & (window != 0), BIT[KEEPALIVE_ACK], 0)
+    labels |= np.where(bare & ~answers & ~update, BIT[PURE_ACK], 0)
+    labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
+    return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
+
+
+def _unwrap(rel: np.ndarray) -> np.ndarray:
+    """Relative sequence numbers past 2**32 keep growing (a flow can carry more than 4 GB)."""
+    if len(rel) < 2:
+        return rel
+    step = np.diff(rel)
+    step = (step + (MOD >> 1)) % MOD - (MOD >> 1)
+    return np.concatenate([rel[:1], rel[0] + np.cumsum(step)])
+
+
+def _prev_index(mask: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """For each position, the index of the last earlier position where mask holds, or -1."""
+    marked = np.where(mask, pos, -1)
+    running = np.maximum.accumulate(marked)
+    out = np.full(len(pos), -1, dtype=np.int64)
+    out[1:] = running[:-1]
+    return out
+
+
+def _last_before(mask: np.ndarray, values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """For each position, the value at the last earlier position where mask holds, or -1."""
+    prev = _prev_index(mask, pos)
+    return np.where(prev >= 0, values[np.maximum(prev, 0)], -1)

@@ -1,0 +1,22 @@
+"""`invoke list`: the bundled exercises, what each shows, and their parameters with defaults."""
+from __future__ import annotations
+
+import textwrap
+
+from rich.markup import escape
+
+from .. import ui
+from ..spec import exercise as exercise_mod
+from . import EXIT_OK, catalog  # noqa: F401  (catalog: the names exercises use)
+
+
+def list_exercises() -> int:
+    width = max(40, min(ui.console.width, 100) - 4)
+    for name in exercise_mod.known():
+        ex = exercise_mod.load(name)
+        ui.console.print(f"[bold]{escape(name)}[/bold]: {escape(ex.title)}")
+        for line in textwrap.wrap(ex.description, width):
+            ui.console.print(f"  [dim]{escape(line)}[/dim]")
+        for p in ex.parameters.values():
+            ui.console.print(f"    {escape(p.name)}={escape(str(p.default))}  {escape(p.help)}")
+    return EXIT_OK

@@ -1,0 +1,105 @@
+"""`invoke up`: every input checked, then the lab brought up, the exercise run, its folder judged, the
+lab torn down; once per value of a sweep (`--set latency=0,10,20`), then the runs compared."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .. import backends, ui
+from ..backends import labstate
+from ..backends.base import Backend
+from ..backends.preflight import require_root, require_tools
+from ..errors import LabError
+from ..naming import check_lab_name
+from ..report import comparison, verdict
+from ..results import folder as results
+from ..results import sweepfile
+from ..spec import exercise as exercise_mod
+from ..spec import sweep as sweep_mod
+from . import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, catalog  # noqa: F401  (catalog: the names exercises use)
+from .lifecycle import INTERRUPTED, clear_leftovers, interrupted, one_run
+
+
+def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir: Optional[str], keep: bool,
+       inventory: Optional[str] = None, accept_new_host_keys: bool = False) -> int:
+    check_lab_name(lab)
+    ui.reset_clock()
+
+    def new_backend() -> Backend:
+        return backends.get(backend_name, lab, inventory, accept_new_host_keys)
+
+    # All input is checked before anything is built.
+    backend = new_backend()
+    plan = sweep_mod.plan(name, sets, lab, backend.addresses())
+    if plan is not None and keep:
+        raise LabError(f"--keep leaves one lab up, and --set {plan.parameter}=... asks for {len(plan.values)} runs: "
+                       f"run the value you want to look at alone, with --keep")
+    ex = plan.exercises[0] if plan else exercise_mod.load(name, sets, lab, addresses=backend.addresses())
+    for other in (plan.exercises[1:] if plan else []):
+        # What a backend cannot give (a delay over SSH) is refused for every value before the first run.
+        new_backend().prepare(other)
+    backend.prepare(ex)
+    if backend.local:
+        require_root(f"up {name}")
+        require_tools({**backend.required_tools, **backend.tools})
+    backend.check_environment()
+    with labstate.exclusive(lab):
+        clear_leftovers(lab)
+        folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, ex.name))
+        if plan is not None:
+            return _sweep(plan, lab, backend, folder, new_backend)
+        outcome = one_run(ex, lab, backend, folder, keep)
+    if outcome == INTERRUPTED:
+        interrupted(lab, folder)
+        return EXIT_INTERRUPTED
+    passed = verdict.check_folder(folder)
+    if keep:
+        ui.console.print(f"lab {lab} is still up (--keep): {backend.keep_hint()}; `invoke down --lab {lab}` removes it")
+    ui.console.print(f"results: {folder}")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _sweep(plan: sweep_mod.Sweep, lab: str, backend: Backend, folder: Path, new_backend: Callable[[], Backend]) -> int:
+    """The runs of a sweep, one after another, each a lab of its own brought up and torn down; then
+    the comparison. A failed check does not stop the sweep; an interruption or an environment error does."""
+    finished: list[int] = []
+    outcome = "done"
+    sweepfile.write(folder, plan, finished)
+    for i, ex in enumerate(plan.exercises):
+        ui.console.rule(f"run {i + 1} of {len(plan.values)}: {plan.parameter}={sweep_mod.shown(plan.values[i])}")
+        sub = folder / plan.folder(i)
+        try:
+            if i:
+                # A backend per run: each starts from what prepare() and check_environment() give it.
+                backend = new_backend()
+                try:
+                    backend.prepare(ex)
+                    backend.check_environment()
+                except BaseException:
+                    backend.close()
+                    raise
+            clear_leftovers(lab)  # a run whose teardown failed must not stand in the next one's way
+            outcome = one_run(ex, lab, backend, results.create(sub), False)
+            if outcome != INTERRUPTED:
+                verdict.check_folder(sub)
+                finished.append(i)
+                sweepfile.write(folder, plan, finished)
+        except LabError as e:
+            # The machine is at fault (every value was checked before): the runs after it would meet the same.
+            ui.error(f"{plan.parameter}={sweep_mod.shown(plan.values[i])}: {e}")
+            break
+        except KeyboardInterrupt:  # between runs, or while checking one: nothing is up
+            outcome = INTERRUPTED
+        if outcome == INTERRUPTED:
+            interrupted(lab, sub)
+            break
+    ui.console.rule(f"comparison: {plan.parameter}")
+    try:
+        passed = comparison.compare(folder, sweepfile.read(folder))
+    except KeyboardInterrupt:
+        ui.error("interrupted while comparing: `invoke check` on the folder compares the runs again")
+        return EXIT_INTERRUPTED
+    ui.console.print(f"results: {folder}")
+    if len(finished) < len(plan.values):
+        return EXIT_INTERRUPTED if outcome == INTERRUPTED else EXIT_BAD_INPUT
+    return EXIT_OK if passed else EXIT_FAILED

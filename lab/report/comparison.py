@@ -1,0 +1,146 @@
+"""The comparison of a sweep's runs: each run's verdict and figures (from its exercise's measures),
+set against the round trip, as comparison.json, a table and comparison.png in the sweep's folder.
+Reads only the run folders, so `invoke check` on a sweep folder makes it again.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.markup import escape
+from rich.table import Table
+
+from .. import ui
+from ..results.folder import write_json
+from ..spec.sweep import shown
+from . import measures
+from .measures import RTT_CONFIGURED, RTT_MEASURED
+from .plots import pyplot
+
+# Below this round trip a ratio to it says more about the clock than about TCP.
+MIN_RTT_FOR_RATIO_MS = 1.0
+
+
+def compare(folder: Path, sweep: dict) -> bool:
+    """Writes comparison.json and comparison.png, prints the table; True if every run ran and passed."""
+    runs = [_run(folder, r) for r in sweep["runs"]]
+    groups: dict[str, list[str]] = {}
+    for r in runs:
+        for group, figures in r["figures"].items():
+            names = groups.setdefault(group, [])
+            names += [n for n in figures if n not in names]
+    passed = bool(runs) and all(r["passed"] for r in runs)
+    picture = _draw(folder, sweep, runs, groups) if groups else None
+    write_json(folder / "comparison.json", {"exercise": sweep.get("exercise"), "parameter": sweep["parameter"],
+                                            "passed": passed, "groups": groups, "runs": runs, "plot": picture})
+    _print(sweep, runs, groups)
+    if picture:
+        ui.step(f"picture: {folder / picture}" if picture.endswith(".png") else f"picture {picture}")
+    done = sum(r["ran"] for r in runs)
+    ui.console.print("[bold green]PASSED[/bold green]" if passed else "[bold red]FAILED[/bold red]",
+                     f"{sum(r['passed'] for r in runs)}/{len(runs)} runs passed" + ("" if done == len(runs) else f" ({len(runs) - done} not run)"))
+    return passed
+
+
+def _run(folder: Path, spec: dict) -> dict[str, Any]:
+    sub = folder / spec["folder"]
+    out: dict[str, Any] = {"value": spec.get("value"), "folder": spec["folder"], "ran": False, "passed": False,
+                           "checks": "", "failed": [], "figures": {}, "problems": []}
+    report = sub / "report.json"
+    if not report.exists():
+        out["problems"].append(f"{spec['folder']}: not run (no report.json)")
+        return out
+    try:
+        data = json.loads(report.read_text())
+        checks = data.get("checks") or []
+        out.update(ran=True, passed=bool(data.get("passed")), checks=f"{sum(bool(c['passed']) for c in checks)}/{len(checks)}",
+                   failed=[str(c["name"]) for c in checks if not c["passed"]])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        out["problems"].append(f"{spec['folder']}/report.json is not a tcplab report ({type(e).__name__}: {e})")
+        return out
+    out["figures"], out["problems"] = measures.run(sub)
+    return out
+
+
+def _ratio(ms: Optional[float], run: dict) -> Optional[float]:
+    """A figure in round trips: against the measured RTT, where the configured one is long enough to mean something."""
+    flat = measures.flat(run["figures"])
+    configured, measured = flat.get(RTT_CONFIGURED), flat.get(RTT_MEASURED)
+    if ms is None or not measured or (configured is not None and configured < MIN_RTT_FOR_RATIO_MS):
+        return None
+    return ms / measured
+
+
+def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
+    p = sweep["parameter"]
+    table = Table(title=escape(f"{sweep.get('exercise')}: {p} swept ({sweep.get('help', '')}); ms (in round trips)"),
+                  show_lines=False, expand=False)
+    table.add_column("", style="bold", no_wrap=True)
+    for r in runs:
+        table.add_column(escape(f"{p}={shown(r['value'])}"), justify="right")
+    table.add_row("checks", *[("[green]PASS[/green] " if r["passed"] else "[bold red]FAIL[/bold red] " if r["ran"] else "[dim]not run[/dim]")
+                              + r["checks"] for r in runs])
+    for group, names in groups.items():
+        table.add_row(f"[dim]{escape(group)}[/dim]", *[""] * len(runs))
+        for name in names:
+            cells = []
+            for r in runs:
+                ms = measures.flat(r["figures"]).get(name)
+                ratio = _ratio(ms, r) if name not in (RTT_CONFIGURED, RTT_MEASURED) else None
+                cells.append("-" if ms is None else f"{ms:.{3 if ms < 10 else 2 if ms < 1000 else 0}f}" + (f" ({ratio:.2f})" if ratio is not None else ""))
+            table.add_row(escape(f" {name}"), *cells)
+    ui.console.print(table)
+    for r in runs:
+        if r["failed"]:
+            ui.error(f"{p}={shown(r['value'])}: failed {', '.join(r['failed'])} (see {r['folder']}/report.json)")
+        for problem in r["problems"]:
+            ui.warn(f"{p}={shown(r['value'])}: {problem}")
+
+
+def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> str:
+    """One panel per group of figures, in ms against the swept value, with the configured RTT dashed;
+    a last panel with every figure in round trips. A picture that cannot be drawn never hides the verdict."""
+    try:
+        plt = pyplot()
+        p = sweep["parameter"]
+        xlabel = f"{p}: {sweep['help']}" if sweep.get("help") else p
+        done = [r for r in runs if r["ran"] and isinstance(r["value"], (int, float))]
+        xs = [r["value"] for r in done]
+        panels = len(groups) + 1
+        cols = 2
+        fig, axes = plt.subplots((panels + cols - 1) // cols, cols, figsize=(12, 4.2 * ((panels + cols - 1) // cols)), squeeze=False)
+        flat_axes = list(axes.flat)
+        for ax, (group, names) in zip(flat_axes, groups.items()):
+            for name in names:
+                ys = [measures.flat(r["figures"]).get(name) for r in done]
+                style = dict(ls="--", color="grey") if name == RTT_CONFIGURED else dict(marker="o")
+                ax.plot(xs, [float("nan") if y is None else y for y in ys], label=name, **style)
+            ax.set_title(group, fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("ms")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        ax = flat_axes[len(groups)]
+        for names in groups.values():
+            for name in names:
+                if name in (RTT_CONFIGURED, RTT_MEASURED):
+                    continue
+                ys = [_ratio(measures.flat(r["figures"]).get(name), r) for r in done]
+                if any(y is not None for y in ys):
+                    ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", label=name)
+        ax.axhline(1.0, ls="--", color="grey", label="1 RTT")
+        ax.set_title(f"in round trips (measured RTT; runs with an RTT of {MIN_RTT_FOR_RATIO_MS:g} ms or more)", fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("RTTs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        for extra in flat_axes[panels:]:
+            extra.set_visible(False)
+        fig.suptitle(f"{sweep.get('exercise')}: {sweep.get('title', '')}, {p} swept")
+        fig.tight_layout()
+        fig.savefig(folder / "comparison.png", dpi=100)
+        plt.close(fig)
+        return "comparison.png"
+    except Exception as e:  # noqa: BLE001
+        return f"comparison.png not drawn: {type(e).__name__}: {e}"

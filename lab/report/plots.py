@@ -1,0 +1,90 @@
+"""Pictures drawn from a results folder, as PNG beside report.json: each side's advertised window and
+the throughput over time. Like checks, they read only the folder, and exercise.yml lists them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis import tcpflow as tf
+from ..analysis.context import Context
+from ..spec.functions import plot
+
+
+def pyplot():
+    """matplotlib, loaded when a picture is drawn: importing it takes about half a second, which no
+    command that draws nothing should pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on lab machines or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _columns(flow: tf.Flow):
+    t = flow.table.ts[flow.rows]
+    return t - t[0], t[0]
+
+
+@plot
+def window(ctx: Context, out: Path, capture: str, client: str) -> Path:
+    """The advertised window of each side over time, zero-window periods shaded, window probes marked."""
+    plt = pyplot()
+    flow = ctx.client_flow(capture, client)
+    t, _ = _columns(flow)
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for ax, (side, is_server) in zip(axes, ((tf.SERVER, True), (tf.CLIENT, False))):
+        mine = (flow.from_server == is_server) & ((flow.labels & tf.BIT[tf.RST_]) == 0)
+        ts, win = t[mine], flow.window[mine]
+        keep = np.ones(len(win), dtype=bool)
+        keep[1:-1] = (win[1:-1] != win[:-2]) | (win[1:-1] != win[2:])  # only the changes: a million points draw slowly
+        ax.step(ts[keep], win[keep] / 1024, where="post", color="tab:blue", lw=1)
+        zero = win == 0
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], zero.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            end = ts[b] if b < len(ts) else t[-1]
+            ax.axvspan(ts[a], end, color="tab:red", alpha=0.15, lw=0)
+        peer_probes = (flow.from_server != is_server) & ((flow.labels & tf.BIT[tf.ZERO_WINDOW_PROBE]) != 0)
+        if peer_probes.any():
+            ax.plot(t[peer_probes], np.zeros(int(peer_probes.sum())), "v", color="tab:red", ms=7, label="window probe from the peer")
+            ax.legend(loc="upper right")
+        who = flow.server if is_server else flow.client
+        ax.set_ylabel(f"{side} window (KiB)")
+        ax.set_title(f"window advertised by the {side} {who[0]}:{who[1]}; zero window shaded", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("seconds since the first packet")
+    fig.suptitle(f"TCP window chart: {flow}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+@plot
+def throughput(ctx: Context, out: Path, capture: str, client: str) -> Path:
+    """Bytes the server acknowledged per interval: the transfer's rate, with stalls at zero."""
+    flow = ctx.client_flow(capture, client)
+    t, _ = _columns(flow)
+    acks = flow.from_server & ((flow.labels & tf.BIT[tf.RST_]) == 0)
+    ts, acked = t[acks], np.maximum.accumulate(flow.rel_ack[acks]) if acks.any() else np.zeros(0)
+    span = float(t[-1]) if len(t) else 1.0
+    width = max(0.01, span / 400)
+    bins = np.arange(0.0, span + width, width)
+    rate = np.zeros(len(bins) - 1)
+    if len(ts):
+        idx = np.searchsorted(ts, bins[1:], side="right") - 1
+        level = np.where(idx >= 0, acked[np.maximum(idx, 0)], 0)
+        rate = np.diff(np.concatenate([[0], level])) / width / 1e6
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.step(bins[1:], rate, where="pre", color="tab:green", lw=1)
+    ax.set_xlabel("seconds since the first packet")
+    ax.set_ylabel("MB/s acknowledged")
+    ax.set_title(f"throughput of {flow} ({width * 1000:.0f} ms bins)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

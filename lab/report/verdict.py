@@ -1,0 +1,52 @@
+"""The verdict on a results folder: its checks run, its pictures drawn, report.json written (each
+check's name, passed, expected, observed, detail and hint, the overall verdict, the pictures), and
+the verdict printed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import checks, ui
+from ..analysis.context import Context
+from ..results.folder import write_json
+from ..spec import functions
+from . import plots, statediagram  # noqa: F401  (importing registers the plots)
+from . import tables
+
+
+def check_folder(folder: Path) -> bool:
+    """Runs the checks recorded in a results folder, writes report.json, prints the verdict; True if all pass."""
+    ctx = Context(folder)  # one view for checks and plots: each capture is analysed once
+    manifest = ctx.manifest
+    results = [r.to_dict() for r in checks.from_outcomes(functions.run(ctx, "check"))]
+    timeline_ok = not manifest.get("timeline_error")
+    passed = bool(results) and all(r["passed"] for r in results) and timeline_ok
+    pictures = draw(ctx)
+    write_json(folder / "report.json", {"exercise": manifest.get("exercise"), "passed": passed, "checks": results, "plots": pictures})
+    title = f"{manifest.get('exercise')} on {manifest.get('backend')}: " + ", ".join(
+        f"{k}={v}" for k, v in (manifest.get("parameters") or {}).items()
+    )
+    tables.verdict(title, results)
+    for r in results:
+        if r.get("table"):
+            tables.detail(r["name"], r["table"])
+    if not timeline_ok:
+        ui.error(f"the timeline did not complete: {manifest['timeline_error']}")
+    if not results:
+        ui.error("this results folder lists no checks, so nothing was verified")
+    for p in pictures:
+        ui.step(f"picture: {folder / p}" if p.endswith((".png", ".svg")) else f"picture {p}")
+    ui.console.print("[bold green]PASSED[/bold green]" if passed else "[bold red]FAILED[/bold red]",
+                     f"{sum(r['passed'] for r in results)}/{len(results)} checks")
+    return passed
+
+
+def draw(ctx: Context) -> list[str]:
+    """Draws the plots the manifest lists; returns the files made, and for a plot that could not be
+    drawn, why (a picture never hides the verdict)."""
+    made: list[str] = []
+    for o in functions.run(ctx, "plot"):
+        if o.ok:
+            made += [p.name for p in o.value] if isinstance(o.value, list) else [Path(o.value).name]
+        else:
+            made.append(f"{o.name}.png not drawn: {o.problem}")
+    return made
