@@ -90,14 +90,18 @@ def list_(c):
 
 @task(
     help={
-        "seconds": "seconds of bulk transfer to capture (default 8: about a million packets here)",
-        "tshark_packets": "packets tshark analyses for its rate (default 100000; it is slow)",
-        "capture": "analyse this pcap instead of making one (made and kept there if it does not exist)",
+        "parts": "which figures, a comma list of analyzer, docker, overhead, parallel (default: all)",
+        "seconds": "analyzer: seconds of bulk transfer to capture (default 8: about a million packets here)",
+        "tshark_packets": "analyzer: packets tshark analyses for its rate (default 100000; it is slow)",
+        "capture": "analyzer: analyse this pcap instead of making one (made and kept there if it does not exist)",
+        "repeat": "overhead: runs of each, whose medians are printed (default 5)",
+        "labs": "parallel: Docker labs started at once (default 20)",
     }
 )
-def bench(c, seconds=8.0, tshark_packets=100000, capture=None):
-    """Print figures: the analyzer's packets per second beside tshark's, and Docker lab up+down beside the docker CLI's."""
-    _run("bench.run", float(seconds), int(tshark_packets), capture)
+def bench(c, parts="analyzer,docker,overhead,parallel", seconds=8.0, tshark_packets=100000, capture=None, repeat=5, labs=20):
+    """Print figures beside what a user would use instead: the analyzer against tshark, a Docker lab
+    against the docker CLI, `up`'s overhead against a raw iproute2 script, twenty Docker labs at once."""
+    _run("bench.run", float(seconds), int(tshark_packets), capture, parts, int(repeat), int(labs))
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})

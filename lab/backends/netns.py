@@ -45,15 +45,16 @@ class NetnsBackend(LocalFiles, Backend):
 
     def create(self, topology: Topology, state: LabState) -> None:
         existing = set(list_netns())
-        for node in topology.nodes:
-            ns = self.netns(node)
+        names = [self.netns(node) for node in topology.nodes]
+        for ns in names:
             if ns in existing:
                 raise LabError(
                     f"network namespace {ns} already exists but lab {self.lab} did not make it this time: "
                     f"`invoke down --lab {self.lab}` removes it, or choose another --lab"
                 )
-            state.add_namespace(ns)
-            _ip("netns", "add", ns)
+        for ns in names:
+            state.add_namespace(ns)  # each recorded before any is made
+        wiring.run(["ip", "-batch", "-"], stdin="".join(f"netns add {ns}\n" for ns in names))
         wiring.wire(topology, self.netns, self.lab)
         for host, values in self.sysctls.items():
             for name, value in values.items():

@@ -20,7 +20,7 @@ from ..spec.exercise import Exercise
 from ..spec.steps import KINDS, Capture, Step
 from ..spec.topology import Impairment
 from .impairments import Impairments
-from .processes import POLL, stop
+from .processes import stop, wait_until
 
 STOP_GRACE, CAPTURE_GRACE = 3.0, 5.0  # seconds before SIGKILL: programs, tcpdump (flushing its buffer)
 
@@ -85,23 +85,32 @@ class Run:
         return self.programs[program]
 
     def wait_for(self, proc: Process, seen: Callable[[str, str], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            out = self.hosts.read_file(proc.host, proc.stdout).decode(errors="replace")
-            err = self.hosts.read_file(proc.host, proc.stderr).decode(errors="replace")
-            if seen(out, err):
-                return
+        def output() -> tuple[str, str]:
+            return (self.hosts.read_file(proc.host, proc.stdout).decode(errors="replace"),
+                    self.hosts.read_file(proc.host, proc.stderr).decode(errors="replace"))
+
+        exited: list[int] = []
+
+        def done() -> bool:
+            if seen(*output()):
+                return True
             status = proc.poll()
-            if status is not None:
-                # One last read: the program may have printed the line just before exiting.
-                out = self.hosts.read_file(proc.host, proc.stdout).decode(errors="replace")
-                if seen(out, self.hosts.read_file(proc.host, proc.stderr).decode(errors="replace")):
-                    return
-                tail = (err.strip().splitlines() or ["no output"])[-1]
-                raise TimelineError(f"{proc.name} on {proc.host} exited with status {status} before {what.replace(proc.name + ' ', '', 1)}: {tail}")
-            if time.monotonic() > deadline:
-                raise TimelineError(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(POLL)
+            if status is None:
+                return False
+            # One last read: the program may have printed the line just before exiting.
+            if seen(*output()):
+                return True
+            exited.append(status)
+            return True
+
+        if not wait_until(done, timeout):
+            raise TimelineError(f"timed out after {timeout:g} s waiting for {what}")
+        if exited:
+            tail = (output()[1].strip().splitlines() or ["no output"])[-1]
+            raise TimelineError(f"{proc.name} on {proc.host} exited with status {exited[0]} before {what.replace(proc.name + ' ', '', 1)}: {tail}")
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        return wait_until(done, timeout)
 
     def stop(self, processes: list[Process], sig: int, grace: float) -> None:
         stop(processes, sig, grace)

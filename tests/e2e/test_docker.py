@@ -171,3 +171,16 @@ def test_exercise_sysctls_are_set_on_either_backend(tmp_path, backend):
     # Kept in jiffies by the kernel: 1000 ms is whole jiffies at any HZ, so it reads back unchanged.
     assert m["sysctls"]["source"]["net.ipv4.tcp_invalid_ratelimit"] == "1000"
     assert m["sysctls"]["dest"]["net.ipv4.tcp_keepalive_time"] == "7200"  # only the host that asked
+
+
+def test_twenty_docker_labs_at_once_all_pass(client, tmp_path):
+    """Twenty `up exercise2 --backend docker` started together: each lists, creates and removes its
+    containers while the others do the same, and none may see another's removals as an error."""
+    labs = [f"e2edc{i}" for i in range(20)]
+    procs = [start(*with_sets("exercise2", lab, EX2_FAST, "--backend", "docker", "--results", str(tmp_path / lab))) for lab in labs]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for lab, p, out in zip(labs, procs, outs):
+        assert "Traceback" not in out, f"{lab}:\n{out}"
+        assert p.returncode == 0, f"{lab}:\n{out}"
+        assert report(tmp_path / lab)["passed"]
+        assert containers(client, lab) == [] and links(lab) == []

@@ -43,3 +43,23 @@ def test_an_upward_import_or_a_cycle_breaks_a_contract(tmp_path, module, line, b
         f.write("\n\n" + line)
     r = lint(tmp_path)
     assert r.returncode != 0 and broken in r.stdout, r.stdout + r.stderr
+
+
+def modules_after(code: str) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    return set(json.loads(r.stdout.splitlines()[-1]))
+
+
+def test_loading_an_exercise_draws_nothing():
+    """matplotlib (half a second to import) loads only when a picture is drawn, even for an exercise that has plots."""
+    loaded = modules_after("import lab.cli.catalog\nfrom lab.spec import exercise\nexercise.load('persist-timer')")
+    assert "matplotlib" not in loaded and "graphviz" not in loaded
+
+
+def test_commands_that_analyse_nothing_import_no_numpy_docker_or_paramiko():
+    loaded = modules_after("import tasks, lab.cli.down, lab.cli.status")
+    assert not {"numpy", "matplotlib", "docker", "paramiko"} & loaded

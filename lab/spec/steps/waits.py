@@ -12,8 +12,6 @@ from ...errors import TimelineError
 from ..yamlfile import Fields
 from .base import NUMBER, PROGRAM, STRING, Run, Scenario, Step, StepKind
 
-POLL = 0.02
-
 
 class Wait(StepKind):
     """Waits until a program reports a JSON event (`event`) or prints a line matching `line`."""
@@ -63,11 +61,8 @@ class WaitExit(StepKind):
         proc = run.started(step.args["program"], step.where)
         timeout = step.args["timeout"]
         with ui.waiting(f"wait for {proc.name} to exit (up to {timeout:g} s)"):
-            deadline = time.monotonic() + timeout
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    raise TimelineError(f"{proc.name} did not exit within {timeout:g} s")
-                time.sleep(POLL)
+            if not run.wait_until(lambda: proc.poll() is not None, timeout):
+                raise TimelineError(f"{proc.name} did not exit within {timeout:g} s")
         entry["exit_status"] = proc.poll()
         ui.step(f"{proc.name} exited with status {proc.poll()}")
 
