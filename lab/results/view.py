@@ -1,0 +1,65 @@
+"""A read-only view of one results folder: its manifest, where each capture's file is, the programs'
+JSON events, the timeline's step times. lab/analysis/context.py adds what the captures and traces
+mean; checks, plots and measures read a folder through that."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import MissingInput
+from . import manifest as manifest_mod
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng")
+
+
+class ResultsFolder:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.manifest: dict[str, Any] = manifest_mod.read(folder)
+
+    def variables(self) -> dict[str, Any]:
+        """What check, plot and measure arguments may name: the run's parameters, `{<host>.ip}` and `{lab}`."""
+        return manifest_mod.variables(self.manifest)
+
+    @property
+    def hz(self) -> Optional[int]:
+        """The capturing machine's HZ; None when it was unknown (the model then takes the widest tolerance)."""
+        hz = (self.manifest.get("kernel") or {}).get("hz")
+        return int(hz) if hz else None
+
+    def capture_file(self, capture: str) -> Path:
+        for suffix in CAPTURE_SUFFIXES:
+            path = self.folder / f"{capture}{suffix}"
+            if path.exists():
+                return path
+        # A capture point the backend lacked (an SSH inventory without an observer) is stood for by
+        # another capture, the first the manifest lists as doing so (source before dest).
+        for c in self.manifest.get("captures") or []:
+            if isinstance(c, dict) and capture in (c.get("stands_for") or []) and (self.folder / f"{c.get('name')}.pcap").exists():
+                return self.folder / f"{c['name']}.pcap"
+        raise MissingInput(f"capture {capture}.pcap is missing from the results folder")
+
+    def events(self, program: str) -> list[dict]:
+        path = self.folder / f"{program}.log"
+        if not path.exists():
+            raise MissingInput(f"log {path.name} is missing from the results folder")
+        out = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # programs may print other lines; only JSON events count
+            if isinstance(ev, dict) and "event" in ev:
+                out.append(ev)
+        return out
+
+    def event(self, program: str, name: str) -> Optional[dict]:
+        return next((e for e in self.events(program) if e["event"] == name), None)
+
+    def step_times(self, kind: str) -> tuple[float, float]:
+        """When the timeline's first step of this kind started and finished (wall clock, as the captures)."""
+        for entry in self.manifest.get("timeline") or []:
+            if entry.get("step") == kind and "finished" in entry:
+                return float(entry["started"]), float(entry["finished"])
+        raise MissingInput(f"the manifest's timeline has no completed {kind!r} step")
