@@ -99,9 +99,74 @@ def list_(c):
     }
 )
 def bench(c, parts="analyzer,docker,overhead,parallel", seconds=8.0, tshark_packets=100000, capture=None, repeat=5, labs=20):
-    """Print figures beside what a user would use instead: the analyzer against tshark, a Docker lab
-    against the docker CLI, `up`'s overhead against a raw iproute2 script, twenty Docker labs at once."""
+    """Print figures, each beside what a user would use instead (tshark, the docker CLI, raw iproute2).
+
+    The analyzer against tshark, a Docker lab against the docker CLI, `up`'s overhead against a raw
+    iproute2 script, twenty Docker labs at once.
+    """
     _run("bench.run", float(seconds), int(tshark_packets), capture, parts, int(repeat), int(labs))
+
+
+HANDS_ON = {
+    "lab": "lab name (default tcplab)",
+}
+
+
+@task(
+    iterable=["set_"],
+    help={
+        "exercise": "exercise to do by hand (see `invoke list`; each has hands-on steps)",
+        "lab": "lab name: every namespace, container and file is named after it (default tcplab)",
+        "backend": "where hosts live: netns (the default), docker, or ssh (machines named in --inventory)",
+        "inventory": "with --backend ssh: YAML file naming the source, dest and (optional) observer machines",
+        "accept_new_host_keys": "with --backend ssh: trust machines whose host key is not in known_hosts yet",
+        "set_": "a parameter for the steps' commands, name=value; repeatable",
+    },
+)
+def start(c, exercise, lab="tcplab", backend="netns", set_=None, inventory=None, accept_new_host_keys=False):
+    """Bring a lab up for an exercise done by hand, and print its steps with this lab's commands.
+
+    The lab's own capture runs, the exercise's programs wait in each host's folder, nothing else is
+    started. Exit 2 for bad input.
+    """
+    _run("handson.start", exercise, lab, backend, set_ or [], inventory, accept_new_host_keys)
+
+
+@task(help=HANDS_ON)
+def steps(c, lab=None):
+    """Print a hands-on lab's steps again, marking those tcplab has seen done."""
+    _run("handson.steps", lab)
+
+
+@task(help={"host": "source, dest or observer", **HANDS_ON})
+def shell(c, host, lab=None):
+    """An interactive root shell on a hands-on lab's host, in its folder with the exercise's programs."""
+    _run("handson.shell", host, lab)
+
+
+@task(name="exec", help={"host": "source, dest or observer", "command": "one shell command line, quoted", **HANDS_ON})
+def exec_(c, host, command, lab=None):
+    """Run one command line on a hands-on lab's host, in its folder; its output here, its exit status ours."""
+    _run("handson.exec_", host, command, lab)
+
+
+@task(help=HANDS_ON)
+def watch(c, lab=None):
+    """A live view of a hands-on lab's capture, the kernel model's next expected event, the steps done.
+
+    Ctrl-C stops watching and leaves the lab as it is.
+    """
+    _run("handson.watch", lab)
+
+
+@task(help={**HANDS_ON, "results": "results folder (default results/<lab>-<exercise>-<timestamp>/)",
+            "keep": "leave the lab up afterwards; remove it with `invoke down`"})
+def finish(c, lab=None, results=None, keep=False):
+    """Stop what was started on a hands-on lab, collect every capture and log, judge them, tear down.
+
+    Exit status as for `up`; `invoke check DIR` judges the folder again.
+    """
+    _run("handson.finish", lab, results, keep)
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})

@@ -65,3 +65,18 @@ def nft_table(lab: str) -> str:
 def trace_instance(lab: str, host: Optional[str] = None) -> str:
     """The lab's tracefs instance; with `host`, one per machine (an SSH lab's machines may share a kernel)."""
     return f"{PREFIX}_{lab}" + (f"_{host}" if host else "")
+
+
+# A hands-on lab's record, on each host, of what the host had before the person came (lab/onhost/handson.py).
+HANDSON_BASELINE = "handson-baseline.json"
+
+
+def handson_mark(lab: str, host: str) -> str:
+    """The TCPLAB_MARK value of every process a person starts on a host of the lab (`invoke shell`, `exec`)."""
+    return f"{lab}/{host}"
+
+
+def keeper_log(lab: str) -> Path:
+    """A hands-on lab's keeper's log: beside the state folder, not in it (the teardown removes that, and
+    a keeper that failed leaves its log for `start` to show and `down` to remove)."""
+    return STATE_ROOT / f"{lab}.keeper.log"

@@ -8,13 +8,20 @@ kernel reports: ETIMEDOUT after a keepalive abort.
 import argparse
 import errno
 import json
+import os
 import socket
 import sys
 import time
 
 
+# Set by `invoke shell` (hands-on mode): a folder of the lab's where the JSON events go, one file per
+# run of the program, so the terminal shows only the readable text on stderr.
+EVENTS = os.environ.get("TCPLAB_EVENTS")
+OUT = open(os.path.join(EVENTS, "%s-%d.log" % (os.path.splitext(os.path.basename(sys.argv[0]))[0], os.getpid())), "a") if EVENTS else sys.stdout
+
+
 def emit(event, **fields):
-    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), flush=True)
+    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), file=OUT, flush=True)
 
 
 def say(text):
@@ -91,4 +98,9 @@ def fail(e, when):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C at a hands-on shell: said in the log, so the verdict can tell
+        emit("interrupted")
+        say("interrupted (Ctrl-C): the socket closes and the kernel stops probing")
+        sys.exit(130)

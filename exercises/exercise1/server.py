@@ -6,6 +6,7 @@ event per line on stdout and a readable account on stderr; stops on SIGTERM or S
 """
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -13,8 +14,14 @@ import threading
 import time
 
 
+# Set by `invoke shell` (hands-on mode): a folder of the lab's where the JSON events go, one file per
+# run of the program, so the terminal shows only the readable text on stderr.
+EVENTS = os.environ.get("TCPLAB_EVENTS")
+OUT = open(os.path.join(EVENTS, "%s-%d.log" % (os.path.splitext(os.path.basename(sys.argv[0]))[0], os.getpid())), "a") if EVENTS else sys.stdout
+
+
 def emit(event, **fields):
-    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), flush=True)
+    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), file=OUT, flush=True)
 
 
 def say(text):

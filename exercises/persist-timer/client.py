@@ -9,6 +9,7 @@ TcpExtTCPWinProbe) say whether the persist timer really sent window probes.
 import argparse
 import hashlib
 import json
+import os
 import select
 import socket
 import struct
@@ -19,8 +20,14 @@ import time
 BLOCKED = 0.5
 
 
+# Set by `invoke shell` (hands-on mode): a folder of the lab's where the JSON events go, one file per
+# run of the program, so the terminal shows only the readable text on stderr.
+EVENTS = os.environ.get("TCPLAB_EVENTS")
+OUT = open(os.path.join(EVENTS, "%s-%d.log" % (os.path.splitext(os.path.basename(sys.argv[0]))[0], os.getpid())), "a") if EVENTS else sys.stdout
+
+
 def emit(event, **fields):
-    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), flush=True)
+    print(json.dumps({"event": event, "mono": time.monotonic(), "wall": time.time(), **fields}), file=OUT, flush=True)
 
 
 def tcp_info(sock):

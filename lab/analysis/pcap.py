@@ -1,4 +1,5 @@
-"""Fast reader of classic pcap files into a table of TCP segments (one numpy column per field).
+"""Fast reader of captures (classic pcap, and pcapng by lab/analysis/pcapng.py) into a table of TCP
+segments (one numpy column per field).
 
 Captures of bulk transfers run to millions of packets: a scapy object per packet is about a hundred
 times too slow, so the file is read whole, one Python loop finds where each record starts, and every
@@ -15,6 +16,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..errors import LabError
+from . import pcapng
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -75,29 +77,31 @@ class SegmentTable:
 
 
 def read_table(path: Path) -> SegmentTable:
+    """Every TCP segment of a capture, classic pcap (tcpdump -w) or pcapng (Wireshark, tshark -w)."""
     try:
         buf = Path(path).read_bytes()
     except OSError as e:
         raise LabError(f"{path}: cannot open capture: {e.strerror}") from None
     if len(buf) < 24:
-        raise LabError(f"{path}: not a pcap file (too short); was the capture stopped before it started?")
-    if buf[:4] == b"\x0a\x0d\x0d\x0a":
-        raise LabError(f"{path}: pcapng is not supported; convert with `editcap -F pcap {path} out.pcap`")
-    if buf[:4] not in MAGIC:
-        raise LabError(f"{path}: not a pcap file (unknown magic {buf[:4].hex()})")
-    endian, tick = MAGIC[buf[:4]]
-    linktype = struct.unpack(endian + "I", buf[20:24])[0] & 0x0FFFFFFF
-
-    starts, lengths = _records(buf, endian)
-    b = np.frombuffer(buf, dtype=np.uint8)
-    header = _Words(buf, endian)
-    ts_sec = header.u32(starts - 16)
-    ts_frac = header.u32(starts - 12)
-    ts = ts_sec.astype(np.float64) + ts_frac.astype(np.float64) * tick
-    index = np.arange(1, len(starts) + 1, dtype=np.int64)
-
+        raise LabError(f"{path}: not a capture file (too short); was the capture stopped before it started?")
     w = _Words(buf)
-    net, etype, ok = _network(w, b, starts, lengths, linktype)
+    b = np.frombuffer(buf, dtype=np.uint8)
+    if buf[:4] == pcapng.MAGIC:
+        starts, lengths, ts, links = pcapng.records(path, buf)
+        net, etype, ok = (np.zeros(len(starts), dtype=np.int64), np.zeros(len(starts), dtype=np.int64), np.zeros(len(starts), dtype=bool))
+        for link in np.unique(links).tolist():  # interfaces of different link types: each read by its own rules
+            rows = links == link
+            net[rows], etype[rows], ok[rows] = _network(w, b, starts[rows], lengths[rows], int(link))
+    elif buf[:4] in MAGIC:
+        endian, tick = MAGIC[buf[:4]]
+        linktype = struct.unpack(endian + "I", buf[20:24])[0] & 0x0FFFFFFF
+        starts, lengths = _records(buf, endian)
+        header = _Words(buf, endian)
+        ts = header.u32(starts - 16).astype(np.float64) + header.u32(starts - 12).astype(np.float64) * tick
+        net, etype, ok = _network(w, b, starts, lengths, linktype)
+    else:
+        raise LabError(f"{path}: not a pcap or pcapng file (unknown magic {buf[:4].hex()})")
+    index = np.arange(1, len(starts) + 1, dtype=np.int64)
     return _tcp(buf, w, b, starts, lengths, net, etype, ok, index, ts)
 
 

@@ -20,6 +20,9 @@ from .labstate import LabState
 from .localtrace import StateTrace
 
 
+ONHOST_DIR = Path(sysinfo.__file__).resolve().parent  # lab/onhost: the programs that run on hosts
+
+
 class StateTracer(Protocol):
     """What traces TCP state changes for the trace_states step (lab/backends/localtrace.py, or the SSH agent's)."""
 
@@ -110,6 +113,34 @@ class Backend(ABC):
     def host_names(self, topology: Topology) -> list[str]:
         """The hosts this backend gives the exercise."""
         return list(topology.nodes)
+
+    # --- hands-on mode: a person at a shell on the hosts ---------------------------------------------
+
+    def student_dir(self, host: str) -> str:
+        """The folder on the host where the person works: the exercise's programs, and their captures."""
+        return self.work_path(host, "work")
+
+    def events_dir(self, host: str) -> str:
+        """Where programs started from the person's shell write their JSON events (TCPLAB_EVENTS)."""
+        return self.work_path(host, "events")
+
+    @abstractmethod
+    def install(self, host: str, files: dict[str, bytes]) -> None:
+        """Writes files into the host's student folder (making it and the events folder), scripts executable."""
+
+    @abstractmethod
+    def onhost(self, host: str, name: str) -> list[str]:
+        """The argv that runs one of lab/onhost's programs on the host (`handson.py`, say)."""
+
+    @abstractmethod
+    def shell(self, host: str, cwd: str, env: dict[str, str], line: Optional[str] = None) -> int:
+        """An interactive root shell on the host in `cwd` with `env` added (or, with `line`, that one
+        command line run there), on this terminal; returns its exit status."""
+
+    def interfaces(self, topology: Topology) -> dict[str, str]:
+        """Each host's data-plane interface: the topology's first with an address (a machine's own over SSH)."""
+        return {n.name: next((i.name for i in n.interfaces.values() if i.ipv4), next(iter(n.interfaces), ""))
+                for n in topology.nodes.values()}
 
     def capture_targets(self, host: str, interface: str) -> list[tuple[str, str]]:
         """Where a capture the exercise asks for on host:interface runs, as (host, interface) pairs."""
@@ -219,3 +250,13 @@ class LocalFiles:
     def fetch(self, host: str, path: str, local: Path) -> None:
         if Path(path).exists():
             shutil.copyfile(path, local)
+
+    def install(self, host: str, files: dict[str, bytes]) -> None:
+        folder = Path(self.student_dir(host))
+        for d in (folder, Path(self.events_dir(host))):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o777)  # the person's programs may run as another user and still write their events
+        for name, data in files.items():
+            path = folder / name
+            path.write_bytes(data)
+            path.chmod(0o755 if data.startswith(b"#!") else 0o644)

@@ -27,20 +27,22 @@ class LabState:
     owner_start: Optional[int] = None
     kept: bool = False
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    namespaces: list[str] = field(default_factory=list)
+    # None: no record (the state file was lost), so `down` goes by the lab's name; []: the run made none.
+    namespaces: Optional[list[str]] = None
     containers: list[str] = field(default_factory=list)
     processes: list[dict] = field(default_factory=list)  # {pid, start, host, name}
     inventory: str = ""  # the SSH backend's inventory file, so `down --lab X` finds the machines
     # Inventory roles the lab has touched; None when unknown (`down --inventory` without a record: all).
     machines: Optional[list[str]] = None
-    traces: list[str] = field(default_factory=list)  # tracefs instances (lab.statetrace)
+    traces: list[str] = field(default_factory=list)  # tracefs instances (lab/backends/localtrace.py)
     mounts: list[str] = field(default_factory=list)  # tracefs mounts of the lab's own
+    mode: str = ""  # "hands-on": a person works on the hosts; its owner is the lab's keeper (lab/handson/keeper.py)
 
     @classmethod
     def owned(cls, lab: str, backend: str, exercise: str) -> "LabState":
         """A new lab's state, owned by this process (so `down` can tell a running lab from a leftover), saved."""
         me = os.getpid()
-        state = cls(lab, backend, exercise, owner_pid=me, owner_start=procs.start_time(me))
+        state = cls(lab, backend, exercise, owner_pid=me, owner_start=procs.start_time(me), namespaces=[])
         state.save()
         return state
 
@@ -55,7 +57,7 @@ class LabState:
         os.replace(tmp, self.dir / STATE_FILE)
 
     def add_namespace(self, name: str) -> None:
-        self.namespaces.append(name)
+        self.namespaces = [*(self.namespaces or []), name]
         self.save()
 
     def add_container(self, name: str) -> None:

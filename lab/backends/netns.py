@@ -5,6 +5,7 @@ work files live in the lab's state folder and "fetching" them is a copy.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..naming import netns_name, netns_prefix
 from ..onhost import procs
 from ..spec.topology import Topology
 from . import wiring
-from .base import Backend, LocalFiles, Process
+from .base import ONHOST_DIR, Backend, LocalFiles, Process
 from .labstate import LabState
 
 
@@ -69,7 +70,7 @@ class NetnsBackend(LocalFiles, Backend):
         # shares the naming scheme was not made by this lab. With no record at all (state lost), `down
         # --lab X` falls back to the lab's name prefix, since the user named the lab.
         present = list_netns()
-        if state.namespaces:
+        if state.namespaces is not None:
             ours = [n for n in present if n in state.namespaces]
         else:
             ours = [n for n in present if n.startswith(netns_prefix(self.lab))]
@@ -108,6 +109,14 @@ class NetnsBackend(LocalFiles, Backend):
     def python(self, host: str, script: Path) -> list[str]:
         # The same interpreter as the orchestrator: it is on this filesystem, and -u keeps events unbuffered.
         return [sys.executable, "-u", str(script)]
+
+    def onhost(self, host: str, name: str) -> list[str]:
+        return [sys.executable, str(ONHOST_DIR / name)]
+
+    def shell(self, host: str, cwd: str, env: dict[str, str], line: Optional[str] = None) -> int:
+        command = ["bash", "-c", line] if line is not None else ["bash", "--noprofile", "--norc", "-i"]
+        path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+        return subprocess.call(["ip", "netns", "exec", self.netns(host), *command], cwd=cwd, env={**os.environ, "PATH": path, **env})
 
 
 def list_netns() -> list[str]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..analysis.context import Context
 from ..spec import functions
-from . import keepalive, latency, lost_update, persist, states  # noqa: F401  (importing registers the checks)
+from . import hints
+from . import keepalive, latency, lost_update, persist, states, student  # noqa: F401  (importing registers the checks)
 from .result import CheckResult
 
 # What a check that could not run shows as observed, and what it needed.
@@ -19,7 +20,14 @@ NOT_RUN = {"unknown": ("a known check", "unknown"), "missing": ("the inputs this
 
 
 def run(folder: Path) -> list[CheckResult]:
-    return from_outcomes(functions.run(Context(folder), "check"))
+    return judge(Context(folder))
+
+
+def judge(ctx: Context) -> list[CheckResult]:
+    """Every check the folder's manifest lists, run; on a hands-on folder, each failure with its hint."""
+    results = from_outcomes(functions.run(ctx, "check"))
+    hints.attach(ctx, results)
+    return results
 
 
 def from_outcomes(outcomes: list[functions.Outcome]) -> list[CheckResult]:

@@ -9,7 +9,7 @@ from ..backends import labstate, localtrace
 from ..backends.labstate import LabState
 from ..backends.preflight import require_root
 from ..errors import LabError
-from ..naming import check_lab_name
+from ..naming import check_lab_name, keeper_log
 from ..onhost import procs
 from . import EXIT_OK, labs
 
@@ -38,12 +38,13 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
             inventory_file = None
             require_root("down")
         if state.owner_alive() and state.owner_pid != os.getpid():
-            # `up` is still running: let it tear its own lab down, then sweep what is left.
-            ui.step(f"lab {name}: stopping its `up` (pid {state.owner_pid})")
+            # `up`, or a hands-on lab's keeper, is still running: let it tear its own lab down, then sweep what is left.
+            ui.step(f"lab {name}: stopping its {'keeper' if state.mode == 'hands-on' else '`up`'} (pid {state.owner_pid})")
             procs.stop(state.owner_pid, state.owner_start, grace=OWNER_GRACE)
             state = labstate.load(name) or state
         removed = backends.get(state.backend, name, inventory_file).destroy(state) + localtrace.remove(state)
         state.remove()
         labstate.drop_lock(name)
+        keeper_log(name).unlink(missing_ok=True)
         ui.console.print(f"lab {name}: " + (f"removed {', '.join(removed)}" if removed else "nothing left to remove"))
     return EXIT_OK

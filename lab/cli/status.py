@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import ui
 from ..backends import labstate
 from ..backends.netns import list_netns
+from ..handson import record as handson_record
 from . import EXIT_OK, labs
 
 
@@ -18,7 +19,10 @@ def status() -> int:
             what = "containers" if name in docker_labs else "namespaces"
             ui.console.print(f"{name}: leftover {what} without a state file; `invoke down --lab {name}` removes them")
             continue
-        if state.owner_alive():
+        rec = handson_record.load(name) if state.mode == "hands-on" else None
+        if state.owner_alive() and rec is not None:
+            how = f"hands-on {state.exercise} (keeper pid {state.owner_pid}): {rec.reached()}"
+        elif state.owner_alive():
             how = f"running `up {state.exercise}` (pid {state.owner_pid})"
         elif state.kept:
             how = f"kept up after {state.exercise} (--keep)"
@@ -27,7 +31,7 @@ def status() -> int:
         if state.backend == "ssh":
             where = f"machines: {', '.join(state.machines or []) or 'none yet'} (inventory {state.inventory})"
         else:
-            present = [ns for ns in list_netns() if ns in state.namespaces]
+            present = [ns for ns in list_netns() if ns in (state.namespaces or [])]
             things = "containers" if state.backend == "docker" else "namespaces"
             where = f"{things}: {', '.join(present) or 'none'}"
         ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; {where}")

@@ -1,5 +1,6 @@
 """`invoke up`: every input checked, then the lab brought up, the exercise run, its folder judged, the
-lab torn down; once per value of a sweep (`--set latency=0,10,20`), then the runs compared."""
+lab torn down; once per value of a sweep (`--set latency=0,10,20`), then the runs compared. Ctrl-C,
+SIGTERM and SIGHUP end a run the same way, with the teardown."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,16 +9,19 @@ from typing import Callable, Optional, Sequence
 from .. import backends, ui
 from ..backends import labstate
 from ..backends.base import Backend
+from ..backends.labstate import LabState
 from ..backends.preflight import require_root, require_tools
-from ..errors import LabError
+from ..errors import LabError, TimelineError
 from ..naming import check_lab_name
 from ..report import comparison, verdict
 from ..results import folder as results
-from ..results import sweepfile
+from ..results import record, sweepfile
+from ..run.lifecycle import clear_leftovers, interrupted, signals_interrupt, teardown
+from ..run.timeline import Run
 from ..spec import exercise as exercise_mod
 from ..spec import sweep as sweep_mod
+from ..spec.exercise import Exercise
 from . import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, catalog  # noqa: F401  (catalog: the names exercises use)
-from .lifecycle import INTERRUPTED, clear_leftovers, interrupted, one_run
 
 
 def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir: Optional[str], keep: bool,
@@ -103,3 +107,54 @@ def _sweep(plan: sweep_mod.Sweep, lab: str, backend: Backend, folder: Path, new_
     if len(finished) < len(plan.values):
         return EXIT_INTERRUPTED if outcome == INTERRUPTED else EXIT_BAD_INPUT
     return EXIT_OK if passed else EXIT_FAILED
+
+
+DONE, INTERRUPTED = "done", "interrupted"  # how one run ended
+
+
+def one_run(ex: Exercise, lab: str, backend: Backend, folder: Path, keep: bool) -> str:
+    """One run into `folder` (made by the caller, removed if it stays empty); DONE or INTERRUPTED."""
+    try:
+        return _run_lab(ex, lab, backend, folder, keep)
+    finally:
+        results.remove_if_empty(folder)
+        backend.close()
+
+
+def _run_lab(ex: Exercise, lab: str, backend: Backend, folder: Path, keep: bool) -> str:
+    """Builds the lab, runs the timeline, writes the manifest; tears down unless kept."""
+    ui.step(f"{ex.name}: {ex.title}")
+    ui.step("parameters: " + ", ".join(f"{k}={v}" for k, v in ex.values.items()))
+    state = LabState.owned(lab, backend.name, ex.name)
+    manifest: dict = {}
+    run: Optional[Run] = None
+    error: Optional[str] = None
+    built = stopped = False
+    try:
+        with signals_interrupt():
+            try:
+                ui.step(f"bring up lab {lab} on {backend.name}: {', '.join(backend.host_names(ex.topology))}")
+                backend.create(ex.topology, state)
+                built = True
+                manifest = record.start(ex, lab, backend, folder)
+                run = Run(ex, backend, state, folder)
+                try:
+                    run.execute()
+                except TimelineError as e:
+                    error = str(e)
+                    ui.error(error)
+                finally:
+                    run.finish()
+            except KeyboardInterrupt:
+                stopped = True
+    finally:
+        if manifest:
+            record.finish(folder, manifest, run.summary() if run else {}, "interrupted" if stopped else error)
+        if keep and built and not stopped:
+            state.kept, state.owner_pid = True, 0
+            state.save()
+        else:
+            teardown(backend, state)
+    return INTERRUPTED if stopped else DONE
+
+

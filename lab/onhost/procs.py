@@ -18,10 +18,11 @@ def start_time(pid: int) -> Optional[int]:
 
 
 def same_process(pid: int, start: Optional[int]) -> bool:
+    """Whether the process still runs (a zombie, dead and waiting for its parent, does not)."""
     if pid <= 0:
         return False
     now = start_time(pid)
-    return now is not None and (start is None or now == start)
+    return now is not None and (start is None or now == start) and not _zombie(pid)
 
 
 def stop(pid: int, start: Optional[int], sig: int = signal.SIGTERM, grace: float = 3.0) -> bool:

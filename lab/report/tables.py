@@ -44,7 +44,8 @@ def _table(title: str, rows: list[dict]) -> None:
 def _blocks(title: str, rows: list[dict]) -> None:
     # Wrapped by hand, not by a rich grid, so no line carries trailing padding into a copy and paste.
     width = max(40, ui.console.width - LABEL - 1)
-    ui.console.print(f"[bold]{escape(title)}[/bold]", soft_wrap=True)
+    for line in textwrap.wrap(title, max(40, ui.console.width)):
+        ui.console.print(f"[bold]{escape(line)}[/bold]", soft_wrap=True)
     for r in rows:
         ui.console.print(f"{_mark(r)} [bold]{escape(r['name'])}[/bold]")
         fields = [("expected", r["expected"], ""), ("observed", r["observed"], "")]

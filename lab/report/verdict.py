@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
+
 from .. import checks, ui
 from ..analysis.context import Context
 from ..results.folder import write_json
@@ -17,7 +19,7 @@ def check_folder(folder: Path) -> bool:
     """Runs the checks recorded in a results folder, writes report.json, prints the verdict; True if all pass."""
     ctx = Context(folder)  # one view for checks and plots: each capture is analysed once
     manifest = ctx.manifest
-    results = [r.to_dict() for r in checks.from_outcomes(functions.run(ctx, "check"))]
+    results = [r.to_dict() for r in checks.judge(ctx)]
     timeline_ok = not manifest.get("timeline_error")
     passed = bool(results) and all(r["passed"] for r in results) and timeline_ok
     pictures = draw(ctx)
@@ -26,6 +28,7 @@ def check_folder(folder: Path) -> bool:
         f"{k}={v}" for k, v in (manifest.get("parameters") or {}).items()
     )
     tables.verdict(title, results)
+    _hands_on(manifest)
     for r in results:
         if r.get("table"):
             tables.detail(r["name"], r["table"])
@@ -50,3 +53,17 @@ def draw(ctx: Context) -> list[str]:
         else:
             made.append(f"{o.name}.png not drawn: {o.problem}")
     return made
+
+
+def _hands_on(manifest: dict) -> None:
+    """A run done by hand: where the judged parameters come from, and what could not be known."""
+    hands = manifest.get("hands_on")
+    if not isinstance(hands, dict):
+        return
+    observed, unknown = hands.get("observed") or {}, hands.get("unknown") or []
+    if observed:
+        ui.console.print("[dim]judged with what the programs set: " + escape(", ".join(f"{k}={manifest['parameters'].get(k)} ({v})"
+                                                                                    for k, v in observed.items())) + "[/dim]")
+    if unknown:
+        ui.warn(f"what the programs set for {', '.join(unknown)} could not be known (no log says): the packets are judged "
+                f"against the exercise's values, " + ", ".join(f"{k}={manifest['parameters'].get(k)}" for k in unknown))

@@ -10,7 +10,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from .. import ui
 from ..backends.base import Backend, Process, StateTracer
@@ -37,10 +37,12 @@ class Run:
         self.tracer: StateTracer = backend.state_tracer(state)
         self.trace_info: dict = {}
 
-    def execute(self) -> None:
+    def execute(self, steps: Optional[list[Step]] = None) -> None:
+        """The topology's impairments, then the steps: the exercise's timeline unless others are given
+        (a hands-on exercise's setup)."""
         for spec in self.exercise.topology.impairments:
             self._step(Step("impair", spec, "topology impairments"), from_topology=True)
-        for step in self.exercise.steps:
+        for step in self.exercise.steps if steps is None else steps:
             self._step(step)
 
     def _step(self, step: Step, **extra: object) -> None:

@@ -9,8 +9,8 @@ An exercise may build on another with `extends:` (a bundled exercise's name, or 
 folder relative to this file). Its mappings (`parameters`, `programs`, `sysctls`) then merge into the
 parent's name by name, a parameter field by field (`keepcnt: {default: 9}` changes the default
 alone); its lists (`timeline`, `checks`, `plots`, `measures`) replace the parent's, or follow them
-when written `{append: [...]}`; `title`, `description` and `topology` replace the parent's. A
-program's script is found relative to the file that names it.
+when written `{append: [...]}`; `title`, `description` and `topology` replace the parent's, and each
+part of `hands_on` the parent's part. A program's script is found relative to the file that names it.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..errors import ConfigError, LabError
+from . import handson as handson_mod
 from . import params as params_mod
 from . import topology as topology_mod
 from . import yamlfile
@@ -28,7 +29,8 @@ from .steps import Program, Step, parse_timeline
 from .steps import required_tools as step_tools
 
 EXERCISE_DIR = Path(__file__).resolve().parents[2] / "exercises"
-TOP_FIELDS = ["extends", "title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots", "measures"]
+TOP_FIELDS = ["extends", "title", "description", "topology", "parameters", "programs", "sysctls", "timeline", "checks", "plots", "measures",
+              "hands_on"]
 MERGED = ("parameters", "programs", "sysctls")  # mappings an extending exercise merges into its parent's
 LISTS = ("timeline", "checks", "plots", "measures")  # lists it replaces, or appends to with {append: [...]}
 SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|netfilter)\.[a-z0-9_.]+$")
@@ -53,6 +55,7 @@ class Exercise:
     plots: list[dict[str, Any]] = field(default_factory=list)
     measures: list[dict[str, Any]] = field(default_factory=list)  # figures a sweep compares across runs
     sysctls: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> {net.ipv4.x: value}
+    hands_on: Optional[handson_mod.HandsOn] = None  # the exercise done by a person (invoke start)
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -118,6 +121,8 @@ def _load(path: Path, overrides: Sequence[str], lab: str, addresses: Optional[di
     ex.checks = FUNCTIONS.parse(path, "check", top.get("checks", list, []))
     ex.plots = FUNCTIONS.parse(path, "plot", top.get("plots", list, []))
     ex.measures = FUNCTIONS.parse(path, "measure", top.get("measures", list, []))
+    if top.has("hands_on"):
+        ex.hands_on = handson_mod.parse(path, top.sub("hands_on"), ex, declared, variables)
     return ex
 
 
@@ -159,7 +164,9 @@ def _merge(top: yamlfile.Fields, base: dict, own: dict) -> dict:
     for key, value in own.items():
         if key == "extends":
             continue
-        if key in MERGED and isinstance(value, dict) and isinstance(base.get(key), dict):
+        if key == "hands_on" and isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = {**base[key], **value}  # its parts (intro, setup, files, steps, observed), each replaced
+        elif key in MERGED and isinstance(value, dict) and isinstance(base.get(key), dict):
             merged = dict(base[key])
             for name, spec in value.items():
                 old = merged.get(name)
@@ -212,5 +219,5 @@ def _parse_sysctls(f: yamlfile.Fields, topo: topology_mod.Topology, variables: d
 
 
 def required_tools(ex: Exercise) -> dict[str, str]:
-    """Commands the exercise's steps need beyond the backend's own (command -> Debian package)."""
-    return step_tools(ex.steps, ex.topology)
+    """Commands the exercise's steps (and its hands-on setup) need beyond the backend's own (command -> Debian package)."""
+    return step_tools(ex.steps + (ex.hands_on.setup if ex.hands_on else []), ex.topology)

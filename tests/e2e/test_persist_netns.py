@@ -3,6 +3,7 @@ checks failing on real captures, and packet-by-packet agreement with Wireshark."
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,11 @@ def test_analyzer_agrees_with_wireshark_on_every_capture(short_runs):
     seen: dict[str, int] = {}
     for pcap in captures:
         assert disagreements(pcap) == {name: [] for name in COMPARED}, pcap
+        # The same capture as Wireshark and `tshark -w` write it, pcapng: the analyzer reads it alike.
+        ng = pcap.with_suffix(".pcapng")
+        subprocess.run(["editcap", "-F", "pcapng", str(pcap), str(ng)], check=True, capture_output=True)
+        assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+        assert disagreements(ng) == {name: [] for name in COMPARED}, ng
         for flags in tshark_flags(pcap).values():
             for f in flags:
                 seen[f] = seen.get(f, 0) + 1

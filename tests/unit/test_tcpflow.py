@@ -1,9 +1,13 @@
 """The analyzer on small captures built with scapy."""
+import struct
+
+import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import CookedLinux
 from scapy.utils import wrpcap
 
 from lab.analysis import tcpflow as tf
+from lab.errors import LabError
 from tests.pcapbuild import CLIENT, SERVER, Conversation, events, read_segments
 
 
@@ -142,3 +146,41 @@ def test_a_capture_whose_first_record_is_cut_short_has_no_segments(tmp_path):
     path.write_bytes(data[: 24 + 16 + 10])
     assert list(read_segments(path)) == []
     assert tf.analyze_file(path) == []
+
+
+def pcapng(blocks: list[tuple[int, bytes]]) -> bytes:
+    """A little-endian pcapng file of the given (block type, body) blocks after its section header."""
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        n = len(body) + 12
+        return struct.pack("<II", kind, n) + body + struct.pack("<I", n)
+
+    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    return shb + b"".join(block(k, b) for k, b in blocks)
+
+
+def test_pcapng_with_two_link_types_and_nanoseconds_reads_as_the_pcap(tmp_path):
+    """What Wireshark writes: an Ethernet and a raw-IP interface, the second in nanoseconds, packets from both."""
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"hello")
+    pcap = tf.analyze_file(c.write(tmp_path / "c.pcap"))[0]
+    eth = struct.pack("<HHI", 1, 0, 65535)
+    raw = struct.pack("<HHI", 101, 0, 65535) + struct.pack("<HHB", 9, 1, 9) + b"\0" * 3 + struct.pack("<HH", 0, 0)
+    blocks = [(1, eth), (1, raw)]
+    for k, pkt in enumerate(c.packets):
+        iface, data = (0, bytes(pkt)) if k % 2 == 0 else (1, bytes(pkt.payload))  # odd packets: IP only
+        t = int(round(float(pkt.time) * (1e6 if iface == 0 else 1e9)))
+        blocks.append((6, struct.pack("<IIIII", iface, t >> 32, t & 0xFFFFFFFF, len(data), len(data)) + data))
+    data = pcapng(blocks)
+    (tmp_path / "c.pcapng").write_bytes(data + data[-40:-10])  # and a last block cut short, as a killed tshark leaves it
+    (flow,) = tf.analyze_file(tmp_path / "c.pcapng")
+    assert labels(flow) == labels(pcap)
+    assert [round(e.ts, 6) for e in events(flow)] == [round(e.ts, 6) for e in events(pcap)]
+    assert [s.index for s in read_segments(tmp_path / "c.pcapng")] == [1, 2, 3, 4]
+
+
+def test_a_pcapng_packet_of_an_undescribed_interface_is_named(tmp_path):
+    (tmp_path / "bad.pcapng").write_bytes(pcapng([(6, struct.pack("<IIIII", 3, 0, 0, 0, 0))]))
+    with pytest.raises(LabError, match="names interface 3, which no interface block describes"):
+        read_segments(tmp_path / "bad.pcapng")

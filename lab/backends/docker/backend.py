@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,12 +37,11 @@ from ...onhost import procs
 from ...spec.exercise import EXERCISE_DIR
 from ...spec.topology import Topology
 from .. import wiring
-from ..base import Backend, LocalFiles, Process
+from ..base import ONHOST_DIR, Backend, LocalFiles, Process
 from ..labstate import LabState
 from . import images
 
 NETNS_DIR = Path("/run/netns")
-ONHOST_DIR = Path(__file__).resolve().parents[2] / "onhost"
 LAB_LABEL, NODE_LABEL = "tcplab.lab", "tcplab.node"
 API_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -173,7 +173,7 @@ class DockerBackend(LocalFiles, Backend):
         with ThreadPoolExecutor(max_workers=max(1, len(found))) as pool:
             gone = list(pool.map(self._remove, found))
         removed += [f"container {container_name(c)}" for c, ok in zip(found, gone) if ok]
-        links = state.namespaces or [p.name for p in NETNS_DIR.glob(netns_prefix(self.lab) + "*")]
+        links = state.namespaces if state.namespaces is not None else [p.name for p in NETNS_DIR.glob(netns_prefix(self.lab) + "*")]
         for name in links:
             link = NETNS_DIR / name
             if link.is_symlink():  # only the links this backend made; a real namespace is not ours to remove here
@@ -231,6 +231,18 @@ class DockerBackend(LocalFiles, Backend):
 
     def python(self, host: str, script: Path) -> list[str]:
         return ["python3", "-u", str(script)]
+
+    def onhost(self, host: str, name: str) -> list[str]:
+        return ["python3", str(ONHOST_DIR / name)]  # lab/onhost is mounted at the same path
+
+    def shell(self, host: str, cwd: str, env: dict[str, str], line: Optional[str] = None) -> int:
+        # The docker CLI, not the SDK: it gives the container's shell this terminal, resizing and all.
+        if shutil.which("docker") is None:
+            raise LabError("the docker command is missing, which a shell in a container needs: `sudo apt-get install -y docker.io`")
+        tty = ["-t"] if line is None and sys.stdin.isatty() else []
+        command = ["bash", "-c", line] if line is not None else ["bash", "--noprofile", "--norc", "-i"]
+        variables = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        return subprocess.call(["docker", "exec", "-i", *tty, "-w", cwd, *variables, self.container(host), *command])
 
 
 def lab_names() -> list[str]:

@@ -14,13 +14,13 @@ import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import paramiko
 
 from ... import ui
 from ...errors import LabError
-from ...naming import iptables_chain, nft_table
+from ...naming import HANDSON_BASELINE, handson_mark, iptables_chain, nft_table
 from ...spec.exercise import Exercise
 from ...spec.inventory import Inventory
 from ...spec.topology import Topology
@@ -40,7 +40,7 @@ class SshBackend(base.Backend):
         self.inventory = inventory
         self.sessions = {role: Session(m, inventory, accept_new_host_keys, lab) for role, m in inventory.machines.items()}
         self.roles = list(inventory.machines)  # narrowed to the exercise's hosts by prepare()
-        self.interfaces: dict[str, str] = {}
+        self.interfaces_found: dict[str, str] = {}  # role -> its data-plane interface, once checked
         self.scripts: dict[str, set[Path]] = {}
         self._facts: dict[str, dict] = {}
 
@@ -82,7 +82,7 @@ class SshBackend(base.Backend):
         problems = [problem for problem, _ in found if problem]
         if problems:
             raise LabError("the machines are not ready:\n  " + "\n  ".join(problems))
-        self.interfaces.update({role: iface for role, (_, iface) in zip(self.roles, found) if iface})
+        self.interfaces_found.update({role: iface for role, (_, iface) in zip(self.roles, found) if iface})
 
     def create(self, topology: Topology, state: LabState) -> None:
         state.inventory, state.machines = str(self.inventory.file), []
@@ -114,7 +114,7 @@ class SshBackend(base.Backend):
             if self.sysctls.get(role):
                 self._set_sysctls(role, self.sysctls[role])
             kernel = self.facts(role)["kernel"]
-            ui.step(f"{s.machine}: ready in {folder}, {kernel['release']}, data plane {s.machine.address or '-'} on {self.interfaces.get(role, '-')}")
+            ui.step(f"{s.machine}: ready in {folder}, {kernel['release']}, data plane {s.machine.address or '-'} on {self.interfaces_found.get(role, '-')}")
 
     def _set_sysctls(self, role: str, values: dict[str, str]) -> None:
         # The machine's own values are written down first, so teardown and `down` put them back.
@@ -150,6 +150,11 @@ class SshBackend(base.Backend):
         folder = s.lab_dir
         if s.is_dir(folder):
             agent.upload(s)  # afresh: the run may have been killed before it was complete
+            if s.read_file(f"{folder}/{HANDSON_BASELINE}"):
+                # A person worked here (hands-on mode): their processes, rules, tables and sysctls go first.
+                undone = s.json(s.run(self.onhost(role, "handson.py") + ["undo", f"{folder}/{HANDSON_BASELINE}", handson_mark(self.lab, role)],
+                                      timeout=60).stdout, "the hands-on helper's answer")
+                removed += [f"{what} on {role}" for what in undone]
             removed += [f"process {name} on {role}" for name in agent.answer(s, "stop-all", folder)]
             removed += [f"{what} on {role}" for what in agent.answer(s, "trace-remove", folder)]
             saved = s.read_file(f"{folder}/sysctls.json")
@@ -195,6 +200,28 @@ class SshBackend(base.Backend):
     def python(self, host: str, script: Path) -> list[str]:
         return ["python3", "-u", f"{self.sessions[host].lab_dir}/programs/{script.parent.name}/{script.name}"]
 
+    def onhost(self, host: str, name: str) -> list[str]:
+        return ["python3", f"{self.sessions[host].lab_dir}/agent/{name}"]  # uploaded with the agent
+
+    def install(self, host: str, files: dict[str, bytes]) -> None:
+        s = self.sessions[host]
+        for folder in (self.student_dir(host), self.events_dir(host)):
+            s.mkdirs(folder)
+            # sudo's programs write here as root, and the SSH user reads it back over SFTP.
+            s.run(["chmod", "0777", folder])
+        for name, data in files.items():
+            s.write_bytes(f"{self.student_dir(host)}/{name}", data, 0o755 if data.startswith(b"#!") else 0o644)
+
+    def shell(self, host: str, cwd: str, env: dict[str, str], line: Optional[str] = None) -> int:
+        command = ["bash", "-c", line] if line is not None else ["bash", "--noprofile", "--norc", "-i"]
+        variables = [f"{k}={v}" for k, v in env.items()]
+        # The working folder travels as an argument, never through the shell's parser.
+        argv = ["env", *variables, "sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", cwd, *command]
+        return self.sessions[host].attached(argv, interactive=line is None)
+
+    def interfaces(self, topology: Topology) -> dict[str, str]:
+        return {**super().interfaces(topology), **self.interfaces_found}
+
     def work_path(self, host: str, filename: str) -> str:
         return f"{self.sessions[host].lab_dir}/{filename}"
 
@@ -205,8 +232,8 @@ class SshBackend(base.Backend):
         """A capture runs on the machine's data-plane interface, whatever the topology calls it; one meant
         for a missing observer runs on source and dest instead."""
         if host in self.roles:
-            return [(host, self.interfaces[host])]
-        return [(r, self.interfaces[r]) for r in ("source", "dest")]
+            return [(host, self.interfaces_found[host])]
+        return [(r, self.interfaces_found[r]) for r in ("source", "dest")]
 
     def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
         return self.sessions[host].read_file(path, offset)
@@ -224,7 +251,7 @@ class SshBackend(base.Backend):
         for role in self.roles:
             m = self.inventory.machines[role]
             machines[role] = {"ssh": f"{m.user}@{m.hostname}:{m.port}", "sudo": m.sudo, "address": m.address,
-                              "interface": self.interfaces.get(role), "kernel": self.facts(role)["kernel"],
+                              "interface": self.interfaces_found.get(role), "kernel": self.facts(role)["kernel"],
                               "tools": self.facts(role)["tools"]}
         return {"machines": machines, "inventory": str(self.inventory.file)}
 

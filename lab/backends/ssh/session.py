@@ -19,7 +19,7 @@ import paramiko
 from ... import ui
 from ...errors import CommandError, LabError
 from ...spec.inventory import Inventory, Machine
-from . import connect
+from . import connect, terminal
 
 # sudo's secure_path, so iptables and tcpdump in /usr/sbin are found also without sudo (root logins).
 REMOTE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -100,6 +100,15 @@ class Session:
                 channel.close()
         return subprocess.CompletedProcess(argv or line, code, out, err)
 
+    def attached(self, argv: Sequence[str], interactive: bool) -> int:
+        """One argv run on this terminal (lab/backends/ssh/terminal.py), as root where the inventory says
+        sudo; with `interactive`, in a pty. Returns its exit status."""
+        try:
+            return terminal.run(self.connect().get_transport(), command_line(argv, self.machine.sudo), interactive)
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise LabError(f"{self.machine}: lost the SSH connection: {e or type(e).__name__}") from None
+
     def json(self, text: str | bytes, what: str) -> Any:
         try:
             return json.loads(text or "null")
@@ -176,6 +185,14 @@ class Session:
             path = f"{path}/{part}"
             if not self.is_dir(path):
                 self.sftp_op("create", path, lambda sftp, p=path: sftp.mkdir(p, 0o700))
+
+    def write_bytes(self, path: str, data: bytes, mode: int) -> None:
+        def write(sftp: paramiko.SFTPClient) -> None:
+            with sftp.open(path, "wb") as f:
+                f.write(data)
+            sftp.chmod(path, mode)
+
+        self.sftp_op("write", path, write)
 
     def mkdir_quietly(self, path: str, mode: int) -> None:
         def make(sftp: paramiko.SFTPClient) -> None:

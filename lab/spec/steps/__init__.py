@@ -27,10 +27,10 @@ KINDS: dict[str, StepKind] = {k.name: k() for k in (
 )}
 
 
-def parse_timeline(path: Path, items: list, scenario: Scenario, variables: Mapping[str, Any]) -> list[Step]:
+def parse_timeline(path: Path, items: list, scenario: Scenario, variables: Mapping[str, Any], section: str = "timeline") -> list[Step]:
     steps: list[Step] = []
     for i, item in enumerate(items):
-        where = f"timeline[{i}]"
+        where = f"{section}[{i}]"
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(path, where, f"a step is a mapping with one key, the step kind; kinds: {', '.join(KINDS)}")
         (name, body), = item.items()

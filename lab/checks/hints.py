@@ -1,0 +1,158 @@
+"""Hints for a hands-on run: what the person most likely did wrong, said on each failed check and
+naming the step to look at again. Read from the results folder alone: the steps with when each was
+seen done, what the hosts showed at the end, the programs' logs, and the lab's capture.
+
+The usual mistakes, in the order they are looked for (the first that fits a check is its hint): no
+capture of one's own; the client's log missing; the client started before the server listened; the
+drop rule added before the client connected, or before the first exchange; the rule on the wrong
+host or port; the client stopped (Ctrl-C) before its kernel gave up; `finish` before the end.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..analysis import tcpflow as tf
+from ..analysis.context import Context
+from ..analysis.kernel_model import KeepaliveModel
+from ..errors import MissingInput
+from .result import CheckResult
+
+
+@dataclass
+class Step:
+    number: int
+    do: str
+    host: Optional[str]
+    when: list  # [[condition kind, its arguments]]
+    done_at: Optional[float]
+
+    def arg(self, kind: str, name: str) -> Any:
+        return next((args.get(name) for k, args in self.when if k == kind), None)
+
+    def __str__(self) -> str:
+        return f"step {self.number} ({self.do})"
+
+
+def attach(ctx: Context, results: list[CheckResult]) -> None:
+    """Gives each failed check of a hands-on folder the hint of the first mistake that explains it."""
+    hands = ctx.manifest.get("hands_on")
+    if not isinstance(hands, dict) or all(r.passed for r in results):
+        return
+    steps = [Step(i + 1, s.get("do", ""), s.get("host"), s.get("when") or [[k, {}] for k in s.get("kinds", [])], s.get("done_at"))
+             for i, s in enumerate(hands.get("steps") or [])]
+    by_kind = {k: s for s in reversed(steps) for k, _ in s.when}
+    for r in results:
+        if r.passed or r.hint:
+            continue
+        try:
+            r.hint = _hint(ctx, r, hands, steps, by_kind)
+        except MissingInput:
+            r.hint = ""
+        except Exception as e:  # noqa: BLE001  (a hint never hides the verdict it explains)
+            r.hint = f"(no hint: {type(e).__name__}: {e})"
+
+
+def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> str:
+    capturing, server, client, drop = (by_kind.get(k) for k in ("capturing", "listening", "exchange", "drop_rule"))
+    last = steps[-1] if steps else None
+    if r.name == "student_capture":
+        if capturing is None:
+            return ""
+        return (f"{capturing}: start tcpdump on {capturing.host} before the client, writing a file with -w, and stop it only "
+                f"after the end (`invoke finish` stops it for you)")
+    program = next((p for p, info in (hands.get("programs") or {}).items() if client and info.get("host") == client.host), None)
+    if program and not (ctx.folder / f"{program}.log").exists():
+        return (f"{client}: the {program}'s log is missing, so what it set could not be known: start it from "
+                f"`invoke shell {client.host}` (its events then reach the lab)")
+    flow = _flow(ctx, program, client)
+    refused = any(e.get("event") == "connect_failed" and e.get("error") == "ECONNREFUSED" for e in _events(ctx, program))
+    if flow is None or refused:
+        if refused or (server and client and (server.done_at is None or (client.done_at and client.done_at < server.done_at))):
+            return f"the client was started before the server listened: {server} first, then {client}" if server else ""
+        return f"{client} was not seen: the client never connected" if client else ""
+    synack = flow.first(tf.SYN_ACK, tf.SERVER)
+    if synack is None:
+        if len(flow.where(tf.RST_, tf.SERVER)):
+            return f"the server refused the connection: it was not listening yet; {server} first, then {client}"
+        return (f"nothing answered the client's SYN: the drop rule ({drop}) was there before the client connected; "
+                f"add it only after the first exchange") if drop else "nothing answered the client's SYN"
+    if not len(flow.where(tf.DATA, tf.SERVER)):
+        return f"the server never replied: the drop rule ({drop}) came before the first exchange; add it after {client}" if drop else ""
+    if drop is not None:
+        wrong = _wrong_rule(hands, drop)
+        if wrong:
+            return f"{drop}: {wrong}"
+        if drop.done_at is None:
+            if len(flow.where(tf.KEEPALIVE_ACK, tf.SERVER)):
+                return f"{drop} did not cut dest off: the server answered the probes, so the connection stayed alive"
+            return f"{drop} was not seen done: no rule dropping port {drop.arg('drop_rule', 'port')} on {drop.arg('drop_rule', 'host')}"
+    events = _events(ctx, program)
+    began = hands.get("finish_began")
+    before = {"before": float(began)} if began else {}  # what came after, `finish` did, stopping the programs
+    if any(e.get("event") == "interrupted" for e in events) or (
+            len(flow.where(tf.FIN_, tf.CLIENT, **before)) and not len(flow.where(tf.RST_, tf.CLIENT, **before))):
+        return (f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails"
+                + (f" ({last})" if last else ""))
+    if not any(e.get("event") == "error" for e in events) and not len(flow.where(tf.RST_, tf.CLIENT, **before)):
+        return _too_early(ctx, flow, hands, last)
+    undone = next((s for s in steps if s.done_at is None), None)
+    return f"{undone} was not seen done" if undone else ""
+
+
+def _events(ctx: Context, program: Optional[str]) -> list[dict]:
+    if not program:
+        return []
+    try:
+        return ctx.events(program)
+    except MissingInput:
+        return []
+
+
+def _flow(ctx: Context, program: Optional[str], client: Optional[Step]) -> Optional[tf.Flow]:
+    """The client's connection in the lab's capture: by its logged port, else the first to the exercise's port."""
+    host = client.host if client else "source"
+    try:
+        return ctx.client_flow(host, program) if program else None
+    except MissingInput:
+        pass
+    port = client.arg("exchange", "port") if client else None
+    try:
+        flows = ctx.flows(host)
+    except MissingInput:
+        return None
+    return next((f for f in flows if port is None or f.server[1] == int(port)), None)
+
+
+def _wrong_rule(hands: dict, drop: Step) -> str:
+    """A drop rule the person added where it does not cut the connection: on another host, or for another port."""
+    want_host, port = drop.arg("drop_rule", "host"), drop.arg("drop_rule", "port")
+    facts = hands.get("facts") or {}
+    for host, f in facts.items():
+        for rule in f.get("iptables") or []:
+            if not rule.startswith("-A ") or not re.search(r"-j (DROP|REJECT)\b", rule):
+                continue
+            ports = re.findall(r"--(?:d|s)ports? (\d+)", rule)
+            if host != want_host:
+                return f"the drop rule `{rule}` is on {host}; it belongs on {want_host}"
+            if ports and str(port) not in ports:
+                return f"the drop rule `{rule}` on {host} drops port {', '.join(ports)}, not {port}"
+    return ""
+
+
+def _too_early(ctx: Context, flow: tf.Flow, hands: dict, last: Optional[Step]) -> str:
+    """`finish` came before the end: how long after the last received segment, and when the end was due."""
+    finished = hands.get("finish_began") or hands.get("finished")
+    anchor = flow.last(sender=tf.SERVER, before=float(finished)) if finished else None
+    if not finished or anchor is None:
+        return f"the run did not reach its end: {last}" if last else ""
+    waited = float(finished) - anchor.ts
+    p = ctx.manifest.get("parameters") or {}
+    try:
+        m = KeepaliveModel(float(p["keepidle"]), float(p["keepintvl"]), int(p["keepcnt"]), int(p.get("user_timeout") or 0), ctx.hz)
+        due = m.abort(max(m.probe_counts())).nominal
+        return (f"`invoke finish` came {waited:.1f} s after the last segment the client received; its kernel was due to give up at "
+                f"{due:.1f} s: wait for {last} (`invoke watch` shows it coming)")
+    except (KeyError, ValueError, TypeError):
+        return f"`invoke finish` came {waited:.1f} s after the last segment the client received, before the end: wait for {last}"

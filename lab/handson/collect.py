@@ -1,0 +1,126 @@
+"""The end of a hands-on session (`invoke finish`): a last look, everything the person started on the
+hosts stopped, their captures and their programs' logs collected beside the lab's own capture, what
+they changed on the hosts undone, and a manifest that lets `invoke check` judge the folder like any
+other: the parameters as the programs really set them, and the steps with when each was seen done."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import ui
+from ..backends.base import Backend
+from ..backends.labstate import LabState
+from ..errors import LabError
+from ..naming import HANDSON_BASELINE
+from ..results import record as manifest_record
+from ..results.folder import write_json
+from ..results.manifest import MANIFEST
+from ..run.timeline import Run
+from ..spec.exercise import Exercise
+from . import record
+from .watching import Watcher
+
+STUDENT = "student"  # prefix of the person's files in the results folder: student-<host>-<file>
+
+
+def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: Watcher, rec: record.Record, folder: Path) -> dict[str, Any]:
+    watcher.look()  # the steps as they stand at the end
+    began = time.time()  # what the wire shows after this, stopping the person's programs made
+    facts = {h: dict(f) for h, f in watcher.facts.items()}
+    undone: list[str] = []
+    for host in rec.hosts:
+        # The person's processes stop first (a tcpdump of theirs writes its last packets), with their rules and sysctls.
+        r = backend.run(host, backend.onhost(host, "handson.py") + ["undo", backend.work_path(host, HANDSON_BASELINE), rec.hosts[host]["mark"]],
+                        timeout=60, check=False)
+        try:
+            undone += [f"{what} on {host}" for what in json.loads(r.stdout or "[]")]
+        except ValueError:
+            ui.warn(f"{host}: the hands-on helper did not say what it undid: {r.stderr.strip()[-200:]}")
+    if undone:
+        ui.step("undone: " + ", ".join(undone))
+    watcher.look()  # their last events and capture bytes, now that their programs have stopped
+    ui.step(f"collect captures and logs into {folder}")
+    student_captures = _their_captures(backend, rec, facts, folder)
+    logs = _their_logs(ex, backend, watcher, folder)
+    run.folder = folder
+    run.finish()  # the lab's captures stopped and collected, impairments and the trace ended
+    manifest = manifest_record.start(ex, rec.lab, backend, folder)
+    manifest_record.finish(folder, manifest, run.summary(), None)
+    _judged_as_done(ex, rec, watcher, manifest, student_captures, logs, facts)
+    manifest["hands_on"]["finish_began"] = began
+    write_json(folder / MANIFEST, manifest)
+    return {"folder": str(folder), "undone": undone}
+
+
+def _their_captures(backend: Backend, rec: record.Record, facts: dict, folder: Path) -> list[dict[str, Any]]:
+    out = []
+    for host, f in facts.items():
+        for c in f.get("captures", []):
+            name = f"{STUDENT}-{host}-{c['name']}"
+            backend.fetch(host, f"{rec.hosts[host]['dir']}/{c['name']}", folder / name)
+            out.append({"host": host, "file": name, "taken_as": c["name"], "bytes": c["size"]})
+    return out
+
+
+def _their_logs(ex: Exercise, backend: Backend, watcher: Watcher, folder: Path) -> dict[str, Any]:
+    """Each program's runs from the person's shells: the last as <program>.log (what the checks read),
+    every one under events/. Events from other scripts (a helper that marks a timeline step) too."""
+    events_dir = folder / "events"
+    events_dir.mkdir(exist_ok=True)
+    out: dict[str, Any] = {}
+    for host, runs in watcher.runs.items():
+        for name, events in runs.items():
+            (events_dir / f"{host}-{name}").write_text("".join(json.dumps(e) + "\n" for e in events))
+    for program in ex.programs:
+        runs = watcher.runs_of(program)
+        if runs:
+            shutil.copyfile(events_dir / f"{watcher.scripts[program][0]}-{runs[-1][0]}", folder / f"{program}.log")
+        out[program] = {"host": watcher.scripts[program][0], "runs": len(runs), "file": f"{program}.log" if runs else None}
+    return out
+
+
+def _judged_as_done(ex: Exercise, rec: record.Record, watcher: Watcher, manifest: dict, student_captures: list, logs: dict, facts: dict) -> None:
+    """What makes the folder judge what the person did: the parameters the programs set, the steps, their files."""
+    assert ex.hands_on is not None
+    observed, unknown = {}, []
+    for param, (program, event, key) in ex.hands_on.observed.items():
+        value = next((e.get(key) for e in watcher.latest(program) if e.get("event") == event and key in e), None)
+        if value is None:
+            unknown.append(param)
+            continue
+        try:
+            manifest["parameters"][param] = ex.parameters[param].convert(value, f"{program}.log")
+            observed[param] = f"{program}.log, its {event!r} event"
+        except LabError as e:
+            unknown.append(param)
+            ui.warn(str(e))
+    manifest["mode"] = "hands-on"
+    manifest["hands_on"] = {
+        "steps": rec.steps, "started": rec.ready_at, "finished": watcher.facts and max(f.get("time", 0) for f in watcher.facts.values()),
+        "observed": observed, "unknown": unknown, "programs": logs, "student_captures": student_captures,
+        "facts": {h: {k: f.get(k) for k in ("listening", "processes", "iptables", "captures")} for h, f in facts.items()},
+    }
+    manifest["student_captures"] = student_captures
+    # Helper scripts mark timeline steps (a drop on the bridge, say) with {"event": "step", "step": ...}.
+    for e in (e for runs in watcher.runs.values() for events in runs.values() for e in events if e.get("event") == "step"):
+        manifest["timeline"].append({"step": e.get("step"), "started": e.get("wall"), "finished": e.get("wall"), "by": "hands-on"})
+    _stand_ins(ex, manifest)
+    capturing = next((s for s in rec.steps if "capturing" in s.get("kinds", [])), None)
+    if capturing is not None and capturing.get("host"):
+        client = next((n for n, p in ex.programs.items() if p.host == capturing["host"]), None)
+        if client is not None:
+            manifest["checks"].append({"check": "student_capture", "host": capturing["host"], "client": client})
+
+
+def _stand_ins(ex: Exercise, manifest: dict) -> None:
+    """A lab capture on a bridge stands for each host linked to it that has no lab capture of its own."""
+    own = {c["name"] for c in manifest.get("captures", [])}
+    for c in manifest.get("captures", []):
+        node = ex.topology.nodes.get(c["host"])
+        if node is None or not node.bridges:
+            continue
+        linked = [p.a_node for p in ex.topology.veths() if p.b_node == c["host"] and p.b_bridge]
+        c["stands_for"] = sorted(set(c.get("stands_for", [])) | {h for h in linked if h not in own})

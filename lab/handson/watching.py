@@ -1,0 +1,119 @@
+"""The keeper's eyes: every tick, what each host shows (lab/onhost/handson.py facts), the programs'
+event logs, and the lab's capture (mirrored here as it grows, whatever the backend); from them,
+which steps are done and what the wire has told so far (lab/handson/live.py)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ..analysis import tcpflow
+from ..backends.base import Backend
+from ..errors import LabError
+from ..naming import state_dir
+from ..run.timeline import Run
+from ..spec.exercise import Exercise
+from ..spec.params import substitute
+from . import live, record
+from .conditions import Scene, holds
+
+
+class Watcher:
+    def __init__(self, ex: Exercise, backend: Backend, run: Run, rec: record.Record):
+        self.ex, self.backend, self.run, self.rec = ex, backend, run, rec
+        self.hosts = list(rec.hosts)
+        self.scripts = {name: (p.host, p.script.name) for name, p in ex.programs.items()}
+        self.facts: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, list[dict]]] = {}  # host -> events file -> its events
+        self.mirror = state_dir(rec.lab) / "mirror"
+        self.mirror.mkdir(parents=True, exist_ok=True)
+        self._sizes: dict[str, int] = {}
+        self._flows: list[tcpflow.Flow] = []
+        hz = backend.facts(self.hosts[0])["kernel"].get("hz") if self.hosts else None
+        self.hz: Optional[int] = int(hz) if hz else None
+        self.conditions = [[(c.kind, substitute(c.args, ex.variables, (ex.file, "hands_on"))) for c in s.done_when]
+                           for s in (ex.hands_on.steps if ex.hands_on else [])]
+
+    def look(self) -> None:
+        """One look at the hosts and the wire; the record updated (not saved)."""
+        for host in self.hosts:
+            h = self.rec.hosts[host]
+            try:
+                r = self.backend.run(host, self.backend.onhost(host, "handson.py") + ["facts", h["mark"], h["dir"], h["events"]], timeout=20)
+                self.facts[host] = json.loads(r.stdout)
+            except (LabError, ValueError):
+                continue  # a host that does not answer this time keeps its last facts
+            self._read_events(host)
+        self._flows = self._capture()
+        scene = Scene(self.facts, {p: {e["event"] for e in self.latest(p)} for p in self.ex.programs}, self._flows, self.scripts)
+        now = time.time()
+        for step, conditions in zip(self.rec.steps, self.conditions):
+            if not step.get("done_at") and all(holds(kind, args, scene) for kind, args in conditions):
+                step["done_at"] = now
+        options = next((e for e in reversed(self.all_events()) if e.get("event") == "options"), None)
+        blocked = [e for e in self.all_events() if e.get("event") == "blocked" and "rto_us" in e]
+        told, expect = live.story(self._flows, options, blocked[-1]["rto_us"] / 1e6 if blocked else None, self.hz)
+        self.rec.live = {"events": [[t.ts, t.text] for t in told], "next": expect, "updated": now}
+
+    # --- the programs' event logs ------------------------------------------------------------------
+
+    def _read_events(self, host: str) -> None:
+        runs = self.runs.setdefault(host, {})
+        for f in self.facts[host].get("events", []):
+            if len(runs.get(f["name"], ())) and self._sizes.get(f"{host}/{f['name']}") == f["size"]:
+                continue
+            data = self.backend.read_file(host, f"{self.rec.hosts[host]['events']}/{f['name']}").decode(errors="replace")
+            self._sizes[f"{host}/{f['name']}"] = f["size"]
+            events = []
+            for line in data.splitlines():
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(e, dict) and "event" in e:
+                    events.append(e)
+            runs[f["name"]] = events
+
+    def runs_of(self, program: str) -> list[tuple[str, list[dict]]]:
+        """(file, events) of every run of the program on its host, the earliest first."""
+        host, script = self.scripts[program]
+        stem = script.rsplit(".", 1)[0]
+        found = [(name, ev) for name, ev in self.runs.get(host, {}).items() if name.rsplit("-", 1)[0] == stem and ev]
+        return sorted(found, key=lambda item: item[1][0].get("wall", 0))
+
+    def latest(self, program: str) -> list[dict]:
+        runs = self.runs_of(program)
+        return runs[-1][1] if runs else []
+
+    def all_events(self) -> list[dict]:
+        return [e for p in self.ex.programs for e in self.latest(p)]
+
+    # --- the lab's capture -------------------------------------------------------------------------
+
+    def _capture(self) -> list[tcpflow.Flow]:
+        changed = False
+        for c in self.run.captures.values():
+            local = self.mirror / f"{c.name}.pcap"
+            have = local.stat().st_size if local.exists() else 0
+            more = self.backend.read_file(c.host, c.path, have)
+            if more:
+                with open(local, "ab") as f:
+                    f.write(more)
+                changed = True
+        if not changed:
+            return self._flows
+        flows: dict[tuple, tcpflow.Flow] = {}
+        for c in self.run.captures.values():
+            local = self.mirror / f"{c.name}.pcap"
+            if not local.exists() or local.stat().st_size <= 24:
+                continue
+            try:
+                for f in tcpflow.analyze_file(local):
+                    flows.setdefault((f.client, f.server), f)  # one connection seen by two captures is told once
+            except LabError:
+                continue  # not a whole header yet
+        return sorted(flows.values(), key=lambda f: float(f.ts[0]) if len(f) else 0.0)
+
+    def mirrored(self) -> list[Path]:
+        return sorted(self.mirror.glob("*.pcap"))
