@@ -342,3 +342,42 @@ def test_bad_input_for_start_is_one_line(tmp_path):
         out = r.stdout + r.stderr
         assert r.returncode == 2 and "Traceback" not in out and words in out, out
     assert namespaces("tcplab") == []
+
+
+def test_tcp_states_by_hand_with_tcplab_adding_the_delay_and_the_trace(person, tmp_path):
+    lab = "hostates"
+    p = person(lab, "tcp-states", ["latency=10", "total=200000"])
+    assert "10.0 ms of delay each way" in " ".join(p.started.split())
+    p.type("reader", "dest", p.commands[0])
+    screen = p.tmux.wait_for(p.shells["reader"], "mtu 1500")
+    wait_step(lab, 1)
+    p.type("writer", "source", p.commands[1])
+    wait_step(lab, 3, timeout=30)
+    r = p.finish(tmp_path / "r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert verdicts(tmp_path / "r") == {"state_transitions (client)": True, "state_transitions (server)": True,
+                                         "handshake_rtt": True, "trace_agrees_with_pcap": True}
+    assert (tmp_path / "r" / "state_diagram.svg").exists() and "mtu 1500" in screen
+
+
+def test_zero_window_probe_by_hand_with_the_bridge_scripts(person, tmp_path):
+    """The person loses the window update with the observer's drop-update and restore-update scripts,
+    which mark the timeline as the automated run's bridge_drop and bridge_restore steps do."""
+    lab = "hozwp"
+    p = person(lab, "zero-window-probe", ["stall=6", "loss=2", "duration=12"])
+    p.type("server", "dest", p.commands[0])
+    wait_step(lab, 1)
+    p.type("client", "source", p.commands[1])
+    wait_step(lab, 2)
+    time.sleep(1)  # the window closes and probing begins before the drop, as in the automated run
+    p.type("bridge", "observer", p.commands[2])
+    wait_step(lab, 3)
+    wait_step(lab, 4, timeout=20)
+    time.sleep(2)
+    p.type("bridge", "observer", p.commands[4])
+    wait_step(lab, 5, timeout=40)
+    r = p.finish(tmp_path / "r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert all(verdicts(tmp_path / "r").values()) and "window_update_lost" in verdicts(tmp_path / "r")
+    steps = [e["step"] for e in json.loads((tmp_path / "r" / "manifest.json").read_text())["timeline"] if e.get("by") == "hands-on"]
+    assert steps == ["bridge_drop", "bridge_restore"]

@@ -4,7 +4,9 @@ checked before anything starts; SIGKILL then `down` from the inventory alone lea
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import textwrap
 from pathlib import Path
 
@@ -393,3 +395,50 @@ def test_a_sweep_over_ssh_checks_every_value_first(vms, tmp_path):
     assert "not over SSH (here latency=10" in out and "run 1 of 2" not in out
     assert not (tmp_path / "run").exists()
     assert_machines_clean(vms, "sshsweep")
+
+
+# --- hands-on mode over SSH: a person's shells on the machines ------------------------------------
+
+
+def test_exercise2_by_hand_over_ssh(vms, tmp_path):
+    from .test_handson import KEEPALIVE, Person, keepalive_by_hand
+
+    lab = "sshhands"
+    p = Person(lab, "exercise2", EX2_FAST, "--backend", "ssh", "--inventory", str(vms.inventory()))
+    try:
+        # The capture's interface is the machine's own data-plane one.
+        assert "tcpdump -i eth1 -nnvvX --print -w source.pcap" in " ".join(p.started.split())
+        keepalive_by_hand(p)
+        r = p.finish(tmp_path / "r")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert verdicts(tmp_path / "r") == dict.fromkeys(KEEPALIVE, True)
+        m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+        assert m["backend"] == "ssh" and m["parameters"]["user_timeout"] == 2500
+        # The person's rule on dest, their programs and shells: gone with the lab, as the lab's own files.
+        assert "DROP" not in vms.exec("dest", "iptables", "-w", "-S").stdout
+        assert_machines_clean(vms, lab)
+    finally:
+        p.close()
+
+
+def test_sigkill_of_a_hands_on_keeper_then_down_undoes_the_persons_rule(vms, tmp_path):
+    from .test_handson import Person, handson_record, wait_step
+
+    lab = "sshhandskill"
+    inv = vms.inventory()
+    p = Person(lab, "exercise2", EX2_FAST, "--backend", "ssh", "--inventory", str(inv))
+    try:
+        p.type("server", "dest", p.commands[1])
+        wait_step(lab, 2)
+        p.type("firewall", "dest", p.commands[3])
+        wait_step(lab, 4)
+        assert "DROP" in vms.exec("dest", "iptables", "-w", "-S").stdout
+        os.kill(handson_record(lab)["keeper"], signal.SIGKILL)
+        r = invoke("down", "--lab", lab)
+        assert r.returncode == 0, r.stdout + r.stderr
+        out = " ".join(r.stdout.split())
+        assert "iptables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP on dest" in out and "process python3" in out
+        assert "DROP" not in vms.exec("dest", "iptables", "-w", "-S").stdout
+        assert_machines_clean(vms, lab)
+    finally:
+        p.close()
