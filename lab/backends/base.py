@@ -254,8 +254,8 @@ class LocalFiles:
     def install(self, host: str, files: dict[str, bytes]) -> None:
         folder = Path(self.student_dir(host))
         for d in (folder, Path(self.events_dir(host))):
-            d.mkdir(parents=True, exist_ok=True)
-            d.chmod(0o777)  # the person's programs may run as another user and still write their events
+            # Root's alone: a script's folder comes first on Python's path, so nobody else may put a module there.
+            d.mkdir(mode=0o755, parents=True, exist_ok=True)
         for name, data in files.items():
             path = folder / name
             path.write_bytes(data)

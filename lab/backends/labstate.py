@@ -119,7 +119,7 @@ def exclusive(lab: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LabError(f"lab {lab} is in use by another `invoke up`; choose another --lab or wait for it") from None
+            raise LabError(f"lab {lab} is in use by another tcplab command (`up`, or a hands-on lab's keeper); choose another --lab or wait for it") from None
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from ..analysis import tcpflow as tf
 from ..analysis.context import Context
 from ..analysis.kernel_model import KeepaliveModel
 from ..errors import MissingInput
+from ..onhost.handson import drops
 from .result import CheckResult
 
 
@@ -62,7 +63,12 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
             return ""
         return (f"{capturing}: start tcpdump on {capturing.host} before the client, writing a file with -w, and stop it only "
                 f"after the end (`invoke finish` stops it for you)")
-    program = next((p for p, info in (hands.get("programs") or {}).items() if client and info.get("host") == client.host), None)
+    programs = hands.get("programs") or {}
+    # The connecting program: the one on the host of the step that starts the connection, or on source.
+    starting = client or by_kind.get("zero_window") or by_kind.get("connected")
+    client_host = starting.host if starting and starting.host else "source"
+    program = next((p for p, info in programs.items() if info.get("host") == client_host), None)
+    client = client or starting
     if program and not (ctx.folder / f"{program}.log").exists():
         return (f"{client}: the {program}'s log is missing, so what it set could not be known: start it from "
                 f"`invoke shell {client.host}` (its events then reach the lab)")
@@ -88,6 +94,10 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
             if len(flow.where(tf.KEEPALIVE_ACK, tf.SERVER)):
                 return f"{drop} did not cut dest off: the server answered the probes, so the connection stayed alive"
             return f"{drop} was not seen done: no rule dropping port {drop.arg('drop_rule', 'port')} on {drop.arg('drop_rule', 'host')}"
+    undone = next((s for s in steps if s.done_at is None), None)
+    if "keepidle" not in (ctx.manifest.get("parameters") or {}):
+        # Not a keepalive exercise: the first step not seen done is where it went wrong.
+        return f"{undone} was not seen done before `invoke finish`" if undone else ""
     events = _events(ctx, program)
     began = hands.get("finish_began")
     before = {"before": float(began)} if began else {}  # what came after, `finish` did, stopping the programs
@@ -97,7 +107,6 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
                 + (f" ({last})" if last else ""))
     if not any(e.get("event") == "error" for e in events) and not len(flow.where(tf.RST_, tf.CLIENT, **before)):
         return _too_early(ctx, flow, hands, last)
-    undone = next((s for s in steps if s.done_at is None), None)
     return f"{undone} was not seen done" if undone else ""
 
 
@@ -117,7 +126,7 @@ def _flow(ctx: Context, program: Optional[str], client: Optional[Step]) -> Optio
         return ctx.client_flow(host, program) if program else None
     except MissingInput:
         pass
-    port = client.arg("exchange", "port") if client else None
+    port = next((args["port"] for _, args in client.when if "port" in args), None) if client else None
     try:
         flows = ctx.flows(host)
     except MissingInput:
@@ -130,14 +139,14 @@ def _wrong_rule(hands: dict, drop: Step) -> str:
     want_host, port = drop.arg("drop_rule", "host"), drop.arg("drop_rule", "port")
     facts = hands.get("facts") or {}
     for host, f in facts.items():
-        for rule in f.get("iptables") or []:
+        for rule in f.get("iptables_added", f.get("iptables")) or []:  # only what the person added
             if not rule.startswith("-A ") or not re.search(r"-j (DROP|REJECT)\b", rule):
                 continue
-            ports = re.findall(r"--(?:d|s)ports? (\d+)", rule)
             if host != want_host:
                 return f"the drop rule `{rule}` is on {host}; it belongs on {want_host}"
-            if ports and str(port) not in ports:
-                return f"the drop rule `{rule}` on {host} drops port {', '.join(ports)}, not {port}"
+            if port is not None and not drops(rule, int(port)):
+                ports = ", ".join(re.findall(r"--(?:d|s)ports? (\S+)", rule))
+                return f"the drop rule `{rule}` on {host} drops port {ports}, not {port}"
     return ""
 
 

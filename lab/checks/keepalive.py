@@ -74,7 +74,13 @@ def connection_established(ctx: Context, capture: str, client: str, exchange: bo
     expected = f"SYN, SYN-ACK, ACK on {flow}"
     observed = f"SYN {'at 0.000 s' if syn else 'missing'}, SYN-ACK {at(synack)}, ACK {at(ack)}"
     detail = ""
-    if exchange:
+    if exchange and ctx.unlogged(client):
+        data = [flow.where(tf.DATA, side, without=(tf.RETRANSMISSION,)) for side in (tf.CLIENT, tf.SERVER)]
+        ok = ok and all(len(d) for d in data)
+        expected += "; a request from the client and a reply from the server"
+        observed += "; " + ", ".join(f"{int(flow.plen[d].sum())} bytes from the {side}" for d, side in zip(data, ("client", "server")))
+        detail = f"{client}.log is missing, so the sizes could not be held against what the client sent and read"
+    elif exchange:
         sent, reply = ctx.event(client, "sent"), ctx.event(client, "reply")
         req = flow.where(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION,))
         rep = flow.where(tf.DATA, tf.SERVER, without=(tf.RETRANSMISSION,))
@@ -144,7 +150,10 @@ def keepalive_abort(ctx: Context, capture: str, client: str, keepidle, keepintvl
         nxt = int(ends.max()) if len(before) else 0
         if o.rst.rel_seq != nxt:
             problems.append(f"RST seq {o.rst.rel_seq} (relative) is not SND.NXT {nxt}")
-    if err is None:
+    unknown = ""
+    if ctx.unlogged(client):
+        unknown = f"what recv() returned could not be known: {client}.log is missing"
+    elif err is None:
         problems.append(f"{client}.log has no 'error' event: recv() did not fail")
     elif err.get("error") != "ETIMEDOUT":
         problems.append(f"recv() failed with {err.get('error')}, not ETIMEDOUT")
@@ -152,14 +161,15 @@ def keepalive_abort(ctx: Context, capture: str, client: str, keepidle, keepintvl
         problems.append(f"ETIMEDOUT reached the program {err['wall'] - o.rst.ts:+.3f} s from the RST (allowed ±{WAKEUP_SLACK})")
     observed_at = f"RST at {o.rst.ts - o.anchor.ts:.3f} s" if o.rst else "no RST"
     observed_err = (
-        f"recv() -> {err.get('error')} at {err['wall'] - o.anchor.ts:.3f} s" if err else "no error from recv()"
+        f"recv() -> {err.get('error')} at {err['wall'] - o.anchor.ts:.3f} s" if err else
+        "recv() not logged" if unknown else "no error from recv()"
     )
     return CheckResult(
         name,
         not problems,
         expected=f"after {count(n, 'probe')}: RST (seq = SND.NXT) and ETIMEDOUT at {window} after the last received segment",
         observed=f"{observed_at}; {observed_err}",
-        detail="; ".join(problems),
+        detail="; ".join(problems + ([unknown] if unknown else [])),
     )
 
 

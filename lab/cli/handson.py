@@ -3,6 +3,7 @@ the lab's hosts, with tcplab watching (lab/handson: the keeper that owns the lab
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from .. import backends, ui
+from ..backends import labstate
 from ..backends.base import Backend
 from ..backends.preflight import require_root, require_tools
 from ..errors import LabError
@@ -30,6 +32,7 @@ from . import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, catalog  #
 
 REPO = exercise_mod.EXERCISE_DIR.parent
 READY_TIMEOUT = 300.0  # seconds a keeper may take to bring a lab up (an image build, VMs answering)
+PROGRESS = re.compile(r"^\s*\d+\.\d+s |^(warning|error):")
 FINISH_TIMEOUT = 300.0
 
 
@@ -38,15 +41,18 @@ def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory
     check_lab_name(lab)
     ui.reset_clock()
     backend = backends.get(backend_name, lab, inventory, accept_new_host_keys)
-    declared = exercise_mod.load(name, (), lab, addresses=backend.addresses()).parameters
+    declared = exercise_mod.load(name, (), lab, addresses=backend.addresses()).parameters  # their types, for a list's commas
     for item in sets:
         param, _, value = item.partition("=")
         kind = declared.get(param.strip())
         if "," in value and kind is not None and kind.type != "str":
             raise LabError(f"--set {item}: a hands-on lab takes one value per parameter; sweeps are for `invoke up`")
+    plain = exercise_mod.load(name, (), lab, addresses=backend.addresses())
+    if plain.hands_on is None:
+        raise LabError(f"{plain.file}: {plain.name} has no hands_on steps, so it cannot be done by hand: `invoke up {name}` runs it")
+    given = {item.partition("=")[0].strip() for item in sets}
+    sets = [f"{k}={v}" for k, v in plain.hands_on.defaults.items() if k not in given] + list(sets)
     ex = exercise_mod.load(name, sets, lab, addresses=backend.addresses())
-    if ex.hands_on is None:
-        raise LabError(f"{ex.file}: {ex.name} has no hands_on steps, so it cannot be done by hand: `invoke up {name}` runs it")
     backend.prepare(ex)
     if backend.local:
         require_root(f"start {name}")
@@ -56,7 +62,8 @@ def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory
     clear_leftovers(lab)
     rec = record.Record(lab=lab, exercise=name, sets=list(sets), backend=backend_name, inventory=inventory,
                         accept_new_host_keys=accept_new_host_keys)
-    rec.save()
+    if not rec.claim():
+        raise LabError(f"lab {lab} is being started by another `invoke start`; choose another --lab or wait for it")
     log = keeper_log(lab)
     with open(log, "wb") as out:
         # A session of its own: it outlives this command, and Ctrl-C at this terminal reaches only us.
@@ -66,8 +73,12 @@ def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory
     try:
         rec = _until_ready(lab, keeper, log)
     except KeyboardInterrupt:
-        keeper.send_signal(signal.SIGTERM)
-        keeper.wait(60)
+        keeper.send_signal(signal.SIGTERM)  # the keeper tears the lab down
+        try:
+            keeper.wait(60)
+        except subprocess.TimeoutExpired:
+            ui.error(f"interrupted: lab {lab}'s keeper is still tearing down; `invoke down --lab {lab}` finishes the job")
+            return EXIT_INTERRUPTED
         ui.error(f"interrupted: lab {lab} torn down")
         return EXIT_INTERRUPTED
     _print_steps(rec, intro=True)
@@ -81,15 +92,18 @@ def _until_ready(lab: str, keeper: subprocess.Popen, log: Path) -> record.Record
     while True:
         lines = log.read_text(errors="replace").splitlines() if log.exists() else []
         for line in lines[shown:]:
-            ui.console.print(escape(line), soft_wrap=True)
+            if PROGRESS.match(line):  # the keeper's progress lines; anything else stays in its log
+                ui.console.print(escape(line), soft_wrap=True)
         shown = len(lines)
         rec = record.load(lab)
         if rec is not None and rec.status == record.READY:
             return rec
         if keeper.poll() is not None:
-            message = rec.message if rec is not None and rec.message else next(
-                (l for l in reversed(lines) if l.strip()), f"exit status {keeper.returncode}")
-            raise LabError(f"the lab did not come up: {message.removeprefix('error: ')}")
+            said = next((l.strip() for l in reversed(lines) if l.strip().startswith("error:")), "")
+            message = said.removeprefix("error:").strip() or f"its keeper ended with status {keeper.returncode} (its log: {log})"
+            if said:
+                log.unlink(missing_ok=True)  # said in full; a keeper that crashed leaves its log for the reader
+            raise LabError(f"the lab did not come up: {message}")
         if time.monotonic() > deadline:
             keeper.send_signal(signal.SIGTERM)
             raise LabError(f"the lab did not come up within {READY_TIMEOUT:g} s (its log: {log})")
@@ -104,8 +118,14 @@ def _record(lab: Optional[str]) -> record.Record:
     return rec
 
 
+def _keeper(rec: record.Record) -> Optional[int]:
+    """The PID of the lab's keeper while it runs (checked against its start time, as every PID here is)."""
+    state = labstate.load(rec.lab)
+    return state.owner_pid if state is not None and state.mode == "hands-on" and state.owner_alive() else None
+
+
 def _alive(rec: record.Record) -> bool:
-    return rec.keeper > 0 and procs.same_process(rec.keeper, None)
+    return _keeper(rec) is not None
 
 
 def _print_steps(rec: record.Record, intro: bool = False) -> None:
@@ -182,19 +202,19 @@ def watch(lab: Optional[str]) -> int:
     if not _alive(rec):
         raise LabError(f"lab {rec.lab}'s keeper is gone ({rec.reached()}): nothing to watch")
     ui.console.print(f"watching lab {rec.lab} ({rec.exercise}); Ctrl-C stops watching and leaves the lab as it is")
-    told = 0
+    told: set[tuple[float, str]] = set()  # the story is told afresh each tick: a line is printed once
     t0 = rec.ready_at or rec.started
     try:
         with Live(_status(rec), console=ui.console, refresh_per_second=4, transient=True) as live:
             while True:
                 now = record.load(rec.lab)
-                if now is None or now.status != record.READY:
-                    live.console.print(f"lab {rec.lab} is {now.reached() if now else 'gone'}")
+                if now is None or now.status != record.READY or not _alive(now):
+                    live.console.print(f"lab {rec.lab} is {now.reached() if now and _alive(now) else 'no longer watched: its keeper is gone'}")
                     return EXIT_OK
-                events = now.live.get("events") or []
-                for ts, text in events[told:]:
-                    live.console.print(f"[dim]{ts - t0:8.3f}s[/dim] {escape(text)}")
-                told = len(events)
+                for ts, text in now.live.get("events") or []:
+                    if (ts, text) not in told:
+                        told.add((ts, text))
+                        live.console.print(f"[dim]{ts - t0:8.3f}s[/dim] {escape(text)}")
                 live.update(_status(now))
                 time.sleep(0.25)
     except KeyboardInterrupt:
@@ -210,16 +230,24 @@ def _status(rec: record.Record) -> Text:
 
 def finish(lab: Optional[str], results_dir: Optional[str], keep: bool) -> int:
     rec = _record(lab)
-    if rec.status != record.READY or not _alive(rec):
-        raise LabError(f"lab {rec.lab} cannot finish ({rec.reached()}): `invoke down --lab {rec.lab}` removes what is left")
+    if os.environ.get("TCPLAB_MARK", "").startswith(f"{rec.lab}/"):
+        raise LabError(f"`invoke finish` stops every program started from lab {rec.lab}'s shells, this one too: run it in a terminal of its own")
+    keeper = _keeper(rec)
+    if rec.status != record.READY or keeper is None:
+        raise LabError(f"lab {rec.lab} cannot finish ({rec.reached() if keeper else 'its keeper is gone'}): "
+                       f"`invoke down --lab {rec.lab}` removes what is left")
     folder = results.create(Path(results_dir) if results_dir else results.default_folder(rec.lab, rec.exercise))
     record.ask_finish(rec.lab, folder, keep)
-    os.kill(rec.keeper, signal.SIGUSR1)
+    try:
+        os.kill(keeper, signal.SIGUSR1)
+    except ProcessLookupError:
+        results.remove_if_empty(folder)
+        raise LabError(f"lab {rec.lab}'s keeper ended just now: `invoke down --lab {rec.lab}` removes what is left") from None
     log = keeper_log(rec.lab)
     shown = len(log.read_text(errors="replace").splitlines()) if log.exists() else 0
     deadline = time.monotonic() + FINISH_TIMEOUT
     try:
-        while procs.same_process(rec.keeper, None) and time.monotonic() < deadline:
+        while procs.same_process(keeper, None) and time.monotonic() < deadline:
             lines = log.read_text(errors="replace").splitlines() if log.exists() else []
             for line in lines[shown:]:
                 ui.console.print(escape(line), soft_wrap=True)

@@ -19,4 +19,8 @@ def list_exercises() -> int:
             ui.console.print(f"  [dim]{escape(line)}[/dim]")
         for p in ex.parameters.values():
             ui.console.print(f"    {escape(p.name)}={escape(str(p.default))}  {escape(p.help)}")
+        if ex.hands_on is not None:
+            by_hand = ", ".join(f"{k}={v}" for k, v in ex.hands_on.defaults.items())
+            ui.console.print(f"    by hand: {len(ex.hands_on.steps)} steps, `invoke start {escape(name)}`"
+                             + (f" (with {escape(by_hand)})" if by_hand else ""))
     return EXIT_OK

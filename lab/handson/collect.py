@@ -30,13 +30,16 @@ def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: W
     watcher.look()  # the steps as they stand at the end
     began = time.time()  # what the wire shows after this, stopping the person's programs made
     facts = {h: dict(f) for h, f in watcher.facts.items()}
+    # Written first: the sysctls and tools as the person had them, before their changes are undone.
+    manifest = manifest_record.start(ex, rec.lab, backend, folder)
     undone: list[str] = []
     for host in rec.hosts:
         # The person's processes stop first (a tcpdump of theirs writes its last packets), with their rules and sysctls.
-        r = backend.run(host, backend.onhost(host, "handson.py") + ["undo", backend.work_path(host, HANDSON_BASELINE), rec.hosts[host]["mark"]],
+        h = rec.hosts[host]
+        r = backend.run(host, backend.onhost(host, "handson.py") + ["undo", backend.work_path(host, HANDSON_BASELINE), h["mark"], h["dir"], h["events"]],
                         timeout=60, check=False)
         try:
-            undone += [f"{what} on {host}" for what in json.loads(r.stdout or "[]")]
+            undone += [f"{what} on {host}" for what in json.loads(r.stdout or "[]") or []]
         except ValueError:
             ui.warn(f"{host}: the hands-on helper did not say what it undid: {r.stderr.strip()[-200:]}")
     if undone:
@@ -47,11 +50,11 @@ def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: W
     logs = _their_logs(ex, backend, watcher, folder)
     run.folder = folder
     run.finish()  # the lab's captures stopped and collected, impairments and the trace ended
-    manifest = manifest_record.start(ex, rec.lab, backend, folder)
     manifest_record.finish(folder, manifest, run.summary(), None)
     _judged_as_done(ex, rec, watcher, manifest, student_captures, logs, facts)
     manifest["hands_on"]["finish_began"] = began
     write_json(folder / MANIFEST, manifest)
+    shutil.rmtree(watcher.mirror, ignore_errors=True)  # a kept lab keeps no copy of its capture
     return {"folder": str(folder), "undone": undone}
 
 
@@ -60,7 +63,11 @@ def _their_captures(backend: Backend, rec: record.Record, facts: dict, folder: P
     for host, f in facts.items():
         for c in f.get("captures", []):
             name = f"{STUDENT}-{host}-{c['name']}"
-            backend.fetch(host, f"{rec.hosts[host]['dir']}/{c['name']}", folder / name)
+            try:
+                backend.fetch(host, f"{rec.hosts[host]['dir']}/{c['name']}", folder / name)
+            except LabError as e:
+                ui.warn(f"{host}: your capture {c['name']} could not be collected: {e}")
+                continue  # the check of their capture says none was found
             out.append({"host": host, "file": name, "taken_as": c["name"], "bytes": c["size"]})
     return out
 
@@ -99,9 +106,9 @@ def _judged_as_done(ex: Exercise, rec: record.Record, watcher: Watcher, manifest
             ui.warn(str(e))
     manifest["mode"] = "hands-on"
     manifest["hands_on"] = {
-        "steps": rec.steps, "started": rec.ready_at, "finished": watcher.facts and max(f.get("time", 0) for f in watcher.facts.values()),
+        "steps": rec.steps, "started": rec.ready_at, "finished": max((f.get("time", 0) for f in watcher.facts.values()), default=None),
         "observed": observed, "unknown": unknown, "programs": logs, "student_captures": student_captures,
-        "facts": {h: {k: f.get(k) for k in ("listening", "processes", "iptables", "captures")} for h, f in facts.items()},
+        "facts": {h: {k: f.get(k) for k in ("listening", "processes", "iptables_added", "captures")} for h, f in facts.items()},
     }
     manifest["student_captures"] = student_captures
     # Helper scripts mark timeline steps (a drop on the bridge, say) with {"event": "step", "step": ...}.

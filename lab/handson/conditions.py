@@ -4,11 +4,11 @@ the lab's own capture."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..analysis import tcpflow as tf
+from ..onhost.handson import drops
 
 CAPTURE_TOOLS = ("tcpdump", "tshark", "dumpcap")
 
@@ -36,7 +36,8 @@ def holds(kind: str, args: dict[str, Any], scene: Scene) -> bool:
     if kind == "event":
         return args["event"] in scene.events.get(args["program"], set())
     if kind == "drop_rule":
-        return any(drops(rule, int(args["port"])) for rule in facts.get("iptables", []))
+        # Only a rule the person added: a machine's own firewall (ufw, Docker's) was there before they came.
+        return any(drops(rule, int(args["port"])) for rule in facts.get("iptables_added", facts.get("iptables", [])))
     if kind == "nft_table":
         return any(t.split()[-1] == args["name"] for t in facts.get("nft", []))
     flows = [f for f in scene.flows if f.server[1] == int(args["port"])]
@@ -45,21 +46,6 @@ def holds(kind: str, args: dict[str, Any], scene: Scene) -> bool:
 
 def _tool(process: dict) -> str:
     return os.path.basename(process["argv"][0]) if process.get("argv") else ""
-
-
-def drops(rule: str, port: int) -> bool:
-    """Whether an `iptables -S` rule drops (or rejects) the port's packets: one naming it, or one that names no port at all."""
-    if not re.search(r"-j (DROP|REJECT)\b", rule) or not rule.startswith("-A "):
-        return False
-    ports = re.findall(r"--(?:d|s)ports? (\S+)", rule)
-    if not ports:
-        return True
-    for spec in ports:
-        for part in spec.split(","):
-            low, _, high = part.partition(":")
-            if low.isdigit() and int(low) <= port <= int(high or low):
-                return True
-    return False
 
 
 def _on_wire(kind: str, f: tf.Flow) -> bool:

@@ -47,10 +47,10 @@ def main(lab: str) -> int:
     rec.save()
     finish_asked = [False]
 
-    def ask_finish(signum, frame):
+    def ask_finish(signum: int, frame: object) -> None:
         finish_asked[0] = True
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGUSR1, ask_finish)
@@ -60,15 +60,13 @@ def main(lab: str) -> int:
         with labstate.exclusive(lab):
             return _keep(rec, finish_asked)
     except LabError as e:
-        rec.status, rec.message = record.FAILED, str(e)
-        rec.save()
-        ui.error(str(e))
+        ui.error(str(e))  # to the keeper's log, where `start` reads it: the lab's record went with the teardown
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-def _keep(rec: record.Record, finish_asked: list) -> int:
+def _keep(rec: record.Record, finish_asked: list[bool]) -> int:
     backend = backends.get(rec.backend, rec.lab, rec.inventory, rec.accept_new_host_keys)
     ex = exercise_mod.load(rec.exercise, rec.sets, rec.lab, addresses=backend.addresses())
     backend.prepare(ex)
@@ -134,8 +132,6 @@ def _set_up(ex: Exercise, backend: Backend, state: LabState, rec: record.Record)
         for name, text in ex.hands_on.files.get(host, {}).items():
             files[name] = str(substitute(text, fill, (ex.file, f"hands_on.files.{host}.{name}"))).encode()
         backend.install(host, files)
-        # What the host had before the person came: written before they get a shell, so `down` can undo after a SIGKILL.
-        backend.run(host, backend.onhost(host, "handson.py") + ["baseline", backend.work_path(host, HANDSON_BASELINE)])
         rec.hosts[host] = {"dir": backend.student_dir(host), "events": backend.events_dir(host), "iface": ifaces.get(host, ""),
                            "mark": handson_mark(rec.lab, host)}
     rec.intro = str(substitute(ex.hands_on.intro, fill, (ex.file, "hands_on.intro")))
@@ -146,10 +142,14 @@ def _set_up(ex: Exercise, backend: Backend, state: LabState, rec: record.Record)
                  for s in ex.hands_on.steps]
     run = Run(ex, backend, state, folder=Path("/nonexistent"))  # the results folder is named at finish
     run.execute(ex.hands_on.setup)
+    for host in hosts:
+        # What the host has before the person comes (the lab's own setup included, which is not theirs to undo),
+        # written before they get a shell, so `down` can undo their changes after a SIGKILL too.
+        backend.run(host, backend.onhost(host, "handson.py") + ["baseline", backend.work_path(host, HANDSON_BASELINE)])
     return run
 
 
-def _sleep(seconds: float, finish_asked: list) -> None:
+def _sleep(seconds: float, finish_asked: list[bool]) -> None:
     deadline = time.monotonic() + seconds
     while not finish_asked[0] and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -74,7 +74,8 @@ def _flow(f: tf.Flow, options: Optional[dict[str, Any]], rto: Optional[float], h
     return out, _next(f, anchor, probes, zero, wprobes, options, rto, hz)
 
 
-def _next(f: tf.Flow, anchor, probes, zero, wprobes, options, rto, hz) -> str:
+def _next(f: tf.Flow, anchor: Optional[tf.Event], probes: list[tf.Event], zero: Optional[tf.Event], wprobes: list[tf.Event],
+          options: Optional[dict[str, Any]], rto: Optional[float], hz: Optional[int]) -> str:
     if len(f.where(tf.RST_)) or len(f.where(tf.FIN_)):
         return ""
     if zero is not None and not any(f.window[k] > 0 for k in f.where(sender=tf.SERVER, after=zero.ts)):

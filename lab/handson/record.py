@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..naming import state_dir
+from ..onhost import procs
 
 FILE = "handson.json"
-REQUEST = "finish.json"  # written by `invoke finish` beside the record, which the keeper alone writes
+REQUEST = "finish-request.json"  # written by `invoke finish` beside the record, which the keeper alone writes
 RESULT = "finish.json"  # in the results folder: what the finish did
-STARTING, READY, FINISHING, FINISHED, FAILED, STOPPED = "starting", "ready", "finishing", "finished", "failed", "stopped"
+CLAIM_FRESH = 30.0  # seconds a claimed record may wait for its keeper before another start takes it over
+STARTING, READY, FINISHING, FINISHED, STOPPED = "starting", "ready", "finishing", "finished", "stopped"
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Record:
     inventory: Optional[str] = None
     accept_new_host_keys: bool = False
     status: str = STARTING
-    message: str = ""  # why it failed, or what is going on
+    message: str = ""  # what is going on
     keeper: int = 0  # its PID
     started: float = field(default_factory=time.time)
     ready_at: Optional[float] = None
@@ -50,6 +52,23 @@ class Record:
         tmp.write_text(json.dumps(asdict(self), indent=1, default=str))
         os.replace(tmp, self.path)
 
+    def claim(self) -> bool:
+        """Writes the record of a lab being started, unless one is there (another `start` of the same lab)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                old = load(self.lab)
+                if old is not None and (procs.same_process(old.keeper, None) or (not old.keeper and time.time() - old.started < CLAIM_FRESH)):
+                    return False
+                self.path.unlink(missing_ok=True)  # a start that died before its keeper ran
+                continue
+            os.close(fd)
+            self.save()
+            return True
+        return False
+
     def done(self) -> int:
         """How many steps were seen done."""
         return sum(1 for s in self.steps if s.get("done_at"))
@@ -57,8 +76,7 @@ class Record:
     def reached(self) -> str:
         """'step 3 of 5 done' or what the keeper is doing."""
         if self.status != READY:
-            return {STARTING: "starting", FINISHING: "finishing", FINISHED: "finished", FAILED: f"failed: {self.message}",
-                    STOPPED: "stopped"}.get(self.status, self.status)
+            return {STARTING: "starting", FINISHING: "finishing", FINISHED: "finished", STOPPED: "stopped"}.get(self.status, self.status)
         return f"{self.done()} of {len(self.steps)} steps seen done"
 
 

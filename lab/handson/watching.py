@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from .. import ui
 from ..analysis import tcpflow
 from ..backends.base import Backend
 from ..errors import LabError
-from ..naming import state_dir
+from ..naming import HANDSON_BASELINE, state_dir
+from ..onhost.handson import added
 from ..run.timeline import Run
 from ..spec.exercise import Exercise
-from ..spec.params import substitute
 from . import live, record
 from .conditions import Scene, holds
 
@@ -29,11 +30,12 @@ class Watcher:
         self.mirror = state_dir(rec.lab) / "mirror"
         self.mirror.mkdir(parents=True, exist_ok=True)
         self._sizes: dict[str, int] = {}
+        self._last_trouble = ""
         self._flows: list[tcpflow.Flow] = []
         hz = backend.facts(self.hosts[0])["kernel"].get("hz") if self.hosts else None
         self.hz: Optional[int] = int(hz) if hz else None
-        self.conditions = [[(c.kind, substitute(c.args, ex.variables, (ex.file, "hands_on"))) for c in s.done_when]
-                           for s in (ex.hands_on.steps if ex.hands_on else [])]
+        self.conditions = [[(kind, args) for kind, args in step["when"]] for step in rec.steps]  # filled in by the keeper
+        self.baseline: dict[str, list[str]] = {}  # host -> its iptables rules before the person came
 
     def look(self) -> None:
         """One look at the hosts and the wire; the record updated (not saved)."""
@@ -41,11 +43,17 @@ class Watcher:
             h = self.rec.hosts[host]
             try:
                 r = self.backend.run(host, self.backend.onhost(host, "handson.py") + ["facts", h["mark"], h["dir"], h["events"]], timeout=20)
-                self.facts[host] = json.loads(r.stdout)
-            except (LabError, ValueError):
-                continue  # a host that does not answer this time keeps its last facts
-            self._read_events(host)
-        self._flows = self._capture()
+                facts = json.loads(r.stdout)
+                facts["iptables_added"] = added(facts.get("iptables", []), self._baseline(host))
+                self.facts[host] = facts
+                self._read_events(host)
+            except (LabError, ValueError) as e:
+                # A host that does not answer this time keeps its last facts; the session goes on.
+                self.trouble(f"{host}: {e}")
+        try:
+            self._flows = self._capture()
+        except LabError as e:
+            self.trouble(str(e))
         scene = Scene(self.facts, {p: {e["event"] for e in self.latest(p)} for p in self.ex.programs}, self._flows, self.scripts)
         now = time.time()
         for step, conditions in zip(self.rec.steps, self.conditions):
@@ -55,6 +63,17 @@ class Watcher:
         blocked = [e for e in self.all_events() if e.get("event") == "blocked" and "rto_us" in e]
         told, expect = live.story(self._flows, options, blocked[-1]["rto_us"] / 1e6 if blocked else None, self.hz)
         self.rec.live = {"events": [[t.ts, t.text] for t in told], "next": expect, "updated": now}
+
+    def trouble(self, what: str) -> None:
+        if what != self._last_trouble:  # said once, not every tick
+            ui.warn(what)
+            self._last_trouble = what
+
+    def _baseline(self, host: str) -> list[str]:
+        if host not in self.baseline:
+            text = self.backend.read_file(host, self.backend.work_path(host, HANDSON_BASELINE))
+            self.baseline[host] = (json.loads(text) if text else {}).get("iptables", [])
+        return self.baseline[host]
 
     # --- the programs' event logs ------------------------------------------------------------------
 

@@ -6,8 +6,9 @@
                                            drop rules, and the captures in WORKDIR and event logs in EVENTS
     handson.py baseline FILE               write what the host had before the student came (iptables rules,
                                            nftables tables, TCP sysctls) to FILE
-    handson.py undo FILE MARK              stop the student's processes; remove the rules, tables and sysctl
-                                           changes made since FILE was written; print what was undone (JSON)
+    handson.py undo FILE MARK DIR...       stop the student's processes; remove the rules, tables and sysctl
+                                           changes made since FILE was written; make the files in each DIR
+                                           readable (a capture dumpcap wrote 0600); print what was undone (JSON)
 
 It runs in the host's own network namespace (netns: `ip netns exec`, Docker: `docker exec`, SSH: on
 the machine), so /proc/net and iptables are the host's. Standard library only, Python 3.7 or later.
@@ -17,16 +18,24 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shlex
 import signal
+import stat as stat_module
 import subprocess
 import sys
 import time
+
+try:
+    from . import procs
+except ImportError:  # uploaded beside the SSH agent, outside the package: procs.py is uploaded with it
+    import procs  # type: ignore[no-redef]
 
 LISTEN, ESTABLISHED = "0A", "01"
 CAPTURES = ("*.pcap", "*.pcapng", "*.cap")
 # The sysctls a student may change while doing an exercise (the keepalive and buffer ones, say).
 IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
+FIREWALLS, TABLES = ("iptables", "ip6tables"), ("filter", "nat", "mangle", "raw")
 SYSCTL_GLOBS = ("/proc/sys/net/ipv4/tcp_*", "/proc/sys/net/core/rmem_*", "/proc/sys/net/core/wmem_*")
 
 
@@ -71,19 +80,28 @@ def marked(mark: str) -> list:
             if needle not in env:
                 continue
             argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
-            stat = open("/proc/%d/stat" % pid).read()
         except OSError:
             continue
-        if stat[stat.rindex(")") + 2] == "Z":
-            continue
-        start = int(stat[stat.rindex(")") + 2:].split()[19])
+        start = procs.start_time(pid)
+        if start is None or not procs.same_process(pid, start):
+            continue  # gone, or a zombie
         out.append({"pid": pid, "start": start, "argv": [a.decode(errors="replace") for a in argv if a]})
     return out
 
 
-def iptables_rules() -> list:
-    r = subprocess.run(["iptables", "-w", "-S"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+def iptables_rules(command: str = "iptables", table: str = "filter") -> list:
+    r = subprocess.run([command, "-w", "-t", table, "-S"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
     return r.stdout.splitlines() if r.returncode == 0 else []
+
+
+def firewall() -> dict:
+    """Every rule of every table the person may have touched, IPv4 and IPv6: "iptables filter" -> its `-S` lines."""
+    return {"%s %s" % (command, table): iptables_rules(command, table) for command in FIREWALLS for table in TABLES}
+
+
+def lab_own(rule: str) -> bool:
+    """A rule of a tcplab lab's own chain (TL_<lab>), this one's or another's on the same machine: never the person's."""
+    return bool(re.search(r"(^-[ANP] |-j )TL_", rule))
 
 
 def nft_tables() -> list:
@@ -121,49 +139,59 @@ def facts(mark: str, workdir: str, events: str) -> dict:
 
 
 def baseline(path: str) -> None:
-    data = {"iptables": iptables_rules(), "nft": nft_tables(), "sysctls": sysctls()}
+    data = {"iptables": iptables_rules(), "firewall": firewall(), "nft": nft_tables(), "sysctls": sysctls()}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)
 
 
-def undo(path: str, mark: str) -> list:
+def undo(path: str, mark: str, folders: list) -> list:
     try:
         with open(path) as f:
             base = json.load(f)
     except (OSError, ValueError):
         base = None
     done = []
-    procs = marked(mark)
+    theirs = marked(mark)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in procs:
+        for p in theirs:
             if _same(p):
                 try:
                     os.kill(p["pid"], sig)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 2
-        while any(_same(p) for p in procs) and time.monotonic() < deadline:
+        while any(_same(p) for p in theirs) and time.monotonic() < deadline:
             time.sleep(0.02)
-    done += ["process %s (%d)" % (os.path.basename(p["argv"][0]) if p["argv"] else "?", p["pid"]) for p in procs]
+    done += ["process %s (%d)" % (os.path.basename(p["argv"][0]) if p["argv"] else "?", p["pid"]) for p in theirs]
+    readable(folders)
     if base is None:
         return done  # no record of the host before the student: nothing else can be told apart
-    added = list(iptables_rules())
-    for rule in base["iptables"]:
-        if rule in added:
-            added.remove(rule)
-    for rule in reversed([r for r in added if r.startswith("-A ")]):
-        if subprocess.run(["iptables", "-w", "-D"] + shlex.split(rule)[1:], stderr=subprocess.DEVNULL).returncode == 0:
-            done.append("iptables rule %s" % rule)
-    for rule in [r for r in added if r.startswith("-N ")]:
-        chain = rule.split()[1]
-        subprocess.run(["iptables", "-w", "-F", chain], stderr=subprocess.DEVNULL)
-        if subprocess.run(["iptables", "-w", "-X", chain], stderr=subprocess.DEVNULL).returncode == 0:
-            done.append("iptables chain %s" % chain)
+    before = base.get("firewall") or {"iptables filter": base.get("iptables", [])}
+    for key, rules in firewall().items():
+        command, table = key.split()
+        was = before.get(key, [])
+        new = [r for r in added(rules, was) if not lab_own(r)]
+        gone = [r for r in added(was, rules) if not lab_own(r)]
+        for rule in reversed([r for r in new if r.startswith("-A ")]):
+            if subprocess.run([command, "-w", "-t", table, "-D"] + shlex.split(rule)[1:], stderr=subprocess.DEVNULL).returncode == 0:
+                done.append("%s rule %s" % (_name(command, table), rule))
+        for rule in [r for r in new if r.startswith("-N ")]:
+            chain = rule.split()[1]
+            subprocess.run([command, "-w", "-t", table, "-F", chain], stderr=subprocess.DEVNULL)
+            if subprocess.run([command, "-w", "-t", table, "-X", chain], stderr=subprocess.DEVNULL).returncode == 0:
+                done.append("%s chain %s" % (_name(command, table), chain))
+        # Policies changed, and rules the person deleted (put back at the end of their chain).
+        for rule in [r for r in gone if r.startswith("-P ") or r.startswith("-A ")]:
+            argv = shlex.split(rule)
+            if subprocess.run([command, "-w", "-t", table] + argv, stderr=subprocess.DEVNULL).returncode == 0:
+                done.append("%s %s %s again" % (_name(command, table), "policy" if rule.startswith("-P ") else "rule", " ".join(argv[1:])))
     for table in nft_tables():
-        # iptables-nft's own tables (ip filter...) are iptables': its rules went above, the table is its business.
-        if table not in base["nft"] and table.split()[-1] not in IPTABLES_TABLES:
+        # iptables-nft's own tables (ip filter...) are iptables': its rules went above, the table is its business;
+        # tcplab's own (tcplab_<lab>) belong to labs.
+        name = table.split()[-1]
+        if table not in base["nft"] and name not in IPTABLES_TABLES and not name.startswith("tcplab_"):
             if subprocess.run(["nft", "delete", "table"] + table.split(), stderr=subprocess.DEVNULL).returncode == 0:
                 done.append("nftables table %s" % table)
     for sysctl, value in base["sysctls"].items():
@@ -181,12 +209,51 @@ def undo(path: str, mark: str) -> list:
     return done
 
 
+def _name(command: str, table: str) -> str:
+    return command if table == "filter" else "%s %s" % (command, table)
+
+
 def _same(p: dict) -> bool:
-    try:
-        stat = open("/proc/%d/stat" % p["pid"]).read()
-    except OSError:
+    return procs.same_process(p["pid"], p["start"])
+
+
+def drops(rule: str, port: int) -> bool:
+    """Whether an `iptables -S` rule drops (or rejects) the port's packets: one naming it, or one that names no port at all."""
+    if not re.search(r"-j (DROP|REJECT)\b", rule) or not rule.startswith("-A "):
         return False
-    return stat[stat.rindex(")") + 2] != "Z" and int(stat[stat.rindex(")") + 2:].split()[19]) == p["start"]
+    ports = re.findall(r"--(?:d|s)ports? (\S+)", rule)
+    if not ports:
+        return True
+    for spec in ports:
+        for part in spec.split(","):
+            low, _, high = part.partition(":")
+            if low.isdigit() and int(low) <= port <= int(high or low):
+                return True
+    return False
+
+
+def added(now: list, before: list) -> list:
+    """The rules in `now` that `before` did not have (each counted once)."""
+    left = list(before)
+    out = []
+    for rule in now:
+        if rule in left:
+            left.remove(rule)
+        else:
+            out.append(rule)
+    return out
+
+
+def readable(folders: list) -> None:
+    """Every file in the folders readable by all: the SSH user fetches what root wrote there."""
+    for folder in folders:
+        for path in glob.glob(os.path.join(folder, "*")):
+            try:
+                st = os.lstat(path)
+                if stat_module.S_ISREG(st.st_mode):  # files only: never a folder or a link's target
+                    os.chmod(path, st.st_mode | 0o044)
+            except OSError:
+                pass
 
 
 def main(args: list) -> None:
@@ -194,8 +261,8 @@ def main(args: list) -> None:
         print(json.dumps(facts(args[1], args[2], args[3])))
     elif args[:1] == ["baseline"] and len(args) == 2:
         baseline(args[1])
-    elif args[:1] == ["undo"] and len(args) == 3:
-        print(json.dumps(undo(args[1], args[2])))
+    elif args[:1] == ["undo"] and len(args) >= 3:
+        print(json.dumps(undo(args[1], args[2], args[3:])))
     else:
         sys.exit(__doc__)
 

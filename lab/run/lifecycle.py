@@ -37,7 +37,8 @@ def clear_leftovers(lab: str) -> None:
     if old is None:
         return
     if old.owner_alive():
-        raise LabError(f"lab {lab} is in use by `up` (pid {old.owner_pid}); choose another --lab or wait for it")
+        who = "a hands-on session (its keeper, pid" if old.mode == "hands-on" else "`up` (pid"
+        raise LabError(f"lab {lab} is in use by {who} {old.owner_pid}); choose another --lab, or `invoke down --lab {lab}`")
     if old.kept:
         raise LabError(f"lab {lab} is still up from an earlier `up --keep`: run `invoke down --lab {lab}` first, or choose another --lab")
     ui.warn(f"lab {lab} has leftovers from an interrupted run; removing them")

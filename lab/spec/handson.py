@@ -15,6 +15,7 @@ watching (`invoke start`, `shell`, `watch`, `finish`).
           done_when: {listening: {host: dest, port: "{port}"}}
       observed:               # parameters as the programs really set them: program.event.field
         keepidle: client.options.keepidle
+      defaults: {stall: 15}   # by hand, where the automated defaults are too quick for a person (--set wins)
 
 A step's `run` and `do` may hold the exercise's placeholders and `{<host>.iface}`, the interface the
 host's traffic uses (the machine's own over SSH); they are filled when the lab is up, for its hosts.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from ..errors import LabError
 from . import params, yamlfile
 from .steps import Step, parse_timeline
 from .steps.base import Scenario
@@ -74,10 +76,11 @@ class HandsOn:
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> {file name: text}
     steps: list[HandsOnStep] = field(default_factory=list)
     observed: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # parameter -> (program, event, field)
+    defaults: dict[str, Any] = field(default_factory=dict)  # parameter -> its value by hand
 
 
 def parse(path: Path, f: yamlfile.Fields, scenario: Scenario, parameters: Mapping[str, Any], variables: Mapping[str, Any]) -> HandsOn:
-    f.only(["intro", "setup", "files", "steps", "observed"])
+    f.only(["intro", "setup", "files", "steps", "observed", "defaults"])
     nodes = scenario.topology.nodes
     out = HandsOn(intro=f.get("intro", str, ""))
     out.setup = parse_timeline(path, f.get("setup", list, []), scenario, variables, f.path("setup"))
@@ -123,6 +126,14 @@ def parse(path: Path, f: yamlfile.Fields, scenario: Scenario, parameters: Mappin
         if len(parts) != 3 or parts[0] not in scenario.programs:
             raise observed.error(name, f"{where!r}: write program.event.field, with one of the programs ({', '.join(scenario.programs)})")
         out.observed[name] = (parts[0], parts[1], parts[2])
+    defaults = f.sub("defaults", {})
+    for name, raw in defaults.value.items():
+        if name not in parameters:
+            raise defaults.error(str(name), f"no parameter {name!r}; parameters: {', '.join(parameters) or 'none'}")
+        try:
+            out.defaults[name] = parameters[name].convert(raw, "default")
+        except LabError as e:
+            raise defaults.error(name, str(e)) from None
     return out
 
 

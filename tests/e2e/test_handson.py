@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EX2_FAST, STATE_ROOT, assert_lab_gone, invoke, namespaces, pid_alive, report, start, verdicts
+from .conftest import EX1_FAST, EX2_FAST, STATE_ROOT, assert_lab_gone, invoke, namespaces, pid_alive, report, start, verdicts
 from .tmuxing import Tmux
 
 KEEPALIVE = {"connection_established", "keepalive_probes", "keepalive_abort", "user_timeout_decides", "student_capture"}
@@ -42,11 +42,17 @@ class Person:
     def __init__(self, lab: str, exercise: str, values: list[str], *extra: str):
         self.lab = lab
         r = invoke("start", exercise, "--lab", lab, *sets(values), *extra, timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
+        if r.returncode != 0:
+            invoke("down", "--lab", lab)
+            raise AssertionError(r.stdout + r.stderr)
         self.started = r.stdout
-        self.commands = [s["run"] for s in handson_record(lab)["steps"]]
-        self.tmux = Tmux()
         self.shells: dict[str, str] = {}
+        try:
+            self.commands = [s["run"] for s in handson_record(lab)["steps"]]
+            self.tmux = Tmux()
+        except BaseException:
+            invoke("down", "--lab", lab)
+            raise
 
     def shell(self, name: str, host: str) -> str:
         if name not in self.shells:
@@ -60,7 +66,7 @@ class Person:
         return invoke("finish", "--lab", self.lab, "--results", str(folder), *extra, timeout=120)
 
     def close(self) -> None:
-        self.tmux.kill()
+        self.tmux.kill()  # its shells end with it
         if (STATE_ROOT / self.lab).exists():
             invoke("down", "--lab", self.lab)
 
@@ -78,17 +84,20 @@ def person(request):
         p.close()
 
 
+# exercise1/2's steps as the seed has them: each typed in a shell of its own, and seen done before the next.
+SEED = [("capture", "source"), ("server", "dest"), ("client", "source"), ("firewall", "dest")]
+
+
+def seed_steps(p: Person, *numbers: int) -> None:
+    for n in numbers:
+        shell, host = SEED[n - 1]
+        p.type(shell, host, p.commands[n - 1])
+        wait_step(p.lab, n)
+
+
 def keepalive_by_hand(p: Person, capture: bool = True) -> None:
-    """exercise1/2 as the seed has it: capture, server, client, the drop after the first exchange, the end."""
-    if capture:
-        p.type("capture", "source", p.commands[0])
-        wait_step(p.lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
-    p.type("client", "source", p.commands[2])
-    wait_step(p.lab, 3)
-    p.type("firewall", "dest", p.commands[3])
-    wait_step(p.lab, 4)
+    """The seed's five steps: capture, server, client, the drop after the first exchange, the end."""
+    seed_steps(p, *([1] if capture else []), 2, 3, 4)
     p.tmux.wait_for(p.shells["client"], "ETIMEDOUT")
     wait_step(p.lab, 5)
 
@@ -137,19 +146,35 @@ def test_the_options_the_client_really_set_are_judged_not_the_labs(person, tmp_p
     assert probes["observed"].startswith("3 probes")  # U=4000 gives 3, more than KEEPCNT=2
 
 
-def test_persist_timer_by_hand(person, tmp_path):
-    """The seed's manual run: the server with --stall in one namespace, the client in another."""
-    lab = "hopersist"
-    p = person(lab, "persist-timer", ["stall=3", "duration=4"])
-    assert "python3 server.py --port 9999" in p.started and "--stall 3" in " ".join(p.started.split())
-    p.type("capture", "source", p.commands[0])
-    wait_step(lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(lab, 2)
-    p.type("client", "source", p.commands[2])
+def test_exercise1_by_hand(person, tmp_path):
+    lab = "hoex1"
+    p = person(lab, "exercise1", EX1_FAST)
+    assert "--keepidle 1 --keepintvl 1 --keepcnt 2 --user-timeout 0" in " ".join(p.started.split())
+    keepalive_by_hand(p)
+    r = p.finish(tmp_path / "r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert verdicts(tmp_path / "r") == dict.fromkeys(KEEPALIVE - {"user_timeout_decides"}, True)
+    probes = next(c for c in report(tmp_path / "r")["checks"] if c["name"] == "keepalive_probes")
+    assert probes["observed"].startswith("2 probes")  # KEEPCNT decides
+
+
+def persist_by_hand(p: Person) -> None:
+    for n, (shell, host) in enumerate((("capture", "source"), ("server", "dest"), ("client", "source")), 1):
+        p.type(shell, host, p.commands[n - 1])
+        if n < 3:
+            wait_step(p.lab, n)
     for n in (3, 4, 5):
-        wait_step(lab, n, timeout=40)
+        wait_step(p.lab, n, timeout=40)
     p.tmux.wait_for(p.shells["client"], "[PASS] Data sent", timeout=40)
+
+
+@pytest.mark.parametrize("backend", ["netns", "docker"])
+def test_persist_timer_by_hand(person, tmp_path, backend):
+    """The seed's manual run: the server with --stall in one namespace, the client in another."""
+    lab = f"hopersist{backend[:2]}"
+    p = person(lab, "persist-timer", ["stall=3", "duration=4"], "--backend", backend)
+    assert "python3 server.py --port 9999" in p.started and "--stall 3" in " ".join(p.started.split())
+    persist_by_hand(p)
     r = p.finish(tmp_path / "r")
     assert r.returncode == 0, r.stdout + r.stderr
     assert all(verdicts(tmp_path / "r").values()) and "window_probes" in verdicts(tmp_path / "r")
@@ -173,12 +198,7 @@ def test_a_pcapng_capture_of_ones_own_is_collected_and_judged(person, tmp_path):
 
 
 def rule_on_the_wrong_host(p: Person) -> None:
-    p.type("capture", "source", p.commands[0])
-    wait_step(p.lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
-    p.type("client", "source", p.commands[2])
-    wait_step(p.lab, 3)
+    seed_steps(p, 1, 2, 3)
     p.type("firewall", "source", p.commands[3])  # source, not dest
     # Dropped in source's own OUTPUT, a probe counts as local congestion: the kernel retries it every
     # half second and never gives up, and nothing reaches the wire.
@@ -186,58 +206,32 @@ def rule_on_the_wrong_host(p: Person) -> None:
 
 
 def rule_on_the_wrong_port(p: Person) -> None:
-    p.type("capture", "source", p.commands[0])
-    wait_step(p.lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
-    p.type("client", "source", p.commands[2])
-    wait_step(p.lab, 3)
+    seed_steps(p, 1, 2, 3)
     p.type("firewall", "dest", p.commands[3].replace("8990", "8991"))
     time.sleep(4)  # the probes are answered: nothing ends
 
 
 def rule_before_the_first_exchange(p: Person) -> None:
-    p.type("capture", "source", p.commands[0])
-    wait_step(p.lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
-    p.type("firewall", "dest", p.commands[3])
-    wait_step(p.lab, 4)
+    seed_steps(p, 1, 2, 4)
     p.type("client", "source", p.commands[2])
     time.sleep(3)  # the SYN goes unanswered
 
 
 def client_before_server(p: Person) -> None:
-    p.type("capture", "source", p.commands[0])
-    wait_step(p.lab, 1)
+    seed_steps(p, 1)
     p.type("client", "source", p.commands[2])
     p.tmux.wait_for(p.shells["client"], "connect to 10.0.1.2:8990 failed")
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
+    seed_steps(p, 2)
 
 
 def client_interrupted(p: Person) -> None:
-    p.type("capture", "source", p.commands[0])
-    wait_step(p.lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
-    p.type("client", "source", p.commands[2])
-    wait_step(p.lab, 3)
-    p.type("firewall", "dest", p.commands[3])
-    wait_step(p.lab, 4)
+    seed_steps(p, 1, 2, 3, 4)
     p.tmux.keys(p.shells["client"], "C-c")
     p.tmux.wait_for(p.shells["client"], "interrupted (Ctrl-C)")
 
 
 def finish_before_the_abort(p: Person) -> None:
-    p.type("capture", "source", p.commands[0])
-    wait_step(p.lab, 1)
-    p.type("server", "dest", p.commands[1])
-    wait_step(p.lab, 2)
-    p.type("client", "source", p.commands[2])
-    wait_step(p.lab, 3)
-    p.type("firewall", "dest", p.commands[3])
-    wait_step(p.lab, 4)
+    seed_steps(p, 1, 2, 3, 4)
 
 
 def no_capture_of_ones_own(p: Person) -> None:
@@ -381,3 +375,50 @@ def test_zero_window_probe_by_hand_with_the_bridge_scripts(person, tmp_path):
     assert all(verdicts(tmp_path / "r").values()) and "window_update_lost" in verdicts(tmp_path / "r")
     steps = [e["step"] for e in json.loads((tmp_path / "r" / "manifest.json").read_text())["timeline"] if e.get("by") == "hands-on"]
     assert steps == ["bridge_drop", "bridge_restore"]
+
+
+def test_a_client_without_its_log_is_judged_from_the_packets_alone(person, tmp_path):
+    """The client run where its events do not reach the lab: the packets are judged against the lab's
+    values, and the verdict says what could not be known."""
+    lab = "honolog"
+    p = person(lab, "exercise2", EX2_FAST)
+    p.commands[2] = "env -u TCPLAB_EVENTS " + p.commands[2]
+    seed_steps(p, 1, 2, 3, 4)
+    p.tmux.wait_for(p.shells["client"], '"error": "ETIMEDOUT"')  # its JSON events land on its terminal instead
+    r = p.finish(tmp_path / "r")
+    out = " ".join(r.stdout.split())
+    assert r.returncode == 0, out
+    assert "could not be known (no log says)" in out and "keepidle=1" in out
+    abort = next(c for c in report(tmp_path / "r")["checks"] if c["name"] == "keepalive_abort")
+    assert abort["passed"] and "what recv() returned could not be known: client.log is missing" in abort["detail"]
+
+
+def test_undo_puts_a_hosts_firewall_back_as_it_was(tmp_path):
+    """What a person may do to a machine's firewall, and undo putting it back: their rules removed in every
+    table, IPv4 and IPv6, policies and deleted rules restored, and another lab's chain left alone."""
+    ns = "tcplab-houndo-x"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        def on(*argv: str) -> str:
+            return subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True).stdout
+
+        helper = str(Path(__file__).resolve().parents[2] / "lab" / "onhost" / "handson.py")
+        on("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+        before = {cmd: on(*cmd.split()) for cmd in ("iptables -S", "iptables -t nat -S", "ip6tables -S")}
+        on("python3", helper, "baseline", str(tmp_path / "base.json"))
+        on("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "8990", "-j", "DROP")
+        on("iptables", "-D", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+        on("iptables", "-P", "FORWARD", "DROP")
+        on("iptables", "-t", "nat", "-A", "POSTROUTING", "-j", "MASQUERADE")
+        on("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "8990", "-j", "DROP")
+        on("iptables", "-N", "TL_otherlab")  # another lab's chain, made meanwhile: not the person's
+        on("iptables", "-A", "INPUT", "-j", "TL_otherlab")
+        undone = json.loads(on("python3", helper, "undo", str(tmp_path / "base.json"), "houndo/x", str(tmp_path)))
+        assert "iptables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP" in undone and "iptables policy FORWARD ACCEPT again" in undone
+        assert "iptables nat rule -A POSTROUTING -j MASQUERADE" in undone and "ip6tables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP" in undone
+        after = on("iptables", "-S")
+        assert "--dport 22 -j ACCEPT" in after and "8990" not in after and "-P FORWARD ACCEPT" in after
+        assert "-A INPUT -j TL_otherlab" in after
+        assert on("iptables", "-t", "nat", "-S") == before["iptables -t nat -S"] and on("ip6tables", "-S") == before["ip6tables -S"]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns])

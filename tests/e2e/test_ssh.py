@@ -422,16 +422,13 @@ def test_exercise2_by_hand_over_ssh(vms, tmp_path):
 
 
 def test_sigkill_of_a_hands_on_keeper_then_down_undoes_the_persons_rule(vms, tmp_path):
-    from .test_handson import Person, handson_record, wait_step
+    from .test_handson import Person, handson_record, seed_steps
 
     lab = "sshhandskill"
     inv = vms.inventory()
     p = Person(lab, "exercise2", EX2_FAST, "--backend", "ssh", "--inventory", str(inv))
     try:
-        p.type("server", "dest", p.commands[1])
-        wait_step(lab, 2)
-        p.type("firewall", "dest", p.commands[3])
-        wait_step(lab, 4)
+        seed_steps(p, 2, 4)
         assert "DROP" in vms.exec("dest", "iptables", "-w", "-S").stdout
         os.kill(handson_record(lab)["keeper"], signal.SIGKILL)
         r = invoke("down", "--lab", lab)
@@ -439,6 +436,21 @@ def test_sigkill_of_a_hands_on_keeper_then_down_undoes_the_persons_rule(vms, tmp
         out = " ".join(r.stdout.split())
         assert "iptables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP on dest" in out and "process python3" in out
         assert "DROP" not in vms.exec("dest", "iptables", "-w", "-S").stdout
+        assert_machines_clean(vms, lab)
+    finally:
+        p.close()
+
+
+def test_persist_timer_by_hand_over_ssh(vms, tmp_path):
+    from .test_handson import Person, persist_by_hand
+
+    lab = "sshhandspt"
+    p = Person(lab, "persist-timer", ["stall=3", "duration=4"], "--backend", "ssh", "--inventory", str(vms.inventory()))
+    try:
+        persist_by_hand(p)
+        r = p.finish(tmp_path / "r")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert all(verdicts(tmp_path / "r").values()) and "window_probes" in verdicts(tmp_path / "r")
         assert_machines_clean(vms, lab)
     finally:
         p.close()

@@ -59,6 +59,8 @@ def own(tmp_path, hands_on: str) -> str:
         ("steps: [{do: x, done_when: {capturing: source}}]\nobserved: {port: client.options}\n", "hands_on.observed.port", "program.event.field"),
         ("steps: [{do: x, done_when: {capturing: source}}]\nfiles: {source: {../x: y}}\n", "hands_on.files.source.../x", "no '/'"),
         ("setup: [{jump: {}}]\nsteps: [{do: x, done_when: {capturing: source}}]\n", "hands_on.setup[0]", "unknown step 'jump'"),
+        ("steps: [{do: x, done_when: {capturing: source}}]\ndefaults: {nope: 1}\n", "hands_on.defaults.nope", "no parameter 'nope'"),
+        ("steps: [{do: x, done_when: {capturing: source}}]\ndefaults: {port: many}\n", "hands_on.defaults.port", "is not an integer"),
     ],
 )
 def test_hands_on_errors_name_the_file_and_the_field(tmp_path, body, field, words):
@@ -131,3 +133,13 @@ def test_the_format_document_names_every_condition():
 
     doc = (exercise.EXERCISE_DIR.parent / "docs" / "exercise-format.md").read_text()
     assert [k for k in CONDITIONS if f"| `{k}` |" not in doc] == []
+
+
+def test_rules_added_since_the_baseline_and_the_labs_own():
+    from lab.onhost.handson import added, lab_own
+
+    before = ["-P INPUT ACCEPT", "-A INPUT -j ACCEPT", "-A INPUT -j ACCEPT"]
+    assert added(["-P INPUT ACCEPT", "-A INPUT -j ACCEPT", "-A INPUT -j ACCEPT", "-A INPUT -j ACCEPT"], before) == ["-A INPUT -j ACCEPT"]
+    assert added(["-P INPUT ACCEPT"], before) == []
+    assert lab_own("-A INPUT -j TL_lab1") and lab_own("-N TL_lab1") and lab_own("-A TL_lab1 -p tcp -j DROP")
+    assert not lab_own("-A INPUT -p tcp --dport 8990 -j DROP")

@@ -151,10 +151,14 @@ class SshBackend(base.Backend):
         if s.is_dir(folder):
             agent.upload(s)  # afresh: the run may have been killed before it was complete
             if s.read_file(f"{folder}/{HANDSON_BASELINE}"):
-                # A person worked here (hands-on mode): their processes, rules, tables and sysctls go first.
-                undone = s.json(s.run(self.onhost(role, "handson.py") + ["undo", f"{folder}/{HANDSON_BASELINE}", handson_mark(self.lab, role)],
-                                      timeout=60).stdout, "the hands-on helper's answer")
-                removed += [f"{what} on {role}" for what in undone]
+                # A person worked here (hands-on mode): their processes, rules, tables and sysctls go first;
+                # if that fails, the rest of the teardown still runs, and says so.
+                r = s.run(self.onhost(role, "handson.py") + ["undo", f"{folder}/{HANDSON_BASELINE}", handson_mark(self.lab, role)],
+                          timeout=60, check=False)
+                try:
+                    removed += [f"{what} on {role}" for what in json.loads(r.stdout) or []]
+                except ValueError:
+                    ui.warn(f"{s.machine}: undoing the person's changes failed: {(r.stderr.strip().splitlines() or ['no answer'])[-1]}")
             removed += [f"process {name} on {role}" for name in agent.answer(s, "stop-all", folder)]
             removed += [f"{what} on {role}" for what in agent.answer(s, "trace-remove", folder)]
             saved = s.read_file(f"{folder}/sysctls.json")
@@ -206,9 +210,7 @@ class SshBackend(base.Backend):
     def install(self, host: str, files: dict[str, bytes]) -> None:
         s = self.sessions[host]
         for folder in (self.student_dir(host), self.events_dir(host)):
-            s.mkdirs(folder)
-            # sudo's programs write here as root, and the SSH user reads it back over SFTP.
-            s.run(["chmod", "0777", folder])
+            s.mkdirs(folder)  # the SSH user's; programs under sudo write here as root, and SFTP reads it back
         for name, data in files.items():
             s.write_bytes(f"{self.student_dir(host)}/{name}", data, 0o755 if data.startswith(b"#!") else 0o644)
 

@@ -40,10 +40,12 @@ def run(transport: paramiko.Transport, command: str, interactive: bool) -> int:
 def _interactive(channel: paramiko.Channel) -> None:
     fd = sys.stdin.fileno()
     old = termios.tcgetattr(fd)
-    previous = signal.signal(signal.SIGWINCH, lambda *_: _resize(channel))
+    previous = {signal.SIGWINCH: signal.signal(signal.SIGWINCH, lambda *_: _resize(channel))}
+    # A SIGTERM or SIGHUP ends the session through the `finally`, which gives the terminal back as it was.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, lambda *_, s=sig: sys.exit(128 + s))
     try:
         tty.setraw(fd)
-        tty.setcbreak(fd)
         channel.settimeout(0.0)
         while True:
             ready, _, _ = select.select([channel, fd], [], [])
@@ -59,10 +61,11 @@ def _interactive(channel: paramiko.Channel) -> None:
                 data = os.read(fd, CHUNK)
                 if not data:
                     break
-                channel.send(data)
+                channel.sendall(data)  # a paste is many keys at once: every one of them goes
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
-        signal.signal(signal.SIGWINCH, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _resize(channel: paramiko.Channel) -> None:
@@ -74,7 +77,9 @@ def _resize(channel: paramiko.Channel) -> None:
 
 
 def _stream(channel: paramiko.Channel, forward_stdin: bool) -> None:
-    if not forward_stdin:
+    """Output to this terminal as it comes; with forward_stdin, this process's input (a script piped in) to the command."""
+    stdin = sys.stdin.fileno() if forward_stdin else None
+    if stdin is None:
         channel.shutdown_write()
     while True:
         got: Optional[bytes] = None
@@ -87,4 +92,11 @@ def _stream(channel: paramiko.Channel, forward_stdin: bool) -> None:
         if got is None:
             if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                 break
-            select.select([channel], [], [], 0.1)
+            ready, _, _ = select.select([channel] + ([stdin] if stdin is not None else []), [], [], 0.1)
+            if stdin is not None and stdin in ready:
+                data = os.read(stdin, CHUNK)
+                if data:
+                    channel.sendall(data)
+                else:
+                    channel.shutdown_write()  # end of input: the command sees it too
+                    stdin = None
