@@ -238,6 +238,18 @@ def no_capture_of_ones_own(p: Person) -> None:
     keepalive_by_hand(p, capture=False)
 
 
+def capture_on_the_wrong_interface(p: Person) -> None:
+    p.commands[0] = p.commands[0].replace("-i eth0", "-i lo")
+    keepalive_by_hand(p)
+
+
+def capture_stopped_too_early(p: Person) -> None:
+    seed_steps(p, 1, 2, 3, 4)
+    p.tmux.keys(p.shells["capture"], "C-c")  # before the probes and the abort
+    p.tmux.wait_for(p.shells["capture"], "packets captured")
+    p.tmux.wait_for(p.shells["client"], "ETIMEDOUT")
+
+
 @pytest.mark.parametrize(
     "mistake, values, failing, check, words",
     [
@@ -251,6 +263,8 @@ def no_capture_of_ones_own(p: Person) -> None:
         (finish_before_the_abort, ["keepidle=4", "keepintvl=2", "keepcnt=5", "user_timeout=9000"], None, "keepalive_probes",
          "`invoke finish` came"),
         (no_capture_of_ones_own, EX2_FAST, {"student_capture"}, "student_capture", "step 1 (On source, start tcpdump"),
+        (capture_on_the_wrong_interface, EX2_FAST, {"student_capture"}, "student_capture", "step 1 (On source, start tcpdump"),
+        (capture_stopped_too_early, EX2_FAST, {"student_capture"}, "student_capture", "stop it only after the end"),
     ],
     ids=lambda v: v.__name__ if callable(v) else None,
 )
@@ -266,6 +280,10 @@ def test_a_usual_mistake_gives_a_failing_check_and_its_hint(person, tmp_path, mi
     if failing is not None:
         assert {n for n, ok in v.items() if not ok} == failing, v
     assert words in hint(tmp_path / "r", check), report(tmp_path / "r")["checks"]
+    if mistake is capture_on_the_wrong_interface:
+        assert "source.pcap: none of the connection" in " ".join(r.stdout.split())
+    if mistake is capture_stopped_too_early:
+        assert "tcpdump was stopped too early" in " ".join(r.stdout.split())
     assert "hint" in " ".join(out.split())  # on screen too
     assert namespaces(lab) == []
 

@@ -3,6 +3,7 @@ veths of the test's own. The exercises pass as on namespaces; host keys are chec
 checked before anything starts; SIGKILL then `down` from the inventory alone leaves nothing behind."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -400,12 +401,23 @@ def test_a_sweep_over_ssh_checks_every_value_first(vms, tmp_path):
 # --- hands-on mode over SSH: a person's shells on the machines ------------------------------------
 
 
+@contextlib.contextmanager
+def person_on(vms, lab: str, exercise: str, values: list[str], inventory: Path | None = None):
+    """Someone doing an exercise by hand on the stand-in VMs, with shells over SSH."""
+    from .test_handson import Person
+
+    p = Person(lab, exercise, values, "--backend", "ssh", "--inventory", str(inventory or vms.inventory()))
+    try:
+        yield p
+    finally:
+        p.close()
+
+
 def test_exercise2_by_hand_over_ssh(vms, tmp_path):
-    from .test_handson import KEEPALIVE, Person, keepalive_by_hand
+    from .test_handson import KEEPALIVE, keepalive_by_hand
 
     lab = "sshhands"
-    p = Person(lab, "exercise2", EX2_FAST, "--backend", "ssh", "--inventory", str(vms.inventory()))
-    try:
+    with person_on(vms, lab, "exercise2", EX2_FAST) as p:
         # The capture's interface is the machine's own data-plane one.
         assert "tcpdump -i eth1 -nnvvX --print -w source.pcap" in " ".join(p.started.split())
         keepalive_by_hand(p)
@@ -417,17 +429,13 @@ def test_exercise2_by_hand_over_ssh(vms, tmp_path):
         # The person's rule on dest, their programs and shells: gone with the lab, as the lab's own files.
         assert "DROP" not in vms.exec("dest", "iptables", "-w", "-S").stdout
         assert_machines_clean(vms, lab)
-    finally:
-        p.close()
 
 
 def test_sigkill_of_a_hands_on_keeper_then_down_undoes_the_persons_rule(vms, tmp_path):
-    from .test_handson import Person, handson_record, seed_steps
+    from .test_handson import handson_record, seed_steps
 
     lab = "sshhandskill"
-    inv = vms.inventory()
-    p = Person(lab, "exercise2", EX2_FAST, "--backend", "ssh", "--inventory", str(inv))
-    try:
+    with person_on(vms, lab, "exercise2", EX2_FAST) as p:
         seed_steps(p, 2, 4)
         assert "DROP" in vms.exec("dest", "iptables", "-w", "-S").stdout
         os.kill(handson_record(lab)["keeper"], signal.SIGKILL)
@@ -437,20 +445,15 @@ def test_sigkill_of_a_hands_on_keeper_then_down_undoes_the_persons_rule(vms, tmp
         assert "iptables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP on dest" in out and "process python3" in out
         assert "DROP" not in vms.exec("dest", "iptables", "-w", "-S").stdout
         assert_machines_clean(vms, lab)
-    finally:
-        p.close()
 
 
 def test_persist_timer_by_hand_over_ssh(vms, tmp_path):
-    from .test_handson import Person, persist_by_hand
+    from .test_handson import persist_by_hand
 
     lab = "sshhandspt"
-    p = Person(lab, "persist-timer", ["stall=3", "duration=4"], "--backend", "ssh", "--inventory", str(vms.inventory()))
-    try:
+    with person_on(vms, lab, "persist-timer", ["stall=3", "duration=4"]) as p:
         persist_by_hand(p)
         r = p.finish(tmp_path / "r")
         assert r.returncode == 0, r.stdout + r.stderr
         assert all(verdicts(tmp_path / "r").values()) and "window_probes" in verdicts(tmp_path / "r")
         assert_machines_clean(vms, lab)
-    finally:
-        p.close()
