@@ -37,8 +37,10 @@ def assert_sweep_passed(folder: Path, output: str) -> dict:
         assert run["problems"] == [] and all(ms is not None for ms in f.values()), run
         # What the kernel does, per round trip: one for the handshake (the client's SYN_SENT, the
         # server's request socket), one for the passive closer's LAST_ACK (its FIN out, the ACK back).
+        # One round trip, not two: the upper bound leaves room for a user-space delay line's scheduling
+        # on a busy machine (a 20 ms RTT once measured 22.002 ms), far below the next round trip.
         for name in ("handshake", "server SYN_RECV", "server LAST_ACK", "RTT measured"):
-            assert rtt - 0.2 <= f[name] <= rtt + 2, (name, run["value"], f[name])
+            assert rtt - 0.2 <= f[name] <= rtt + 2 + 0.2 * rtt, (name, run["value"], f[name])
         # The transfer is a slow start across several round trips, so it grows with the latency.
         assert f["transfer"] > 3 * rtt
     transfers = [figures(r)["transfer"] for r in comparison["runs"]]
