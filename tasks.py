@@ -39,14 +39,23 @@ def _run(command: str, *args) -> None:
                 "numeric parameter (--set latency=0,10,20) runs once per value and compares the runs",
         "results": "results folder (default results/<lab>-<exercise>-<timestamp>/)",
         "keep": "leave the lab up after the run, to look around; remove it with `invoke down`",
+        "kernels": "run on several kernels and compare: a comma list of host (this machine's, in namespaces), bookworm "
+                   "(Debian 12's 6.1) and trixie (Debian 13's 6.12), in VMs (`invoke vms`), e.g. --kernels host,bookworm",
     },
 )
 def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep=False, inventory=None,
-       accept_new_host_keys=False):
-    """Bring a lab up, run the exercise, collect captures and logs, check them, tear down (once per value of a sweep).
+       accept_new_host_keys=False, kernels=None):
+    """Bring a lab up, run the exercise, collect captures and logs, check them, tear down (once per value of a sweep,
+    or per kernel with --kernels).
 
     Exit status: 0 every check passed, 1 a check failed, 2 bad input or environment, 130 interrupted.
     """
+    if kernels is not None:
+        if backend != "netns" or inventory or keep or accept_new_host_keys:
+            raise Exit("error: --kernels chooses the machines itself (namespaces for host, VMs for the others): "
+                       "leave out --backend, --inventory, --keep and --accept-new-host-keys", code=EXIT_BAD_INPUT)
+        _run("kernels.run", exercise, lab, kernels, set_ or [], results)
+        return
     _run("up.up", exercise, lab, backend, set_ or [], results, keep, inventory, accept_new_host_keys)
 
 
@@ -167,6 +176,24 @@ def finish(c, lab=None, results=None, keep=False):
     Exit status as for `up`; `invoke check DIR` judges the folder again.
     """
     _run("handson.finish", lab, results, keep)
+
+
+@task(
+    help={
+        "action": "up (boot a set), down (remove it, or every set without --name), status (list the sets)",
+        "name": "the set's name: its folder /var/lib/tcplab/vms/NAME, its namespace tcplabvm-NAME (default vms)",
+        "count": "up: 2 VMs (source and dest) or 3 (an observer VM bridging them); default 2",
+        "kernel": "up: bookworm (Debian 12, kernel 6.1) or trixie (Debian 13, kernel 6.12); default bookworm",
+        "accel": "up: auto (KVM where it can boot Debian's kernels, TCG otherwise; the default), kvm or tcg",
+    },
+)
+def vms(c, action, name=None, count=2, kernel="bookworm", accel="auto"):
+    """Real Debian VMs under QEMU for --backend ssh: `invoke vms up` prints the inventory to use.
+
+    Images are built once from Debian's mirror and cached; each set has its own keys and a private
+    network. Exit status 2 for bad input or a VM that does not boot.
+    """
+    _run("vms.vms", action, name, int(count), kernel, accel)
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})

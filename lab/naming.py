@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -60,6 +61,12 @@ def link_alias(lab: str) -> str:
 def nft_table(lab: str) -> str:
     """The nftables table (bridge family) holding a lab's on-path drops."""
     return f"{PREFIX}_{lab}"
+
+
+def mirror_interface(lab: str) -> str:
+    """The dummy interface an SSH machine's captures use while a delay sits on its egress: a mirror of
+    its data-plane interface's traffic taken before the delay (lab/backends/ssh/mirror.py)."""
+    return f"tlm{zlib.crc32(lab.encode()):08x}"
 
 
 def trace_instance(lab: str, host: Optional[str] = None) -> str:

@@ -39,6 +39,20 @@ def waiting(text: str) -> Iterator[None]:
 
 
 @contextmanager
+def activity(text: str) -> Iterator:
+    """A spinner for a long step whose detail changes (debootstrap's package, a VM's boot stage);
+    yields a function taking the detail. Details marked `milestone` also print as step lines, so a
+    log (no terminal) shows the stages."""
+    step(text)
+    with console.status(escape(text), spinner="dots") as status:
+        def update(detail: str, milestone: bool = False) -> None:
+            status.update(escape(f"{text}: {detail}"))
+            if milestone:
+                step(f"  {detail}")
+        yield update
+
+
+@contextmanager
 def transfer(what: str, total: int) -> Iterator:
     """A progress bar for a file on its way; yields a function that takes the bytes done so far."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn

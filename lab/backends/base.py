@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, Optional, Protocol, Sequence
 
+from ..errors import LabError
 from ..naming import netns_prefix, state_dir
 from ..onhost import sysinfo
 from ..spec.exercise import EXERCISE_DIR, Exercise, required_tools
@@ -54,6 +55,10 @@ class Backend(ABC):
     required_tools: ClassVar[dict[str, str]] = {}
     # Hosts made on this machine: `up` needs root here, and the exercise's tools here.
     local: ClassVar[bool] = True
+    # Where a delay or loss is applied (lab/run/impairments.py): "bridge", on the observer's bridge
+    # ports, or "egress", on the sending host's own data-plane interface (machines of one's own,
+    # whose bridge, if any, the inventory does not describe).
+    impairs_at: ClassVar[str] = "bridge"
 
     def __init__(self, lab: str):
         self.lab = lab
@@ -73,6 +78,11 @@ class Backend(ABC):
         self.share += [d for d in ex.dirs if d.parent != EXERCISE_DIR and d not in self.share]
         self.sysctls = ex.sysctls
         self.tools = required_tools(ex)
+
+    def needs_also(self, other: "Backend") -> None:
+        """Takes on what another run's exercise needs (a sweep's later values), so check_environment
+        checks it before the first run."""
+        self.tools = {**other.tools, **self.tools}
 
     @abstractmethod
     def check_environment(self) -> None:
@@ -200,6 +210,42 @@ class Backend(ABC):
         self.run(host, argv, check=False)  # already gone is fine
         return [argv]
 
+    # Egress impairments: a prio qdisc of the lab's own (handle EGRESS_HANDLE) at the root of the
+    # sending host's interface, whose fourth band, reached only by the peer's address, holds netem.
+    # Other traffic (SSH, say) is not delayed; deleting the root puts the kernel's default back.
+    def has_netem(self, host: str) -> bool:
+        """Whether the host's kernel has netem: detected (a qdisc tried on lo), never assumed."""
+        probe = self.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], check=False)
+        if probe.returncode == 0:
+            self.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
+        return probe.returncode == 0
+
+    def egress_netem(self, host: str, dev: str, peer: str, netem: list[str]) -> list[list[str]]:
+        h = EGRESS_HANDLE
+        shown = self.run(host, ["tc", "qdisc", "show", "dev", dev, "root"], check=False).stdout.split()
+        kind = shown[1] if len(shown) > 1 else ""
+        if kind not in DEFAULT_QDISCS and shown[2:3] != [f"{h}:"]:
+            raise LabError(f"on {host}: {dev} has a root qdisc of its own ({' '.join(shown[:3])}), which a delay or loss would replace: "
+                           f"remove it (`tc qdisc del dev {dev} root`) or run without the impairment")
+        commands = [
+            ["tc", "qdisc", "replace", "dev", dev, "root", "handle", f"{h}:", "prio", "bands", "4",
+             "priomap", "1", "2", "2", "2", "1", "2", "0", "0", "1", "1", "1", "1", "1", "1", "1", "1"],
+            ["tc", "qdisc", "replace", "dev", dev, "parent", f"{h}:4", "handle", f"{EGRESS_NETEM_HANDLE}:", "netem", *netem],
+            ["tc", "filter", "replace", "dev", dev, "parent", f"{h}:", "protocol", "ip", "prio", "1", "handle", "800::1", "u32",
+             "match", "ip", "dst", f"{peer}/32", "flowid", f"{h}:4"],
+        ]
+        for argv in commands:
+            self.run(host, argv)
+        return commands
+
+    def egress_clear(self, host: str, dev: str) -> bool:
+        """Removes the lab's egress qdisc from `dev` if it is there; whether it was."""
+        shown = self.run(host, ["tc", "qdisc", "show", "dev", dev, "root"], check=False).stdout
+        if f"qdisc prio {EGRESS_HANDLE}:" not in shown:
+            return False
+        self.run(host, ["tc", "qdisc", "del", "dev", dev, "root"], check=False)
+        return True
+
     def write_sysctl(self, host: str, name: str, value: str, check: bool = True) -> None:
         self.run(host, ["sysctl", "-q", "-w", f"{name}={value}"], check=check)
 
@@ -215,6 +261,12 @@ class Backend(ABC):
             if path in paths:
                 out[paths[path]] = value.strip()
         return out
+
+
+# The root qdisc's handle for egress impairments: one a machine's own set-up is unlikely to use.
+EGRESS_HANDLE, EGRESS_NETEM_HANDLE = "7c1a", "7c1b"
+# A root qdisc the kernel or a distribution puts there by itself, which an egress impairment may replace.
+DEFAULT_QDISCS = ("noqueue", "pfifo_fast", "fq_codel", "mq", "fq", "pfifo", "")
 
 
 def bridge_forward_chain(table: str) -> list[list[str]]:

@@ -39,10 +39,14 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
         raise LabError(f"--keep leaves one lab up, and --set {plan.parameter}=... asks for {len(plan.values)} runs: "
                        f"run the value you want to look at alone, with --keep")
     ex = plan.exercises[0] if plan else exercise_mod.load(name, sets, lab, addresses=backend.addresses())
+    others = []
     for other in (plan.exercises[1:] if plan else []):
-        # What a backend cannot give (a delay over SSH) is refused for every value before the first run.
-        new_backend().prepare(other)
+        # What a backend cannot give is refused for every value before the first run.
+        others.append(new_backend())
+        others[-1].prepare(other)
     backend.prepare(ex)
+    for b in others:
+        backend.needs_also(b)  # what the machines must have (netem for a later value's delay) is checked now too
     if backend.local:
         require_root(f"up {name}")
         require_tools({**backend.required_tools, **backend.tools})

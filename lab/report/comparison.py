@@ -1,5 +1,7 @@
 """The comparison of a sweep's runs: each run's verdict and figures (from its exercise's measures),
 set against the round trip, as comparison.json, a table and comparison.png in the sweep's folder.
+Runs on several kernels (`up --kernels`) are compared the same way, the kernel in the parameter's
+place, each figure beside the kernel model's, and the figures that differ between kernels named.
 Reads only the run folders, so `invoke check` on a sweep folder makes it again.
 """
 from __future__ import annotations
@@ -15,11 +17,14 @@ from .. import ui
 from ..results.folder import write_json
 from ..spec.sweep import shown
 from . import measures
-from .measures import RTT_CONFIGURED, RTT_MEASURED
+from .measures import COUNT, MODEL, RTT_CONFIGURED, RTT_MEASURED
 from .plots import pyplot
 
 # Below this round trip a ratio to it says more about the clock than about TCP.
 MIN_RTT_FOR_RATIO_MS = 1.0
+# Two runs' durations "differ" beyond the timer slack of any level a keepalive or persist timer here
+# lands on (a 256 ms slot up to 16 s) and beyond 5 %.
+DIFFERENT_MS, DIFFERENT_SHARE = 300.0, 0.05
 
 
 def compare(folder: Path, sweep: dict) -> bool:
@@ -32,9 +37,15 @@ def compare(folder: Path, sweep: dict) -> bool:
             names += [n for n in figures if n not in names]
     passed = bool(runs) and all(r["passed"] for r in runs)
     picture = _draw(folder, sweep, runs, groups) if groups else None
+    differences = _differences(runs, groups)
     write_json(folder / "comparison.json", {"exercise": sweep.get("exercise"), "parameter": sweep["parameter"],
-                                            "passed": passed, "groups": groups, "runs": runs, "plot": picture})
+                                            "passed": passed, "groups": groups, "runs": runs, "plot": picture,
+                                            "differences": differences})
     _print(sweep, runs, groups)
+    if differences and not isinstance(runs[0]["value"], (int, float)):
+        ui.console.print(f"[bold]where the {escape(sweep['parameter'])}s differ[/bold]")
+        for line in differences:
+            ui.console.print(f"  {escape(line)}")
     if picture:
         ui.step(f"picture: {folder / picture}" if picture.endswith(".png") else f"picture {picture}")
     done = sum(r["ran"] for r in runs)
@@ -60,7 +71,42 @@ def _run(folder: Path, spec: dict) -> dict[str, Any]:
         out["problems"].append(f"{spec['folder']}/report.json is not a tcplab report ({type(e).__name__}: {e})")
         return out
     out["figures"], out["problems"] = measures.run(sub)
+    try:
+        out["kernel"] = json.loads((sub / "manifest.json").read_text()).get("kernel", {}).get("release")
+    except (OSError, ValueError, AttributeError):
+        out["kernel"] = None
     return out
+
+
+def _differences(runs: list[dict], groups: dict[str, list[str]]) -> list[str]:
+    """Figures (not the model's) that differ between runs: any count, a duration beyond timer slack."""
+    done = [r for r in runs if r["ran"]]
+    out = []
+    for names in groups.values():
+        for name in names:
+            if name.startswith(MODEL):
+                continue
+            values = [measures.flat(r["figures"]).get(name) for r in done]
+            known = [v for v in values if v is not None]
+            if len(known) < 2:
+                continue
+            lo, hi = min(known), max(known)
+            if name.endswith(COUNT):
+                differ = lo != hi
+            else:
+                differ = hi - lo > max(DIFFERENT_MS, DIFFERENT_SHARE * hi)
+            if differ or (len(known) < len(values)):
+                cells = ", ".join(f"{shown(r['value'])} {_cell(name, v)}" for r, v in zip(done, values))
+                out.append(f"{name}: {cells}")
+    return out
+
+
+def _cell(name: str, v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    if name.endswith(COUNT):
+        return f"{v:.0f}"
+    return f"{v:.{3 if v < 10 else 2 if v < 1000 else 0}f}"
 
 
 def _ratio(ms: Optional[float], run: dict) -> Optional[float]:
@@ -78,7 +124,8 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
                   show_lines=False, expand=False)
     table.add_column("", style="bold", no_wrap=True)
     for r in runs:
-        table.add_column(escape(f"{p}={shown(r['value'])}"), justify="right")
+        kernel = f"\n{r['kernel']}" if p == "kernel" and r.get("kernel") else ""
+        table.add_column(escape(f"{p}={shown(r['value'])}{kernel}"), justify="right")
     table.add_row("checks", *[("[green]PASS[/green] " if r["passed"] else "[bold red]FAIL[/bold red] " if r["ran"] else "[dim]not run[/dim]")
                               + r["checks"] for r in runs])
     for group, names in groups.items():
@@ -87,15 +134,24 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
             cells = []
             for r in runs:
                 ms = measures.flat(r["figures"]).get(name)
-                ratio = _ratio(ms, r) if name not in (RTT_CONFIGURED, RTT_MEASURED) else None
-                cells.append("-" if ms is None else f"{ms:.{3 if ms < 10 else 2 if ms < 1000 else 0}f}" + (f" ({ratio:.2f})" if ratio is not None else ""))
-            table.add_row(escape(f" {name}"), *cells)
+                plain = name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(COUNT) or name.startswith(MODEL)
+                ratio = _ratio(ms, r) if not plain else None
+                cells.append(_cell(name, ms) + (f" ({ratio:.2f})" if ratio is not None else ""))
+            label = escape(f" {name}")
+            table.add_row(f"[dim]{label}[/dim]" if name.startswith(MODEL) else label,
+                          *[f"[dim]{c}[/dim]" if name.startswith(MODEL) else c for c in cells])
     ui.console.print(table)
     for r in runs:
         if r["failed"]:
             ui.error(f"{p}={shown(r['value'])}: failed {', '.join(r['failed'])} (see {r['folder']}/report.json)")
         for problem in r["problems"]:
             ui.warn(f"{p}={shown(r['value'])}: {problem}")
+
+
+def _categories(ax, done: list[dict], numeric: bool) -> None:
+    if not numeric:
+        ax.set_xticks(range(len(done)))
+        ax.set_xticklabels([shown(r["value"]) + (f"\n{r['kernel']}" if r.get("kernel") else "") for r in done], fontsize=8)
 
 
 def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> str:
@@ -105,18 +161,28 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
         plt = pyplot()
         p = sweep["parameter"]
         xlabel = f"{p}: {sweep['help']}" if sweep.get("help") else p
-        done = [r for r in runs if r["ran"] and isinstance(r["value"], (int, float))]
-        xs = [r["value"] for r in done]
+        done = [r for r in runs if r["ran"]]
+        numeric = all(isinstance(r["value"], (int, float)) for r in done)
+        # Kernels (or any values that are not numbers) stand side by side, in the order they ran.
+        xs = [r["value"] for r in done] if numeric else list(range(len(done)))
         panels = len(groups) + 1
         cols = 2
         fig, axes = plt.subplots((panels + cols - 1) // cols, cols, figsize=(12, 4.2 * ((panels + cols - 1) // cols)), squeeze=False)
         flat_axes = list(axes.flat)
         for ax, (group, names) in zip(flat_axes, groups.items()):
+            colours: dict[str, str] = {}
             for name in names:
+                if name.endswith(COUNT):
+                    continue  # a number of packets, not ms: in the table only
                 ys = [measures.flat(r["figures"]).get(name) for r in done]
-                style = dict(ls="--", color="grey") if name == RTT_CONFIGURED else dict(marker="o")
-                ax.plot(xs, [float("nan") if y is None else y for y in ys], label=name, **style)
+                style: dict = dict(ls="--", color="grey") if name == RTT_CONFIGURED else dict(marker="o")
+                if name.startswith(MODEL) and name[len(MODEL):] in colours:
+                    # The model's figure in its measured figure's colour, dotted: the gap between them shows.
+                    style = dict(ls=":", marker="x", color=colours[name[len(MODEL):]])
+                line, = ax.plot(xs, [float("nan") if y is None else y for y in ys], label=name, **style)
+                colours[name] = line.get_color()
             ax.set_title(group, fontsize=10)
+            _categories(ax, done, numeric)
             ax.set_xlabel(xlabel)
             ax.set_ylabel("ms")
             ax.grid(alpha=0.3)
@@ -124,12 +190,13 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
         ax = flat_axes[len(groups)]
         for names in groups.values():
             for name in names:
-                if name in (RTT_CONFIGURED, RTT_MEASURED):
+                if name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(COUNT) or name.startswith(MODEL):
                     continue
                 ys = [_ratio(measures.flat(r["figures"]).get(name), r) for r in done]
                 if any(y is not None for y in ys):
                     ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", label=name)
         ax.axhline(1.0, ls="--", color="grey", label="1 RTT")
+        _categories(ax, done, numeric)
         ax.set_title(f"in round trips (measured RTT; runs with an RTT of {MIN_RTT_FOR_RATIO_MS:g} ms or more)", fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("RTTs")
@@ -137,7 +204,7 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
         ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
         for extra in flat_axes[panels:]:
             extra.set_visible(False)
-        fig.suptitle(f"{sweep.get('exercise')}: {sweep.get('title', '')}, {p} swept")
+        fig.suptitle(f"{sweep.get('exercise')}: {sweep.get('title', '')}, " + (f"{p} swept" if numeric else f"by {p}"))
         fig.tight_layout()
         fig.savefig(folder / "comparison.png", dpi=100)
         plt.close(fig)

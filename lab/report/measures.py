@@ -3,8 +3,10 @@
 manifest and read nothing but the folder.
 
 A measure returns groups of named durations in milliseconds ({group: {figure: ms}}), in the order a
-reader should see them; a figure it cannot read is None. "RTT measured" and "RTT configured", when
-given, are what the comparison sets the other figures against.
+reader should see them; a figure it cannot read is None. A figure whose name ends in COUNT is a
+number of packets, not a duration. "RTT measured" and "RTT configured", when given, are what the
+comparison sets the other figures against; "model: ..." figures are the kernel model's, set beside
+what was measured, so runs on several kernels (`--kernels`) show where each one differs from it.
 """
 from __future__ import annotations
 
@@ -15,11 +17,17 @@ from ..analysis import tcpflow as tf
 from ..analysis.context import Context
 from ..analysis.pcap import ACK
 from ..analysis.states import peer_fin, sides
+from ..checks.keepalive import model_for, observe
+from ..checks.persist import observe_stall, persist_model
 from ..spec import functions
 from ..spec.functions import measure
 
 Figures = dict[str, dict[str, Optional[float]]]
 RTT_MEASURED, RTT_CONFIGURED = "RTT measured", "RTT configured"
+COUNT = " (count)"
+MODEL = "model: "
+# The probes a table shows one by one; later ones are in the count.
+PROBES_SHOWN = 8
 
 
 def run(folder: Path) -> tuple[Figures, list[str]]:
@@ -71,6 +79,39 @@ def state_times(ctx: Context, program: str, latency_ms, client_capture: str = "s
         "server states": {"server SYN_RECV": _request_socket_ms(server),
                           **{k: v for k, v in _durations("server", accepted, {}).items() if k != "server SYN_RECV"}},
     }
+
+
+@measure
+def keepalive_times(ctx: Context, capture: str, client: str, keepidle, keepintvl, keepcnt, user_timeout=0) -> Figures:
+    """The keepalive probes and the abort, from the last segment the client received, beside the
+    kernel model's nominal times (which the kernel may exceed by its timer slack, never undercut)."""
+    m = model_for(ctx, keepidle, keepintvl, keepcnt, user_timeout)
+    o = observe(ctx, capture, client)
+    offsets = o.offsets()
+    due = max(m.probe_counts())
+    probes: dict[str, Optional[float]] = {f"probes{COUNT}": float(len(o.probes)), f"{MODEL}probes{COUNT}": float(due)}
+    for k, nominal in enumerate(m.probe_times(min(max(due, len(offsets)), PROBES_SHOWN))):
+        probes[f"probe {k + 1}"] = offsets[k] * 1000 if k < len(offsets) else None
+        probes[f"{MODEL}probe {k + 1}"] = nominal * 1000
+    n = len(o.probes) if len(o.probes) in m.probe_counts() else due
+    abort = {"abort (RST)": (o.rst.ts - o.anchor.ts) * 1000 if o.rst else None, f"{MODEL}abort": m.abort(n).nominal * 1000}
+    return {"keepalive probes (from the last received segment)": probes, "keepalive abort": abort}
+
+
+@measure
+def persist_times(ctx: Context, capture: str, client: str) -> Figures:
+    """The zero-window probes, from the moment the window closed, beside the kernel model's schedule
+    (max(RTO, 200 ms), doubling), with the RTO the sender reported."""
+    s = observe_stall(ctx, capture, client)
+    m = persist_model(ctx, client)
+    stall = s.seconds if s.seconds is not None else float(s.flow.ts[-1]) - s.closed.ts
+    at = [p.ts - s.closed.ts for p in s.probes]
+    schedule = m.schedule(stall)
+    probes: dict[str, Optional[float]] = {"RTO": m.rto * 1000, f"probes{COUNT}": float(len(at)), f"{MODEL}probes{COUNT}": float(len(schedule))}
+    for k in range(min(max(len(at), len(schedule)), PROBES_SHOWN)):
+        probes[f"probe {k + 1}"] = at[k] * 1000 if k < len(at) else None
+        probes[f"{MODEL}probe {k + 1}"] = schedule[k] * 1000 if k < len(schedule) else None
+    return {"window probes (from the zero window)": probes}
 
 
 def _durations(side: str, transitions: list, ends: dict[str, Optional[float]]) -> Figures:

@@ -1,4 +1,5 @@
-"""sweep.json: a sweep's parameter, its values, and the folder of each run (lab/spec/sweep.py plans them)."""
+"""sweep.json: a sweep's parameter, its values, and the folder of each run (lab/spec/sweep.py plans them);
+for `up --kernels`, the kernels in its place."""
 from __future__ import annotations
 
 import json
@@ -15,13 +16,13 @@ SWEEP_FILE = "sweep.json"
 def write(folder: Path, sweep: Sweep, finished: list[int]) -> None:
     """sweep.json: the parameter, its values and each run's folder; `finished` are the runs done so far."""
     ex = sweep.exercises[0]
-    write_json(folder / SWEEP_FILE, {
-        "exercise": ex.name,
-        "title": ex.title,
-        "parameter": sweep.parameter,
-        "help": ex.parameters[sweep.parameter].help,
-        "runs": [{"value": v, "folder": sweep.folder(i), "done": i in finished} for i, v in enumerate(sweep.values)],
-    })
+    write_runs(folder, ex.name, ex.title, sweep.parameter, ex.parameters[sweep.parameter].help,
+               [{"value": v, "folder": sweep.folder(i), "done": i in finished} for i, v in enumerate(sweep.values)])
+
+
+def write_runs(folder: Path, exercise: str, title: str, parameter: str, help: str, runs: list[dict]) -> None:
+    """sweep.json for runs that differ in one thing: a parameter's value, or (`--kernels`) the kernel."""
+    write_json(folder / SWEEP_FILE, {"exercise": exercise, "title": title, "parameter": parameter, "help": help, "runs": runs})
 
 
 def read(folder: Path) -> Optional[dict]:

@@ -23,6 +23,13 @@ class ResultsFolder:
         return manifest_mod.variables(self.manifest)
 
     @property
+    def path_rtt_ms(self) -> Optional[float]:
+        """The slowest of the path's own round trips before any delay was added (lab/onhost/pathrtt.py),
+        if measured: a few microseconds on a bridge, milliseconds between emulated VMs."""
+        value = (self.manifest.get("path_rtt") or {}).get("max_ms")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
     def hz(self) -> Optional[int]:
         """The capturing machine's HZ; None when it was unknown (the model then takes the widest tolerance)."""
         hz = (self.manifest.get("kernel") or {}).get("hz")

@@ -1,12 +1,16 @@
 """Link impairments: one-way delay and loss between two hosts, applied at the bridge between them.
 
 The bridge's host (the observer) is the middle box, as DUMMYNET's is in the seed: a frame from A to B
-is delayed on its way through. Two methods, and the manifest says which ran:
+is delayed on its way through. Two methods there, and the manifest says which ran:
 
 - `netem`, where the kernel has it: a netem qdisc on the bridge port that leads to B (delay, loss, rate).
 - `delay-line`, where it does not (this project's build machines): lab/onhost/delayline.py relays the
   frames between the two ports from user space, holding each for its delay, while an nftables rule of
   the lab's own stops the bridge forwarding them itself.
+
+Over SSH (machines of one's own, whose bridge the inventory does not describe) the delay is applied
+as A sends instead: netem on A's own data-plane interface, for packets to B's address only
+(Backend.egress_netem). The kernel there must have netem; the manifest says `netem` and where.
 
 Never silently without: a requested delay that cannot be applied is an error.
 """
@@ -40,6 +44,7 @@ class Impairments:
         self.netem: dict[str, bool] = {}  # host -> whether its kernel has netem, asked once a run
         self.relay: Optional[Process] = None
         self.relays = 0
+        self.egress: set[tuple[str, str]] = set()  # (host, interface) holding an egress impairment
         self.history: list[dict] = []  # for the manifest: what was in force when, and how exact it was
 
     def set(self, items: list[Impairment]) -> dict:
@@ -49,20 +54,23 @@ class Impairments:
             if item.nothing:
                 self.active.pop((item.src, item.dst), None)
                 continue
-            path = self.topology.bridge_path(item.src, item.dst)
-            if any(self.topology.bridge_path(o.src, o.dst).port_out == path.port_out and (o.src, o.dst) != (item.src, item.dst)
-                   for o in self.active.values()):
-                raise LabError(f"{item}: another impairment already leads out of {path.port_out}; one per receiving host")
+            if self.backend.impairs_at == "bridge":
+                path = self.topology.bridge_path(item.src, item.dst)
+                if any(self.topology.bridge_path(o.src, o.dst).port_out == path.port_out and (o.src, o.dst) != (item.src, item.dst)
+                       for o in self.active.values()):
+                    raise LabError(f"{item}: another impairment already leads out of {path.port_out}; one per receiving host")
             self.active[(item.src, item.dst)] = item
         return self._apply()
 
     def clear(self) -> Optional[dict]:
-        if not self.active and self.relay is None:
+        if not self.active and self.relay is None and not self.egress:
             return None
         self.active.clear()
         return self._apply()
 
     def _apply(self) -> dict:
+        if self.backend.impairs_at == "egress":
+            return self._apply_egress()
         paths = {key: self.topology.bridge_path(*key) for key in self.active}
         hosts = {p.host for p in paths.values()} or {self.topology.bridge_path(*k).host for k in self._last_keys()}
         self._stop_relay()
@@ -87,22 +95,42 @@ class Impairments:
 
     def _has_netem(self, host: str) -> bool:
         if host not in self.netem:
-            probe = self.backend.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], check=False)
-            if probe.returncode == 0:
-                self.backend.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
-            self.netem[host] = probe.returncode == 0
+            self.netem[host] = self.backend.has_netem(host)
         return self.netem[host]
 
     def _netem(self, host: str, paths: dict) -> None:
         for port in {self.topology.bridge_path(*k).port_out for k in self._last_keys()}:
             self.backend.run(host, ["tc", "qdisc", "del", "dev", port, "root"], check=False)
         for key, item in self.active.items():
-            argv = ["tc", "qdisc", "replace", "dev", paths[key].port_out, "root", "netem", "delay", f"{item.delay_ms}ms"]
-            if item.loss:
-                argv += ["loss", f"{item.loss}%"]
-            if item.rate_mbit:
-                argv += ["rate", f"{item.rate_mbit}mbit"]
-            self.backend.run(host, argv)
+            self.backend.run(host, ["tc", "qdisc", "replace", "dev", paths[key].port_out, "root", "netem", *_netem_args(item)])
+
+    # --- on the sender's own egress (SSH) ----------------------------------------------------------
+
+    def _apply_egress(self) -> dict:
+        interfaces, addresses = self.backend.interfaces(self.topology), self.backend.addresses()
+        wanted: dict[tuple[str, str], tuple[str, Impairment]] = {}
+        for (src, dst), item in self.active.items():
+            dev, peer = interfaces.get(src), addresses.get(dst)
+            if not dev or not peer:
+                raise LabError(f"{item}: needs {src}'s data-plane interface and {dst}'s address (`interface`, `address` in the inventory)")
+            if (src, dev) in wanted:
+                raise LabError(f"{item}: {src} already delays what it sends to {wanted[(src, dev)][0]}; one receiving host per sender over SSH")
+            wanted[(src, dev)] = (peer, item)
+        record: dict = {"at": time.time(), "impairments": [asdict(i) for i in self.active.values()], "method": "none"}
+        for host, dev in self.egress - set(wanted):
+            self.backend.egress_clear(host, dev)
+        where = []
+        for (host, dev), (peer, item) in wanted.items():
+            if not self._has_netem(host):
+                raise LabError(f"{item}: {host}'s kernel has no netem (sch_netem), which a delay or loss over SSH needs: "
+                               f"`modprobe sch_netem` there, or install its kernel's extra modules")
+            self.backend.egress_netem(host, dev, peer, _netem_args(item))
+            where.append(f"{host} {dev} egress to {peer}")
+        self.egress = set(wanted)
+        if wanted:
+            record["method"], record["where"] = "netem", where
+        self.history.append(record)
+        return record
 
     # --- the user-space delay line -------------------------------------------------------------------
 
@@ -154,3 +182,12 @@ class Impairments:
                 rec["summary"] = summary
                 break
         self.relay = None
+
+
+def _netem_args(item: Impairment) -> list[str]:
+    argv = ["delay", f"{item.delay_ms}ms"]
+    if item.loss:
+        argv += ["loss", f"{item.loss}%"]
+    if item.rate_mbit:
+        argv += ["rate", f"{item.rate_mbit}mbit"]
+    return argv

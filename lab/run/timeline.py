@@ -6,8 +6,10 @@ started and recorded, a wait on its output, processes stopped, captures and logs
 """
 from __future__ import annotations
 
+import json
 import re
 import signal
+import statistics
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -18,11 +20,12 @@ from ..backends.labstate import LabState
 from ..errors import TimelineError
 from ..spec.exercise import Exercise
 from ..spec.steps import KINDS, Capture, Step
-from ..spec.topology import Impairment
+from ..spec.topology import Impairment, impairments_of
 from .impairments import Impairments
 from .processes import stop, wait_until
 
 STOP_GRACE, CAPTURE_GRACE = 3.0, 5.0  # seconds before SIGKILL: programs, tcpdump (flushing its buffer)
+PATH_RTT_PORT = 9  # discard: closed on a lab host, so a SYN there is answered with a RST
 
 
 class Run:
@@ -36,10 +39,12 @@ class Run:
         self.impairments = Impairments(backend, exercise.topology, state)
         self.tracer: StateTracer = backend.state_tracer(state)
         self.trace_info: dict = {}
+        self.path_rtt: dict = {}
 
     def execute(self, steps: Optional[list[Step]] = None) -> None:
         """The topology's impairments, then the steps: the exercise's timeline unless others are given
         (a hands-on exercise's setup)."""
+        self.path_rtt = self._measure_path_rtt()
         for spec in self.exercise.topology.impairments:
             self._step(Step("impair", spec, "topology impairments"), from_topology=True)
         for step in self.exercise.steps if steps is None else steps:
@@ -69,12 +74,37 @@ class Run:
             },
             "impairments": self.impairments.history,
             **({"state_trace": self.trace_info} if self.trace_info else {}),
+            **({"path_rtt": self.path_rtt} if self.path_rtt else {}),
             "captures": [
                 {"name": c.name, "host": c.host, "interface": c.interface, "filter": c.filter, "snaplen": c.snaplen,
                  "file": f"{c.name}.pcap", **({"stands_for": c.stands_for} if c.stands_for else {}), **c.stats}
                 for c in self.captures.values()
             ],
         }
+
+    def _measure_path_rtt(self) -> dict:
+        """The path's own round trip between the first impaired pair, before any delay: on a fast
+        bridge a few microseconds, between VMs under emulation a few milliseconds, which a delay's
+        check then allows for (lab/checks/states.py)."""
+        ex = self.exercise
+        delayed = [i for spec in ex.topology.impairments for i in impairments_of(spec) if i.delay_ms] + \
+                  [i for step in ex.steps if step.kind == "impair" for i in impairments_of(step.args) if i.delay_ms]
+        if not delayed:
+            return {}
+        src, dst = delayed[0].src, delayed[0].dst
+        address = ex.addresses.get(dst)
+        if not address:
+            return {}
+        r = self.hosts.run(src, [*self.hosts.onhost(src, "pathrtt.py"), address, str(PATH_RTT_PORT)], timeout=20, check=False)
+        try:
+            samples = [float(x) for x in json.loads(r.stdout)]
+        except (ValueError, TypeError):
+            samples = []
+        median = statistics.median(samples) if samples else None
+        slowest = max(samples) if samples else None
+        ui.step(f"path round trip {src} -> {dst} before any delay: " +
+                (f"{median:.3f} ms median, {slowest:.3f} ms slowest of {len(samples)}" if samples else "not measured (no answer)"))
+        return {"from": src, "to": dst, "port": PATH_RTT_PORT, "samples_ms": samples, "median_ms": median, "max_ms": slowest}
 
     # --- what the step kinds act on (lab/spec/steps/base.py's Run) -----------------------------------
 

@@ -17,6 +17,7 @@ import yaml
 from lab.backends.ssh import PROGRESS_BYTES
 
 from . import sshvms
+from .test_impair import kernel_has_netem
 from .conftest import EX1_FAST, EX2_FAST, STATE_ROOT, invoke, sigkill_when, start, up, verdicts, with_sets
 
 
@@ -361,11 +362,17 @@ def test_a_machine_without_tracefs_is_reported_and_its_checks_fail(vms, tmp_path
     assert_machines_clean(vms, lab)
 
 
-def test_a_delay_over_ssh_is_refused_before_anything_starts(vms, tmp_path):
+def test_a_delay_over_ssh_needs_netem_on_the_sending_machines(vms, tmp_path):
+    # The stand-ins share this machine's kernel: netem is detected there, never assumed.
     r = ssh_up("tcp-states", "sshdelay", ["latency=10"], tmp_path / "run", vms.inventory())
     out = " ".join((r.stdout + r.stderr).split())
-    assert r.returncode == 2, out
-    assert "impairments (a delay or loss) run on the netns and docker backends, not over SSH (here latency=10: set it to 0" in out
+    if kernel_has_netem():
+        assert r.returncode == 0, out
+        assert json.loads((tmp_path / "run" / "manifest.json").read_text())["impairments"][0]["method"] == "netem"
+    else:
+        assert r.returncode == 2, out
+        assert "its kernel has no netem (sch_netem), which the exercise's delay or loss needs" in out
+        assert "source (lab@10.254.0.2 port 22)" in out and "bring up" not in out
     assert_machines_clean(vms, "sshdelay")
 
 
@@ -390,18 +397,16 @@ def test_sigkill_while_tracing_then_down_removes_the_instances(vms, tmp_path):
 
 
 def test_a_sweep_over_ssh_checks_every_value_first(vms, tmp_path):
+    if kernel_has_netem():
+        pytest.fail("this test needs a machine whose kernel lacks netem (the stand-ins share this machine's); the VM tests cover netem")
     r = ssh_up("tcp-states", "sshsweep", ["latency=0,10"], tmp_path / "run", vms.inventory())
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 2, out
-    assert "not over SSH (here latency=10" in out and "run 1 of 2" not in out
+    assert "has no netem (sch_netem)" in out and "run 1 of 2" not in out
     assert not (tmp_path / "run").exists()
     assert_machines_clean(vms, "sshsweep")
 
 
-# --- hands-on mode over SSH: a person's shells on the machines ------------------------------------
-
-
-@contextlib.contextmanager
 def person_on(vms, lab: str, exercise: str, values: list[str], inventory: Path | None = None):
     """Someone doing an exercise by hand on the stand-in VMs, with shells over SSH."""
     from .test_handson import Person

@@ -11,8 +11,6 @@ import contextlib
 import fcntl
 import hashlib
 import io
-import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -24,6 +22,7 @@ import docker.errors
 from ... import ui
 from ...errors import LabError
 from ...naming import STATE_ROOT
+from ..debian import MIRROR, debootstrap
 
 IMAGES = Path(__file__).resolve().parents[3] / "images"
 IMAGE_DIR = IMAGES / "host"
@@ -32,7 +31,6 @@ SSH_VM_DIR = IMAGES / "ssh-vm"
 SSH_VM_REPOSITORY = "tcplab/ssh-vm"
 REGISTRY_BASE = "debian:bookworm-slim"
 OFFLINE_BASE = "tcplab/debian-base:bookworm"
-MIRROR = "http://deb.debian.org/debian"
 LABEL = "tcplab.image"
 
 
@@ -123,17 +121,10 @@ def _base(client: docker.DockerClient) -> str:
 
 def debootstrap_base(client: docker.DockerClient) -> str:
     """A minimal Debian bookworm from the package mirror, imported as OFFLINE_BASE."""
-    if shutil.which("debootstrap") is None:
-        raise LabError("no container registry, and debootstrap is missing to build the base offline: "
-                       "`sudo apt-get install -y debootstrap` or run ./bootstrap")
     with tempfile.TemporaryDirectory(prefix="tcplab-debootstrap-", dir="/var/tmp") as tmp:
         root = Path(tmp) / "rootfs"
         ui.step(f"debootstrap --variant=minbase bookworm from {MIRROR} (about a minute)")
-        r = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), MIRROR],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
-            raise LabError(f"debootstrap failed: {' / '.join(tail)}")
+        debootstrap("bookworm", root)
         ui.step(f"importing the root file system as {OFFLINE_BASE}")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:

@@ -10,14 +10,14 @@ from typing import Optional
 
 from ... import errors
 from ...errors import LabError
-from ...onhost import handson, procs, sysinfo, tracefs
+from ...onhost import handson, pathrtt, procs, sysinfo, tracefs
 from ..base import Process
 from .session import Session
 
 # The agent and what it imports, uploaded side by side (errors.py: tracefs raises its TraceError), and the
 # hands-on helper. The
 # agent itself is not imported here: it is a program of the machine's, whose imports are flat.
-FILES = [Path(procs.__file__).with_name("agent.py")] + [Path(m.__file__) for m in (procs, sysinfo, tracefs, errors, handson)]
+FILES = [Path(procs.__file__).with_name("agent.py")] + [Path(m.__file__) for m in (procs, sysinfo, tracefs, errors, handson, pathrtt)]
 UNAVAILABLE = 3  # the agent's exit status when a machine cannot trace (no tracefs, no tracepoint)
 
 

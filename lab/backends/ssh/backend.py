@@ -23,10 +23,10 @@ from ...errors import LabError
 from ...naming import HANDSON_BASELINE, handson_mark, iptables_chain, nft_table
 from ...spec.exercise import Exercise
 from ...spec.inventory import Inventory
-from ...spec.topology import Topology
+from ...spec.topology import Topology, impairments_of
 from .. import base
 from ..labstate import LabState
-from . import agent, preflight
+from . import agent, mirror, preflight
 from .session import LAB_ROOT, Session
 from .tracer import SshTracer
 
@@ -34,6 +34,7 @@ from .tracer import SshTracer
 class SshBackend(base.Backend):
     name = "ssh"
     local = False  # nothing is made on this machine: no root, no local tools
+    impairs_at = "egress"
 
     def __init__(self, lab: str, inventory: Inventory, accept_new_host_keys: bool = False):
         super().__init__(lab)
@@ -43,6 +44,8 @@ class SshBackend(base.Backend):
         self.interfaces_found: dict[str, str] = {}  # role -> its data-plane interface, once checked
         self.scripts: dict[str, set[Path]] = {}
         self._facts: dict[str, dict] = {}
+        self.impairing: list[str] = []  # hosts whose sending is delayed (netem on their own egress)
+        self.mirrors: dict[str, str] = {}  # role -> the interface its captures use (lab/backends/ssh/mirror.py)
 
     # --- set-up ------------------------------------------------------------------------------------
 
@@ -63,16 +66,23 @@ class SshBackend(base.Backend):
             host = step.args.get("host")
             if host in missing and not (step.kind == "capture" and host not in ("source", "dest")):
                 raise LabError(f"{ex.file}: {step.where} ({step.kind}) needs {_a(host)} machine, and {where} has none: add one under machines.{host}")
-        # A delay or a loss needs the bridge's ports, which machines of one's own do not describe; an
-        # impairment of nothing (latency=0) applies nothing anywhere, so it may stay in the timeline.
+        # A delay or a loss is applied as each host sends (netem on its own data-plane interface, to
+        # the peer's address only); an impairment of nothing (latency=0) applies nothing anywhere.
         impairs = list(ex.topology.impairments) + [step.args for step in ex.steps if step.kind == "impair"]
-        if any(float(i.get("delay_ms", 0)) or float(i.get("loss", 0)) or float(i.get("rate_mbit", 0)) for i in impairs):
-            names = [f"{n}={v:g}" for n, v in ex.values.items() if n in ("latency", "delay", "delay_ms", "loss") and isinstance(v, (int, float))]
-            hint = f" (here {', '.join(names)}: set it to 0 for a run without)" if names else ""
-            raise LabError(f"{ex.file}: impairments (a delay or loss) run on the netns and docker backends, not over SSH{hint}")
+        self.impairing = sorted({one.src for args in impairs for one in impairments_of(args) if not one.nothing})
+        for host in self.impairing:
+            if host not in self.inventory.machines:
+                raise LabError(f"{ex.file}: a delay or loss is applied as {host} sends, and {where} has no {host} machine: add one under machines.{host}")
+        if self.impairing:
+            self.tools.setdefault("tc", "iproute2")
         for host in ex.sysctls:
             if host in missing:
                 raise LabError(f"{ex.file}: sysctls are set on {host}, and {where} has no {host} machine: add one under machines.{host}")
+
+    def needs_also(self, other: base.Backend) -> None:
+        super().needs_also(other)
+        if isinstance(other, SshBackend):
+            self.impairing = sorted(set(self.impairing) | set(other.impairing))
 
     def check_environment(self) -> None:
         """Connects to every machine at once and checks each; all problems are reported together."""
@@ -80,6 +90,11 @@ class SshBackend(base.Backend):
         with ThreadPoolExecutor(max_workers=len(self.roles)) as pool:
             found = list(pool.map(lambda role: preflight.check(self.sessions[role], self.tools), self.roles))
         problems = [problem for problem, _ in found if problem]
+        if not problems:
+            # Detected on each sending machine before anything is made, never assumed.
+            problems = [f"{self.sessions[h].machine}: its kernel has no netem (sch_netem), which the exercise's delay or loss needs: "
+                        f"`modprobe sch_netem` there, or install the kernel's extra modules (linux-modules-extra-$(uname -r) on Ubuntu)"
+                        for h in self.impairing if h in self.sessions and not self.has_netem(h)]
         if problems:
             raise LabError("the machines are not ready:\n  " + "\n  ".join(problems))
         self.interfaces_found.update({role: iface for role, (_, iface) in zip(self.roles, found) if iface})
@@ -113,6 +128,8 @@ class SshBackend(base.Backend):
                     s.put(path, f"{target}/{path.name}")
             if self.sysctls.get(role):
                 self._set_sysctls(role, self.sysctls[role])
+            if role in self.impairing:
+                self.mirrors[role] = mirror.create(s, self.lab, self.interfaces_found[role])
             kernel = self.facts(role)["kernel"]
             ui.step(f"{s.machine}: ready in {folder}, {kernel['release']}, data plane {s.machine.address or '-'} on {self.interfaces_found.get(role, '-')}")
 
@@ -122,6 +139,15 @@ class SshBackend(base.Backend):
         s.write_file(f"{s.lab_dir}/sysctls.json", json.dumps(self.read_sysctls(role, list(values))))
         for name, value in values.items():
             self.write_sysctl(role, name, value)
+
+    def egress_netem(self, host: str, dev: str, peer: str, netem: list[str]) -> list[list[str]]:
+        # Written down before it is made, so teardown and `down` remove it even after a SIGKILL.
+        s = self.sessions[host]
+        record = f"{s.lab_dir}/qdiscs.json"
+        devs = s.json(s.read_file(record), "qdiscs.json") if s.read_file(record) else []
+        if dev not in devs:
+            s.write_file(record, json.dumps(devs + [dev]))
+        return super().egress_netem(host, dev, peer, netem)
 
     # --- teardown ----------------------------------------------------------------------------------
 
@@ -161,6 +187,11 @@ class SshBackend(base.Backend):
                     ui.warn(f"{s.machine}: undoing the person's changes failed: {(r.stderr.strip().splitlines() or ['no answer'])[-1]}")
             removed += [f"process {name} on {role}" for name in agent.answer(s, "stop-all", folder)]
             removed += [f"{what} on {role}" for what in agent.answer(s, "trace-remove", folder)]
+            removed += [f"{what} on {role}" for what in mirror.remove(s)]
+            qdiscs = s.read_file(f"{folder}/qdiscs.json")
+            for dev in (s.json(qdiscs, "qdiscs.json") if qdiscs else []):
+                if self.egress_clear(role, dev):
+                    removed.append(f"netem on {role} {dev}")
             saved = s.read_file(f"{folder}/sysctls.json")
             for name, value in (s.json(saved, "sysctls.json") if saved else {}).items():
                 if value is not None:
@@ -232,10 +263,11 @@ class SshBackend(base.Backend):
 
     def capture_targets(self, host: str, interface: str) -> list[tuple[str, str]]:
         """A capture runs on the machine's data-plane interface, whatever the topology calls it; one meant
-        for a missing observer runs on source and dest instead."""
+        for a missing observer runs on source and dest instead. Where a delay sits on the machine's
+        egress, the capture is taken from the mirror of the interface, before the delay."""
         if host in self.roles:
-            return [(host, self.interfaces_found[host])]
-        return [(r, self.interfaces_found[r]) for r in ("source", "dest")]
+            return [(host, self.mirrors.get(host) or self.interfaces_found[host])]
+        return [(r, self.mirrors.get(r) or self.interfaces_found[r]) for r in ("source", "dest")]
 
     def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
         return self.sessions[host].read_file(path, offset)

@@ -1,0 +1,34 @@
+"""Debian's package mirror and debootstrap: the one way this project makes a root file system
+offline, for the Docker backend's base image and for the VMs' disks (lab/vms/image.py)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import LabError
+
+MIRROR = "http://deb.debian.org/debian"
+
+
+def debootstrap(suite: str, root: Path, include: Sequence[str] = (), progress: Callable[[str], None] = lambda line: None) -> None:
+    """A minimal Debian `suite` in `root`, with the `include` packages; each of debootstrap's
+    "I: ..." lines goes to `progress` as it comes (it takes a minute or two)."""
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is missing, which builds Debian offline from its package mirror: "
+                       "`sudo apt-get install -y debootstrap` or run ./bootstrap")
+    argv = ["debootstrap", "--variant=minbase"]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    argv += [suite, str(root), MIRROR]
+    tail: list[str] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.strip()
+            tail = (tail + [line])[-3:]
+            if line.startswith("I: "):
+                progress(line[3:])
+    if proc.returncode != 0:
+        raise LabError(f"debootstrap {suite} from {MIRROR} failed: {' / '.join(tail) or f'exit status {proc.returncode}'}")

@@ -1,0 +1,132 @@
+"""`invoke up EXERCISE --kernels host,bookworm,trixie`: the same exercise with the same parameters on
+this machine's kernel (namespaces) and on VMs running each Debian release's kernel (lab/vms/), side
+by side as a sweep's runs are: a folder per kernel, then the comparison (table, comparison.json and
+comparison.png) of each figure against the kernel model.
+
+A VM set named after the kernel (`invoke vms up --name bookworm --kernel bookworm`) is used if it is
+up with enough VMs, and left up; otherwise one is booted for the runs and removed after them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .. import backends, ui
+from ..backends import labstate
+from ..backends.base import Backend
+from ..backends.preflight import require_root, require_tools
+from ..errors import LabError
+from ..report import comparison, verdict
+from ..results import folder as results
+from ..results import sweepfile
+from ..run.lifecycle import clear_leftovers, interrupted, signals_interrupt
+from ..spec import exercise as exercise_mod
+from ..spec.exercise import Exercise
+from ..vms import boot, recipe, teardown, vmset
+from . import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .up import INTERRUPTED, one_run
+
+HOST = "host"
+PARAMETER_HELP = "the kernel the exercise ran on: this machine's (host), or a Debian release's in VMs"
+
+
+def parse(kernels: str) -> list[str]:
+    names = [k.strip() for k in kernels.split(",") if k.strip()]
+    known = (HOST, *recipe.RECIPES)
+    for k in names:
+        if k not in known:
+            raise LabError(f"--kernels {kernels}: {k!r} is not a kernel here; choose from {', '.join(known)} (host: this machine's)")
+    if len(set(names)) != len(names):
+        raise LabError(f"--kernels {kernels}: a kernel is listed twice")
+    if len(names) < 2:
+        raise LabError(f"--kernels {kernels}: list two or more to compare, such as --kernels host,bookworm")
+    return names
+
+
+def vms_needed(ex: Exercise) -> int:
+    """3 when something runs on the observer (a drop on its bridge), else 2: a capture meant for the
+    observer runs on source and dest instead over SSH."""
+    hosts = {p.host for p in ex.programs.values()} | {str(s.args.get("host")) for s in ex.steps if s.kind != "capture"}
+    return 3 if "observer" in hosts else 2
+
+
+def run(name: str, lab: str, kernels_arg: str, sets: Sequence[str], results_dir: Optional[str]) -> int:
+    kernels = parse(kernels_arg)
+    if any("," in item.partition("=")[2] for item in sets):
+        raise LabError("--kernels runs one set of parameters on each kernel; a sweep (--set name=a,b) is one kernel's: run them apart")
+    require_root(f"up {name} --kernels {kernels_arg}")
+    ex = exercise_mod.load(name, sets, lab)  # every value checked before any VM boots
+    count = vms_needed(ex)
+    sets_up: dict[str, vmset.SetRecord] = {}
+    booted: list[vmset.SetRecord] = []
+    code = EXIT_BAD_INPUT
+    try:
+        with signals_interrupt():
+            for k in kernels:
+                if k == HOST:
+                    continue
+                old = vmset.load(k)
+                if old is not None and old.state == "up" and old.kernel == k and old.count >= count and teardown.alive(old):
+                    ui.step(f"using VM set {k} ({old.count} VMs, kernel {old.kernel_release}), which stays up")
+                    sets_up[k] = old
+                else:
+                    sets_up[k] = boot.up(k, count, k)
+                    booted.append(sets_up[k])
+            code = _runs(ex, name, lab, kernels, sets, sets_up, results_dir)
+    except KeyboardInterrupt:
+        ui.error("interrupted")
+        code = EXIT_INTERRUPTED
+    finally:
+        for record in booted:
+            ui.step(f"removing VM set {record.name}, booted for these runs")
+            teardown.down(record, quiet=True)
+    return code
+
+
+def _backend(kernel: str, lab: str, sets_up: dict[str, vmset.SetRecord]) -> Backend:
+    if kernel == HOST:
+        return backends.get("netns", lab)
+    return backends.get("ssh", lab, str(sets_up[kernel].path("inventory.yml")))
+
+
+def _runs(ex: Exercise, name: str, lab: str, kernels: list[str], sets: Sequence[str], sets_up: dict[str, vmset.SetRecord],
+          results_dir: Optional[str]) -> int:
+    plans = []
+    for k in kernels:
+        backend = _backend(k, lab, sets_up)
+        ex_k = exercise_mod.load(name, sets, lab, addresses=backend.addresses())
+        backend.prepare(ex_k)
+        plans.append((k, backend, ex_k))
+    for k, backend, _ in plans:
+        if backend.local:
+            require_tools({**backend.required_tools, **backend.tools})
+        backend.check_environment()
+    folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, f"{ex.name}-kernels"))
+    runs = [{"value": k, "folder": f"kernel-{k}", "done": False} for k in kernels]
+    sweepfile.write_runs(folder, ex.name, ex.title, "kernel", PARAMETER_HELP, runs)
+    stopped = False
+    with labstate.exclusive(lab):
+        for i, (k, backend, ex_k) in enumerate(plans):
+            ui.console.rule(f"run {i + 1} of {len(plans)}: kernel {k}" + (f" ({sets_up[k].kernel_release}, VM set {k})" if k in sets_up else ""))
+            sub = results.create(folder / runs[i]["folder"])
+            try:
+                clear_leftovers(lab)
+                outcome = one_run(ex_k, lab, backend, sub, False)
+            except LabError as e:
+                ui.error(f"kernel {k}: {e}")
+                continue
+            if outcome == INTERRUPTED:
+                interrupted(lab, sub)
+                stopped = True
+                break
+            verdict.check_folder(sub)
+            runs[i]["done"] = True
+            sweepfile.write_runs(folder, ex.name, ex.title, "kernel", PARAMETER_HELP, runs)
+    ui.console.rule("comparison: kernel")
+    passed = comparison.compare(folder, sweepfile.read(folder))
+    ui.console.print(f"results: {folder}")
+    if stopped:
+        return EXIT_INTERRUPTED
+    if not all(r["done"] for r in runs):
+        return EXIT_BAD_INPUT
+    return EXIT_OK if passed else EXIT_FAILED
