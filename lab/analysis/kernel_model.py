@@ -177,3 +177,63 @@ def textbook_persist_schedule(until: float) -> list[float]:
         out.append(t)
         k += 1
     return out
+
+
+# --- where Linux changed between the kernels tcplab runs on (6.1, 6.12, 6.18) -------------------------
+# Read in the three kernels' net/ipv4 sources (Debian's 6.1.176, 6.12.107, 6.18.15). Keepalive (the
+# probes' times and count, the abort and its RST, TCP_USER_TIMEOUT's part in it) and the persist
+# timer's schedule (max(RTO, 200 ms), doubling, the 120 s cap by default, 0-byte probes, the 500 ms
+# reply limit) are the same in all three: the models above hold for each, with no tolerance widened.
+
+
+@dataclass(frozen=True)
+class KernelChange:
+    since: tuple[int, int]  # the first release with the new behaviour
+    topic: str  # keepalive, persist, window or trace: what an exercise's figures show of it
+    before: str
+    after: str
+    commit: str
+
+
+CHANGES = (
+    KernelChange((6, 6), "window",
+                 "the advertised window is the free receive space / 2 (tcp_adv_win_scale=1)",
+                 "it is the free space x scaling_ratio/256, a ratio measured from arriving segments (len/truesize; "
+                 "50% to start from 6.8): the same SO_RCVBUF takes a different number of bytes before the window closes",
+                 "dfa2f0483360 tcp: get rid of sysctl_tcp_adv_win_scale (6.6); 697a6c8cec03 (6.8)"),
+    KernelChange((6, 6), "window",
+                 "a receiver out of memory drops the segment and says nothing",
+                 "it answers at once with a zero-window ACK, and the sender retransmits rather than probes",
+                 "e2142825c120, 800a666141de (6.6)"),
+    KernelChange((6, 11), "trace",
+                 "tcp:tcp_send_reset has no reason field",
+                 "it names the reason: KEEPALIVE_TIMEOUT for a keepalive abort",
+                 "0a399892a596 tcp: rstreason: introduce SK_RST_REASON_TCP_KEEPALIVE_TIMEOUT (6.11)"),
+    KernelChange((6, 15), "persist",
+                 "the RTO and the probe interval are capped at 120 s",
+                 "the cap is per socket, net.ipv4.tcp_rto_max_ms (120000 by default, so the same schedule unless tuned)",
+                 "54a378f43425, 1280c26228bd tcp: add tcp_rto_max_ms (6.15)"),
+)
+
+
+def release_version(release: str) -> Optional[tuple[int, int]]:
+    """(6, 12) from "6.12.117+deb13-amd64"; None if it does not start with a version."""
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(ch for ch in parts[1] if ch.isdigit()) or "x")
+    except (IndexError, ValueError):
+        return None
+
+
+def changes_between(releases: list[str], topics: set[str]) -> list[tuple[KernelChange, list[str], list[str]]]:
+    """The changes on `topics` that some of `releases` have and others not: (change, before, after)."""
+    out = []
+    versions = {r: release_version(r) for r in releases}
+    for change in CHANGES:
+        if change.topic not in topics:
+            continue
+        before = [r for r, v in versions.items() if v is not None and v < change.since]
+        after = [r for r, v in versions.items() if v is not None and v >= change.since]
+        if before and after:
+            out.append((change, before, after))
+    return out

@@ -3,8 +3,9 @@ this machine's kernel (namespaces) and on VMs running each Debian release's kern
 by side as a sweep's runs are: a folder per kernel, then the comparison (table, comparison.json and
 comparison.png) of each figure against the kernel model.
 
-A VM set named after the kernel (`invoke vms up --name bookworm --kernel bookworm`) is used if it is
-up with enough VMs, and left up; otherwise one is booted for the runs and removed after them.
+A VM set of the kernel that is up with enough VMs (`invoke vms up --kernel trixie`; the one named
+after the kernel first) is used and left up; otherwise one named after the kernel is booted for the
+runs and removed after them.
 """
 from __future__ import annotations
 
@@ -65,10 +66,10 @@ def run(name: str, lab: str, kernels_arg: str, sets: Sequence[str], results_dir:
             for k in kernels:
                 if k == HOST:
                     continue
-                old = vmset.load(k)
-                if old is not None and old.state == "up" and old.kernel == k and old.count >= count and teardown.alive(old):
-                    ui.step(f"using VM set {k} ({old.count} VMs, kernel {old.kernel_release}), which stays up")
-                    sets_up[k] = old
+                found = _usable_set(k, count)
+                if found is not None:
+                    ui.step(f"using VM set {found.name} ({found.count} Debian {k} VMs, kernel {found.kernel_release}), which stays up")
+                    sets_up[k] = found
                 else:
                     sets_up[k] = boot.up(k, count, k)
                     booted.append(sets_up[k])
@@ -81,6 +82,15 @@ def run(name: str, lab: str, kernels_arg: str, sets: Sequence[str], results_dir:
             ui.step(f"removing VM set {record.name}, booted for these runs")
             teardown.down(record, quiet=True)
     return code
+
+
+def _usable_set(kernel: str, count: int) -> Optional[vmset.SetRecord]:
+    """An up set of the kernel with enough VMs: the one named after it first, then any other."""
+    for name in [kernel] + [n for n in vmset.names() if n != kernel]:
+        record = vmset.load(name)
+        if record is not None and record.state == "up" and record.kernel == kernel and record.count >= count and teardown.alive(record):
+            return record
+    return None
 
 
 def _backend(kernel: str, lab: str, sets_up: dict[str, vmset.SetRecord]) -> Backend:

@@ -70,6 +70,6 @@ def status() -> int:
         if running and record.state == "up":
             for role in record.roles:
                 vm = record.vms[role]
-                ui.console.print(f"  {role:<9} root@127.0.0.1 port {vm.port}, data {vm.address or vm.interface}")
+                ui.console.print(f"  {role:<9} root@127.0.0.1 port {vm.port}, " + (f"data {vm.address}" if vm.address else f"bridges on {vm.interface}"))
             ui.console.print(f"  inventory: {record.path('inventory.yml')}")
     return EXIT_OK

@@ -14,10 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import ui
+from ..analysis.kernel_model import changes_between
 from ..results.folder import write_json
 from ..spec.sweep import shown
 from . import measures
-from .measures import COUNT, MODEL, RTT_CONFIGURED, RTT_MEASURED
+from .measures import COUNT, MODEL, NOT_MS, RTT_CONFIGURED, RTT_MEASURED
 from .plots import pyplot
 
 # Below this round trip a ratio to it says more about the clock than about TCP.
@@ -38,14 +39,18 @@ def compare(folder: Path, sweep: dict) -> bool:
     passed = bool(runs) and all(r["passed"] for r in runs)
     picture = _draw(folder, sweep, runs, groups) if groups else None
     differences = _differences(runs, groups)
+    changes = _kernel_changes(folder, sweep, runs)
     write_json(folder / "comparison.json", {"exercise": sweep.get("exercise"), "parameter": sweep["parameter"],
                                             "passed": passed, "groups": groups, "runs": runs, "plot": picture,
-                                            "differences": differences})
+                                            "differences": differences, "kernel_changes": changes})
     _print(sweep, runs, groups)
-    if differences and not isinstance(runs[0]["value"], (int, float)):
-        ui.console.print(f"[bold]where the {escape(sweep['parameter'])}s differ[/bold]")
-        for line in differences:
-            ui.console.print(f"  {escape(line)}")
+    if not all(isinstance(r["value"], (int, float)) for r in runs):
+        if differences:
+            ui.console.print("[bold]where the runs differ[/bold]")
+            for line in differences:
+                ui.console.print(f"  {escape(line)}")
+        if sweep["parameter"] == "kernel":
+            _print_changes(changes)
     if picture:
         ui.step(f"picture: {folder / picture}" if picture.endswith(".png") else f"picture {picture}")
     done = sum(r["ran"] for r in runs)
@@ -78,6 +83,36 @@ def _run(folder: Path, spec: dict) -> dict[str, Any]:
     return out
 
 
+def _kernel_changes(folder: Path, sweep: dict, runs: list[dict]) -> list[dict]:
+    """Where Linux changed, between the kernels compared, in what the exercise's figures show."""
+    if sweep["parameter"] != "kernel":
+        return []
+    topics: set[str] = set()
+    for r in runs:
+        try:
+            listed = json.loads((folder / r["folder"] / "manifest.json").read_text()).get("measures") or []
+        except (OSError, ValueError):
+            continue
+        for m in listed:
+            topics |= measures.TOPICS.get(str(m.get("measure")), set())
+    releases = [r["kernel"] for r in runs if r.get("kernel")]
+    names = {r["kernel"]: shown(r["value"]) for r in runs if r.get("kernel")}
+    return [{"since": ".".join(map(str, c.since)), "topic": c.topic, "before": c.before, "after": c.after, "commit": c.commit,
+             "kernels_before": [names[k] for k in before], "kernels_after": [names[k] for k in after]}
+            for c, before, after in changes_between(releases, topics)] + \
+           [{"topic": t, "unchanged": True} for t in sorted(topics) if not any(c.topic == t for c, _, _ in changes_between(releases, {t}))]
+
+
+def _print_changes(changes: list[dict]) -> None:
+    for c in changes:
+        if c.get("unchanged"):
+            ui.console.print(f"[dim]Linux's {escape(c['topic'])} code is the same in these kernels: the model is one for all of them[/dim]")
+        else:
+            ui.console.print(f"[bold]Linux {escape(c['since'])} changed {escape(c['topic'])}[/bold] ({escape(c['commit'])}): "
+                             f"{escape(', '.join(c['kernels_before']))}: {escape(c['before'])}; "
+                             f"{escape(', '.join(c['kernels_after']))}: {escape(c['after'])}")
+
+
 def _differences(runs: list[dict], groups: dict[str, list[str]]) -> list[str]:
     """Figures (not the model's) that differ between runs: any count, a duration beyond timer slack."""
     done = [r for r in runs if r["ran"]]
@@ -92,7 +127,9 @@ def _differences(runs: list[dict], groups: dict[str, list[str]]) -> list[str]:
                 continue
             lo, hi = min(known), max(known)
             if name.endswith(COUNT):
-                differ = lo != hi
+                differ = lo != hi  # one probe more is a difference of behaviour
+            elif name.endswith(NOT_MS):
+                differ = hi - lo > DIFFERENT_SHARE * hi
             else:
                 differ = hi - lo > max(DIFFERENT_MS, DIFFERENT_SHARE * hi)
             if differ or (len(known) < len(values)):
@@ -104,7 +141,7 @@ def _differences(runs: list[dict], groups: dict[str, list[str]]) -> list[str]:
 def _cell(name: str, v: Optional[float]) -> str:
     if v is None:
         return "-"
-    if name.endswith(COUNT):
+    if name.endswith(NOT_MS):
         return f"{v:.0f}"
     return f"{v:.{3 if v < 10 else 2 if v < 1000 else 0}f}"
 
@@ -120,12 +157,17 @@ def _ratio(ms: Optional[float], run: dict) -> Optional[float]:
 
 def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
     p = sweep["parameter"]
-    table = Table(title=escape(f"{sweep.get('exercise')}: {p} swept ({sweep.get('help', '')}); ms (in round trips)"),
-                  show_lines=False, expand=False)
+    numeric = all(isinstance(r["value"], (int, float)) for r in runs)
+    if numeric:
+        title = f"{sweep.get('exercise')}: {p} swept ({sweep.get('help', '')}); ms (in round trips)"
+    else:
+        title = f"{sweep.get('exercise')}: by {p}; ms"
+        if p == "kernel":
+            ui.console.print("kernels: " + ", ".join(f"{shown(r['value'])} {r.get('kernel') or '?'}" for r in runs), soft_wrap=True)
+    table = Table(title=escape(title), show_lines=False, expand=False)
     table.add_column("", style="bold", no_wrap=True)
     for r in runs:
-        kernel = f"\n{r['kernel']}" if p == "kernel" and r.get("kernel") else ""
-        table.add_column(escape(f"{p}={shown(r['value'])}{kernel}"), justify="right")
+        table.add_column(escape(f"{p}={shown(r['value'])}" if numeric else shown(r["value"])), justify="right")
     table.add_row("checks", *[("[green]PASS[/green] " if r["passed"] else "[bold red]FAIL[/bold red] " if r["ran"] else "[dim]not run[/dim]")
                               + r["checks"] for r in runs])
     for group, names in groups.items():
@@ -134,7 +176,7 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
             cells = []
             for r in runs:
                 ms = measures.flat(r["figures"]).get(name)
-                plain = name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(COUNT) or name.startswith(MODEL)
+                plain = name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(NOT_MS) or name.startswith(MODEL)
                 ratio = _ratio(ms, r) if not plain else None
                 cells.append(_cell(name, ms) + (f" ({ratio:.2f})" if ratio is not None else ""))
             label = escape(f" {name}")
@@ -165,15 +207,20 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
         numeric = all(isinstance(r["value"], (int, float)) for r in done)
         # Kernels (or any values that are not numbers) stand side by side, in the order they ran.
         xs = [r["value"] for r in done] if numeric else list(range(len(done)))
-        panels = len(groups) + 1
+        # The panel in round trips only where there is a round trip to count in.
+        ratios = any(_ratio(measures.flat(r["figures"]).get(n), r) is not None for r in done for names in groups.values() for n in names
+                     if n not in (RTT_CONFIGURED, RTT_MEASURED) and not n.endswith(NOT_MS) and not n.startswith(MODEL))
+        if not numeric:
+            xlabel = p
+        panels = len(groups) + (1 if ratios else 0)
         cols = 2
         fig, axes = plt.subplots((panels + cols - 1) // cols, cols, figsize=(12, 4.2 * ((panels + cols - 1) // cols)), squeeze=False)
         flat_axes = list(axes.flat)
         for ax, (group, names) in zip(flat_axes, groups.items()):
             colours: dict[str, str] = {}
             for name in names:
-                if name.endswith(COUNT):
-                    continue  # a number of packets, not ms: in the table only
+                if name.endswith(NOT_MS):
+                    continue  # a number (packets, bytes), not ms: in the table only
                 ys = [measures.flat(r["figures"]).get(name) for r in done]
                 style: dict = dict(ls="--", color="grey") if name == RTT_CONFIGURED else dict(marker="o")
                 if name.startswith(MODEL) and name[len(MODEL):] in colours:
@@ -187,21 +234,22 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
             ax.set_ylabel("ms")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        ax = flat_axes[len(groups)]
-        for names in groups.values():
+        ax = flat_axes[len(groups)] if ratios else None
+        for names in (groups.values() if ax is not None else []):
             for name in names:
-                if name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(COUNT) or name.startswith(MODEL):
+                if name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(NOT_MS) or name.startswith(MODEL):
                     continue
                 ys = [_ratio(measures.flat(r["figures"]).get(name), r) for r in done]
                 if any(y is not None for y in ys):
                     ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", label=name)
-        ax.axhline(1.0, ls="--", color="grey", label="1 RTT")
-        _categories(ax, done, numeric)
-        ax.set_title(f"in round trips (measured RTT; runs with an RTT of {MIN_RTT_FOR_RATIO_MS:g} ms or more)", fontsize=10)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("RTTs")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        if ax is not None:
+            ax.axhline(1.0, ls="--", color="grey", label="1 RTT")
+            _categories(ax, done, numeric)
+            ax.set_title(f"in round trips (measured RTT; runs with an RTT of {MIN_RTT_FOR_RATIO_MS:g} ms or more)", fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("RTTs")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
         for extra in flat_axes[panels:]:
             extra.set_visible(False)
         fig.suptitle(f"{sweep.get('exercise')}: {sweep.get('title', '')}, " + (f"{p} swept" if numeric else f"by {p}"))

@@ -3,8 +3,8 @@
 manifest and read nothing but the folder.
 
 A measure returns groups of named durations in milliseconds ({group: {figure: ms}}), in the order a
-reader should see them; a figure it cannot read is None. A figure whose name ends in COUNT is a
-number of packets, not a duration. "RTT measured" and "RTT configured", when given, are what the
+reader should see them; a figure it cannot read is None. A figure whose name ends in COUNT (packets)
+or BYTES is a number, not a duration. "RTT measured" and "RTT configured", when given, are what the
 comparison sets the other figures against; "model: ..." figures are the kernel model's, set beside
 what was measured, so runs on several kernels (`--kernels`) show where each one differs from it.
 """
@@ -24,8 +24,12 @@ from ..spec.functions import measure
 
 Figures = dict[str, dict[str, Optional[float]]]
 RTT_MEASURED, RTT_CONFIGURED = "RTT measured", "RTT configured"
-COUNT = " (count)"
+COUNT, BYTES = " (count)", " (bytes)"
+NOT_MS = (COUNT, BYTES)
 MODEL = "model: "
+# What each measure's figures show of the kernel, for naming where Linux changed between the kernels
+# compared (lab/analysis/kernel_model.py's CHANGES).
+TOPICS = {"keepalive_times": {"keepalive"}, "persist_times": {"persist", "window"}, "state_times": {"states"}}
 # The probes a table shows one by one; later ones are in the count.
 PROBES_SHOWN = 8
 
@@ -94,24 +98,28 @@ def keepalive_times(ctx: Context, capture: str, client: str, keepidle, keepintvl
         probes[f"probe {k + 1}"] = offsets[k] * 1000 if k < len(offsets) else None
         probes[f"{MODEL}probe {k + 1}"] = nominal * 1000
     n = len(o.probes) if len(o.probes) in m.probe_counts() else due
-    abort = {"abort (RST)": (o.rst.ts - o.anchor.ts) * 1000 if o.rst else None, f"{MODEL}abort": m.abort(n).nominal * 1000}
-    return {"keepalive probes (from the last received segment)": probes, "keepalive abort": abort}
+    abort = {"abort (RST)": (o.rst.ts - o.anchor.ts) * 1000 if o.rst else None, f"{MODEL}abort (RST)": m.abort(n).nominal * 1000}
+    # Both groups count from the last segment the client received (where the kernel's idle time starts).
+    return {"keepalive probes": probes, "keepalive abort": abort}
 
 
 @measure
 def persist_times(ctx: Context, capture: str, client: str) -> Figures:
-    """The zero-window probes, from the moment the window closed, beside the kernel model's schedule
+    """The zero-window probes, from the moment the window closed (its RTO first), beside the kernel model's schedule
     (max(RTO, 200 ms), doubling), with the RTO the sender reported."""
     s = observe_stall(ctx, capture, client)
     m = persist_model(ctx, client)
     stall = s.seconds if s.seconds is not None else float(s.flow.ts[-1]) - s.closed.ts
     at = [p.ts - s.closed.ts for p in s.probes]
     schedule = m.schedule(stall)
-    probes: dict[str, Optional[float]] = {"RTO": m.rto * 1000, f"probes{COUNT}": float(len(at)), f"{MODEL}probes{COUNT}": float(len(schedule))}
+    # How much the receiver took before its window closed: the same programs and buffer sizes give
+    # different amounts where the kernel's window accounting differs (6.1 against 6.6 and later).
+    probes: dict[str, Optional[float]] = {f"acknowledged at the zero window{BYTES}": float(s.closed.rel_ack - 1),
+                                          "RTO": m.rto * 1000, f"probes{COUNT}": float(len(at)), f"{MODEL}probes{COUNT}": float(len(schedule))}
     for k in range(min(max(len(at), len(schedule)), PROBES_SHOWN)):
         probes[f"probe {k + 1}"] = at[k] * 1000 if k < len(at) else None
         probes[f"{MODEL}probe {k + 1}"] = schedule[k] * 1000 if k < len(schedule) else None
-    return {"window probes (from the zero window)": probes}
+    return {"window probes": probes}
 
 
 def _durations(side: str, transitions: list, ends: dict[str, Optional[float]]) -> Figures:

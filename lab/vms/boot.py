@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -119,6 +120,7 @@ def _boot(record: SetRecord, img: image_mod.Image, accel: accel_mod.Accel, memor
     record.save()
     _wait_all(record, host_keys, began)
     record.write_access(host_keys)
+    _warm_up(record)
     record.state, record.boot_seconds = "up", round(time.monotonic() - began, 1)
     record.save()
 
@@ -169,11 +171,12 @@ def _qemu_argv(record: SetRecord, role: str, img: image_mod.Image, accel: accel_
         "-drive", f"file={record.path(f'{role}.qcow2')},if=virtio,format=qcow2,cache=unsafe",
         "-drive", f"file={record.path(f'{role}-seed.img')},if=virtio,format=raw,readonly=on",
         "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{vm.port}-:22",
-        "-device", f"virtio-net-pci,netdev=mgmt,mac={vm.macs[0]}",
+        # romfile= : no network boot ROM (the kernel is given), so no iPXE package is needed either.
+        "-device", f"virtio-net-pci,netdev=mgmt,mac={vm.macs[0]},romfile=",
         "-device", "virtio-rng-pci",
     ]
     for n, fd in enumerate(fds):
-        argv += ["-netdev", f"tap,id=data{n},fd={fd}", "-device", f"virtio-net-pci,netdev=data{n},mac={vm.macs[1 + n]}"]
+        argv += ["-netdev", f"tap,id=data{n},fd={fd}", "-device", f"virtio-net-pci,netdev=data{n},mac={vm.macs[1 + n]},romfile="]
     return argv
 
 
@@ -215,6 +218,42 @@ def _wait_one(record: SetRecord, role: str, host_key: str, began: float, show: C
             raise LabError(f"VM {role} did not answer on SSH within {BOOT_TIMEOUT:.0f} s; its console's last line: {last[0][:120]} "
                            f"(all of it in {console})")
         time.sleep(0.5)
+
+
+# A connection across the data plane, a megabyte each way, then closed: a freshly booted VM under
+# emulation runs every code path cold (QEMU translates guest code on its first run), and the first
+# exercise would otherwise meet milliseconds of that in its handshake.
+WARM_SERVER = ("import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+               "s.bind(('0.0.0.0', 5999)); s.listen(1); s.settimeout(60); c, _ = s.accept(); n = 0\n"
+               "while n < 1 << 20:\n  d = c.recv(65536)\n  n += len(d)\n  if not d: break\n"
+               "c.sendall(b'x' * (1 << 20)); c.close()")
+WARM_CLIENT = ("import socket, sys, time\nfor _ in range(100):\n  try:\n    c = socket.create_connection((sys.argv[1], 5999), 5); break\n"
+               "  except OSError: time.sleep(0.1)\nc.sendall(b'x' * (1 << 20)); n = 0\n"
+               "while n < 1 << 20:\n  d = c.recv(65536)\n  n += len(d)\n  if not d: break\nc.close()")
+
+
+def _warm_up(record: SetRecord) -> None:
+    began = time.monotonic()
+    with ui.waiting("warming the VMs up: a connection across the data plane"):
+        clients = {}
+        try:
+            for role in ("dest", "source"):
+                client = paramiko.SSHClient()
+                client.load_host_keys(str(record.path("known_hosts")))
+                client.connect("127.0.0.1", port=record.vms[role].port, username="root", key_filename=str(record.path("id_ed25519")),
+                               look_for_keys=False, allow_agent=False, timeout=10)
+                clients[role] = client
+            _, server_out, _ = clients["dest"].exec_command(f"python3 -c {shlex.quote(WARM_SERVER)}", timeout=90)
+            _, client_out, client_err = clients["source"].exec_command(f"python3 -c {shlex.quote(WARM_CLIENT)} {DATA_ADDRESSES['dest']}", timeout=90)
+            if client_out.channel.recv_exit_status() != 0 or server_out.channel.recv_exit_status() != 0:
+                ui.warn(f"warming the VMs up failed ({client_err.read().decode(errors='replace').strip()[-160:] or 'no output'}): "
+                        "the first exercise may see a slower handshake")
+        except (paramiko.SSHException, OSError) as e:
+            ui.warn(f"warming the VMs up failed ({e}): the first exercise may see a slower handshake")
+        finally:
+            for client in clients.values():
+                client.close()
+    ui.step(f"  warm in {time.monotonic() - began:.1f} s")
 
 
 def _ssh_ready(port: int, expected: paramiko.PKey, user_key: paramiko.PKey) -> bool:

@@ -55,3 +55,17 @@ def test_windows_reject_the_wrong_schedule():
     assert not m.first_probe().holds(1.5)
     assert not m.abort(3).holds(4.0)
     assert not m.abort(3).holds(5.3)
+
+
+def test_kernel_changes_are_named_between_the_kernels_that_differ():
+    from lab.analysis.kernel_model import changes_between, release_version
+
+    assert release_version("6.12.117+deb13-amd64") == (6, 12)
+    assert release_version("6.1.0-50-amd64") == (6, 1)
+    assert release_version("unknown") is None
+    window = changes_between(["6.1.0-50-amd64", "6.12.117+deb13-amd64"], {"window"})
+    assert window and all(before == ["6.1.0-50-amd64"] and after == ["6.12.117+deb13-amd64"] for _, before, after in window)
+    # Keepalive did not change from 6.1 to 6.18: nothing to name, one model for all.
+    assert changes_between(["6.1.0-50-amd64", "6.12.117+deb13-amd64", "6.18.44"], {"keepalive"}) == []
+    # Kernels on the same side of every change: nothing either.
+    assert changes_between(["6.12.1", "6.13.2"], {"window", "persist"}) == []

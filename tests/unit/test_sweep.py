@@ -51,3 +51,18 @@ def test_bad_lists_are_refused_before_anything_runs(sets, words):
 def test_values_that_print_alike_get_folders_apart():
     plan = sweep.plan("tcp-states", ["latency=0.1234561,0.1234562"], "t", {})
     assert plan.folder(0) != plan.folder(1)
+
+
+def test_runs_that_differ_by_kernel_are_named_figure_by_figure():
+    from lab.report.comparison import _differences
+
+    def run(value, figures):
+        return {"value": value, "ran": True, "figures": {"g": figures}}
+
+    groups = {"g": ["probes (count)", "model: probes (count)", "probe 1", "acknowledged (bytes)"]}
+    same = [run("host", {"probes (count)": 3.0, "model: probes (count)": 3.0, "probe 1": 4003.0, "acknowledged (bytes)": 20000.0}),
+            run("bookworm", {"probes (count)": 3.0, "model: probes (count)": 3.0, "probe 1": 4180.0, "acknowledged (bytes)": 19500.0})]
+    assert _differences(same, groups) == []  # timer slack and a few bytes are not a difference of behaviour
+    other = [same[0], run("bookworm", {"probes (count)": 4.0, "model: probes (count)": 3.0, "probe 1": 5100.0, "acknowledged (bytes)": 13032.0})]
+    assert _differences(other, groups) == ["probes (count): host 3, bookworm 4", "probe 1: host 4003, bookworm 5100",
+                                           "acknowledged (bytes): host 20000, bookworm 13032"]
