@@ -180,20 +180,21 @@ def finish(c, lab=None, results=None, keep=False):
 
 @task(
     help={
-        "action": "up (boot a set), down (remove it, or every set without --name), status (list the sets)",
+        "action": "up (boot a set), down (remove it), status (list the sets)",
         "name": "the set's name: its folder /var/lib/tcplab/vms/NAME, its namespace tcplabvm-NAME (default vms)",
         "count": "up: 2 VMs (source and dest) or 3 (an observer VM bridging them); default 2",
         "kernel": "up: bookworm (Debian 12, kernel 6.1) or trixie (Debian 13, kernel 6.12); default bookworm",
         "accel": "up: auto (KVM where it can boot Debian's kernels, TCG otherwise; the default), kvm or tcg",
+        "all": "down: remove every set on this machine",
     },
 )
-def vms(c, action, name=None, count=2, kernel="bookworm", accel="auto"):
+def vms(c, action, name=None, count=2, kernel="bookworm", accel="auto", all=False):
     """Real Debian VMs under QEMU for --backend ssh: `invoke vms up` prints the inventory to use.
 
     Images are built once from Debian's mirror and cached; each set has its own keys and a private
     network. Exit status 2 for bad input or a VM that does not boot.
     """
-    _run("vms.vms", action, name, int(count), kernel, accel)
+    _run("vms.vms", action, name, int(count), kernel, accel, all)
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})

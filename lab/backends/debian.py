@@ -2,10 +2,12 @@
 offline, for the Docker backend's base image and for the VMs' disks (lab/vms/image.py)."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..errors import LabError
 
@@ -32,3 +34,13 @@ def debootstrap(suite: str, root: Path, include: Sequence[str] = (), progress: C
                 progress(line[3:])
     if proc.returncode != 0:
         raise LabError(f"debootstrap {suite} from {MIRROR} failed: {' / '.join(tail) or f'exit status {proc.returncode}'}")
+
+
+@contextlib.contextmanager
+def one_build_at_a_time(lock_file: Path) -> Iterator[None]:
+    """An image built by one process at a time: labs or VM sets started together wait for the first
+    one's build, then find the image made."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -1,10 +1,12 @@
-"""`invoke status`: the labs on this machine, and whether each is running, kept, or left over."""
+"""`invoke status`: the labs on this machine, and whether each is running, kept, or left over; and
+how many VM sets there are (`invoke vms status` says more)."""
 from __future__ import annotations
 
 from .. import ui
 from ..backends import labstate
 from ..backends.netns import list_netns
 from ..handson import record as handson_record
+from ..vms import vmset
 from . import EXIT_OK, labs
 
 
@@ -35,4 +37,7 @@ def status() -> int:
             things = "containers" if state.backend == "docker" else "namespaces"
             where = f"{things}: {', '.join(present) or 'none'}"
         ui.console.print(f"{name}: {state.backend}, {how}, since {state.created}; {where}")
+    sets = vmset.names()
+    if sets:
+        ui.console.print(f"VM sets: {', '.join(sets)} (`invoke vms status` shows them)")
     return EXIT_OK

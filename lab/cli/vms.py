@@ -11,18 +11,25 @@ from . import EXIT_INTERRUPTED, EXIT_OK
 ACTIONS = ("up", "down", "status")
 
 
-def vms(action: str, name: str | None, count: int, kernel: str, accel: str) -> int:
+DEFAULT_NAME = "vms"
+
+
+def vms(action: str, name: str | None, count: int, kernel: str, accel: str, every: bool = False) -> int:
     if action not in ACTIONS:
         raise LabError(f"`invoke vms {action}`: say up, down or status (invoke vms up --name vms --count 2 --kernel bookworm)")
     if action == "status":
         return status()
     require_root(f"vms {action}")
+    if every and action != "down":
+        raise LabError("--all is for `invoke vms down`")
     if action == "down":
-        return down(name)
+        if every and name:
+            raise LabError("--name and --all: give one (--all removes every set)")
+        return down(None if every else name or DEFAULT_NAME)
     ui.reset_clock()
     try:
         with signals_interrupt():
-            record = boot.up(name or "vms", count, kernel, accel)
+            record = boot.up(name or DEFAULT_NAME, count, kernel, accel)
     except KeyboardInterrupt:
         ui.error("interrupted: the VM set was removed")
         return EXIT_INTERRUPTED
@@ -41,6 +48,7 @@ def vms(action: str, name: str | None, count: int, kernel: str, accel: str) -> i
 
 
 def down(name: str | None) -> int:
+    """The set `name`, or every set (None)."""
     names = [vmset.check_name(name)] if name else vmset.names()
     if not names:
         ui.console.print("no VM sets on this machine")

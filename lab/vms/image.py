@@ -9,8 +9,6 @@ Ctrl-C or SIGKILL leaves only a `.partial` folder, which the next build removes.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -18,10 +16,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .. import ui
-from ..backends.debian import MIRROR, debootstrap
+from ..backends.debian import MIRROR, debootstrap, one_build_at_a_time
 from ..errors import LabError
 from .recipe import VM_DIR, Recipe
 
@@ -53,22 +50,13 @@ def folder(recipe: Recipe) -> Path:
 def ensure(recipe: Recipe, rebuild: bool = False) -> Image:
     """The recipe's image, built first if it is not cached (a few minutes, once)."""
     target = folder(recipe)
-    with _lock():
+    with one_build_at_a_time(CACHE / ".lock"):
         if rebuild and target.exists():
             shutil.rmtree(target)
         if not (target / "image.json").is_file():
             _build(recipe, target)
     info = json.loads((target / "image.json").read_text())
     return Image(target, info["kernel_release"])
-
-
-@contextlib.contextmanager
-def _lock() -> Iterator[None]:
-    """One build at a time: sets brought up together wait for the first one's image."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _build(recipe: Recipe, target: Path) -> None:

@@ -407,6 +407,8 @@ def test_a_sweep_over_ssh_checks_every_value_first(vms, tmp_path):
     assert_machines_clean(vms, "sshsweep")
 
 
+# --- hands-on mode over SSH: a person's shells on the machines ------------------------------------
+@contextlib.contextmanager
 def person_on(vms, lab: str, exercise: str, values: list[str], inventory: Path | None = None):
     """Someone doing an exercise by hand on the stand-in VMs, with shells over SSH."""
     from .test_handson import Person

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.analysis import tcpflow as tf
 from lab.naming import mirror_interface
 from lab.vms import vmset
 
@@ -137,6 +138,29 @@ def test_a_check_fails_when_the_delay_is_not_what_the_exercise_says(states_run, 
     assert r.returncode == 1 and "FAIL handshake_rtt" in r.stdout, r.stdout
 
 
+def test_loss_and_rate_over_ssh_are_netem_too(vm_set, tmp_path):
+    # tcp-states with its delay made a lossy, slow link: 2 % of source's segments lost, 16 Mbit/s.
+    record, _ = vm_set
+    ex = shutil.copytree(Path(__file__).resolve().parents[2] / "exercises" / "tcp-states", tmp_path / "lossy")
+    yml = (ex / "exercise.yml").read_text()
+    assert '  - impair: {from: source, to: dest, delay_ms: "{latency}"}' in yml
+    (ex / "exercise.yml").write_text(yml.replace('  - impair: {from: source, to: dest, delay_ms: "{latency}"}',
+                                                 '  - impair: {from: source, to: dest, delay_ms: 2, loss: 2, rate_mbit: 16, direction: one}'))
+    folder = tmp_path / "run"
+    r = up(str(ex), "vmlossy", ["total=2000000"], folder, "--backend", "ssh", "--inventory", str(record.path("inventory.yml")))
+    assert r.returncode in (0, 1), r.stdout + r.stderr  # the state checks are not the point here
+    manifest = json.loads((folder / "manifest.json").read_text())
+    applied = manifest["impairments"][0]
+    assert applied["method"] == "netem" and applied["where"] == ["source eth1 egress to 192.168.56.12"], applied
+    flow = max(tf.analyze_file(folder / "source.pcap"), key=len)
+    retransmitted = len(flow.where(tf.RETRANSMISSION, tf.CLIENT))
+    assert retransmitted >= 3, f"{retransmitted} retransmissions: the loss did not happen"
+    data = flow.where(tf.DATA, tf.CLIENT)
+    seconds = float(flow.ts[data[-1]] - flow.ts[data[0]])
+    assert seconds >= 2000000 * 8 / 16e6 * 0.9, f"2 MB in {seconds:.2f} s: faster than 16 Mbit/s"
+    assert_vm_clean(record, "vmlossy")
+
+
 def test_kernels_host_and_bookworm_side_by_side(vm_set, tmp_path):
     record, _ = vm_set
     folder = tmp_path / "kernels"
@@ -163,6 +187,7 @@ def test_bad_vm_input_is_one_line():
                        (["vms", "up", "--kernel", "sid"], "--kernel 'sid': VM kernels are bookworm, trixie"),
                        (["vms", "up", "--name", "Bad-Name"], "--name 'Bad-Name': use 1-12 lower-case letters"),
                        (["vms", "reboot"], "`invoke vms reboot`: say up, down or status"),
+                       (["vms", "down", "--name", "x", "--all"], "--name and --all: give one"),
                        (["up", "exercise2", "--kernels", "host,sid"], "'sid' is not a kernel here"),
                        (["up", "exercise2", "--kernels", "host,bookworm", "--backend", "docker"], "--kernels chooses the machines itself")):
         r = invoke(*args)

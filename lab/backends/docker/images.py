@@ -7,14 +7,11 @@ Dockerfile makes `up` rebuild. Without a registry the Debian base is made from D
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import docker
 import docker.errors
@@ -22,7 +19,7 @@ import docker.errors
 from ... import ui
 from ...errors import LabError
 from ...naming import STATE_ROOT
-from ..debian import MIRROR, debootstrap
+from ..debian import MIRROR, debootstrap, one_build_at_a_time
 
 IMAGES = Path(__file__).resolve().parents[3] / "images"
 IMAGE_DIR = IMAGES / "host"
@@ -55,7 +52,7 @@ def ensure(client: docker.DockerClient, rebuild: bool = False) -> str:
     """The host image's tag, built first if it is missing or out of date."""
     wanted = tag()
     if rebuild or not _exists(client, wanted):
-        with _building():
+        with one_build_at_a_time(STATE_ROOT / "images.lock"):
             if rebuild or not _exists(client, wanted):  # another `up` may have built it while this one waited
                 _build(client, IMAGE_DIR, wanted, _base(client), "host")
     return wanted
@@ -66,19 +63,10 @@ def ensure_ssh_vm(client: docker.DockerClient, rebuild: bool = False) -> str:
     wanted = ssh_vm_tag()
     if rebuild or not _exists(client, wanted):
         base = ensure(client)
-        with _building():
+        with one_build_at_a_time(STATE_ROOT / "images.lock"):
             if rebuild or not _exists(client, wanted):
                 _build(client, SSH_VM_DIR, wanted, base, "ssh-vm")
     return wanted
-
-
-@contextlib.contextmanager
-def _building() -> Iterator[None]:
-    """One build at a time on this machine: labs started together wait for the first one's image."""
-    STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(STATE_ROOT / "images.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _exists(client: docker.DockerClient, name: str) -> bool:
