@@ -27,11 +27,16 @@ def debootstrap(suite: str, root: Path, include: Sequence[str] = (), progress: C
     tail: list[str] = []
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.strip()
-            tail = (tail + [line])[-3:]
-            if line.startswith("I: "):
-                progress(line[3:])
+        try:
+            for line in proc.stdout:
+                line = line.strip()
+                tail = (tail + [line])[-3:]
+                if line.startswith("I: "):
+                    progress(line[3:])
+        except BaseException:
+            # Ctrl-C reaches debootstrap too, SIGTERM only us: either way it stops with us.
+            proc.kill()
+            raise
     if proc.returncode != 0:
         raise LabError(f"debootstrap {suite} from {MIRROR} failed: {' / '.join(tail) or f'exit status {proc.returncode}'}")
 

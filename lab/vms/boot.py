@@ -18,6 +18,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,12 +82,15 @@ def up(name: str, count: int, kernel: str, accel_wanted: str = "auto", memory_mb
         if old.state == "up" and teardown.alive(old):
             raise LabError(f"VM set {name} is up already ({old.count} {old.kernel} VMs): use it (inventory {old.path('inventory.yml')}), "
                            f"or `invoke vms down --name {name}` first")
+        if old.state == "booting" and teardown.owner_alive(old):
+            raise LabError(f"VM set {name} is being booted by `vms up` (PID {old.owner_pid}): wait for it, or choose another --name")
         ui.step(f"removing what an earlier `vms up --name {name}` left")
         teardown.down(old)
     img = image_mod.ensure(recipe)
     began = time.monotonic()
     record = SetRecord(name=name, kernel=kernel, count=count, accel=accel.name, accel_why=accel.why,
-                       kernel_release=img.kernel_release, image=str(img.folder), created=time.time())
+                       kernel_release=img.kernel_release, image=str(img.folder), created=time.time(),
+                       owner_pid=os.getpid(), owner_started=teardown.start_time(os.getpid()))
     record.folder.mkdir(parents=True, mode=0o700)
     try:
         _boot(record, img, accel, memory_mb, began)
@@ -188,12 +192,19 @@ def _wait_all(record: SetRecord, host_keys: dict[str, str], began: float) -> Non
             stages[role] = stage
             update("  ".join(f"{r}: {s}" for r, s in stages.items()), milestone=stage.startswith("ready"))
 
+        stopping = threading.Event()
         with ThreadPoolExecutor(max_workers=len(record.roles)) as pool:
-            for f in [pool.submit(_wait_one, record, role, host_keys[role], began, show) for role in record.roles]:
-                f.result()
+            futures = [pool.submit(_wait_one, record, role, host_keys[role], began, show, stopping) for role in record.roles]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                stopping.set()  # the other waits end too, and the set is removed at once
+                raise
 
 
-def _wait_one(record: SetRecord, role: str, host_key: str, began: float, show: Callable[[str, str], None]) -> None:
+def _wait_one(record: SetRecord, role: str, host_key: str, began: float, show: Callable[[str, str], None],
+              stopping: threading.Event) -> None:
     vm = record.vms[role]
     console = record.path(f"{role}.console.log")
     key_type, key_data = host_key.split()[:2]
@@ -201,7 +212,7 @@ def _wait_one(record: SetRecord, role: str, host_key: str, began: float, show: C
     user_key = paramiko.Ed25519Key.from_private_key_file(str(record.path("id_ed25519")))
     deadline = time.monotonic() + BOOT_TIMEOUT
     stage = -1
-    while True:
+    while not stopping.is_set():
         text = console.read_text(errors="replace") if console.exists() else ""
         for i, (marker, label) in enumerate(STAGES):
             if i > stage and marker in text:
@@ -217,7 +228,7 @@ def _wait_one(record: SetRecord, role: str, host_key: str, began: float, show: C
             last = text.strip().splitlines()[-1:] or ["nothing on the console"]
             raise LabError(f"VM {role} did not answer on SSH within {BOOT_TIMEOUT:.0f} s; its console's last line: {last[0][:120]} "
                            f"(all of it in {console})")
-        time.sleep(0.5)
+        stopping.wait(0.5)
 
 
 # A connection across the data plane, a megabyte each way, then closed: a freshly booted VM under

@@ -31,6 +31,20 @@ def pid_alive(pid: Optional[int], qname: str) -> bool:
     return any(a.split(b",")[0] == qname.encode() for a in argv)
 
 
+def start_time(pid: int) -> Optional[int]:
+    """A process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner_alive(record: SetRecord) -> bool:
+    """The `vms up` that is booting the set still runs."""
+    return bool(record.owner_pid) and start_time(record.owner_pid) == record.owner_started
+
+
 def _pids(record: SetRecord) -> dict[str, int]:
     """Each VM's PID: the record's, or QEMU's pidfile (written by QEMU itself, so it is there even if
     `up` was killed before recording the PID)."""

@@ -74,6 +74,8 @@ class SetRecord:
     state: str = "booting"  # booting, up
     created: float = 0.0
     boot_seconds: Optional[float] = None
+    owner_pid: int = 0  # the `vms up` booting it, and its start time (so a reused PID is not it)
+    owner_started: Optional[int] = None
     vms: dict[str, VmRecord] = field(default_factory=dict)
 
     @property
