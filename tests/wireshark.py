@@ -24,7 +24,8 @@ FIELDS = {
     "out_of_order": "tcp.analysis.out_of_order",
     "reset": "tcp.flags.reset",
 }
-COMPARED = ["keep_alive", "zero_window", "zero_window_probe", "window_update", "window_full", "retransmission", "reset"]
+COMPARED = ["keep_alive", "zero_window", "zero_window_probe", "window_update", "window_full", "retransmission",
+            "out_of_order", "reset"]
 
 
 def tshark_flags(path: Path) -> dict[int, set[str]]:
@@ -66,6 +67,7 @@ def our_flags(path: Path) -> dict[int, set[str]]:
             "window_update": has(tf.WINDOW_UPDATE),
             "window_full": has(tf.WINDOW_FULL),
             "retransmission": has(tf.RETRANSMISSION),
+            "out_of_order": has(tf.OUT_OF_ORDER),
             "reset": has(tf.RST_),
         }
         for k, frame in enumerate(frames.tolist()):

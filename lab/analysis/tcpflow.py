@@ -3,7 +3,9 @@
 Labels follow Wireshark's TCP analysis where the two agree, and Linux's behaviour where they differ:
 a 0- or 1-byte segment at SND.NXT - 1 is a keep-alive probe when the peer's window is open and a
 zero-window probe when it is closed (Wireshark calls both keep-alive); a 1-byte segment of new data
-at SND.NXT into a closed window is the RFC 1122 / BSD zero-window probe.
+at SND.NXT into a closed window is the RFC 1122 / BSD zero-window probe. Old data is a retransmission,
+or, as Wireshark has it, out of order when it comes within one handshake RTT of newer data (a segment
+overtaken on the way, as a bridge under load may do) and no duplicate ACKs asked for it.
 
 The analysis is columnar: each flow's segments are numpy arrays, and every label is computed for all
 segments at once (a running maximum gives SND.NXT, forward fills give each side's last window), so
@@ -27,12 +29,17 @@ CLIENT, SERVER = "client", "server"
 LABELS = [
     "syn", "syn_ack", "data", "ack", "fin", "rst", "keepalive", "keepalive_ack", "zero_window",
     "zero_window_probe", "zero_window_probe_ack", "window_update", "retransmission", "window_full",
-    "rfc_zero_window_probe",
+    "rfc_zero_window_probe", "out_of_order",
 ]
 BIT = {name: 1 << i for i, name in enumerate(LABELS)}
 (SYN_, SYN_ACK, DATA, PURE_ACK, FIN_, RST_, KEEPALIVE, KEEPALIVE_ACK, ZERO_WINDOW,
  ZERO_WINDOW_PROBE, ZERO_WINDOW_PROBE_ACK, WINDOW_UPDATE, RETRANSMISSION, WINDOW_FULL,
- RFC_ZERO_WINDOW_PROBE) = LABELS
+ RFC_ZERO_WINDOW_PROBE, OUT_OF_ORDER) = LABELS
+
+# Wireshark's out-of-order window when the handshake was not seen (packet-tcp.c: 3 ms).
+DEFAULT_REORDER_WINDOW = 0.003
+# Wireshark's fast retransmission: at least two duplicate ACKs, and the segment within 20 ms of the last.
+FAST_RETRANSMIT_DUPACKS, FAST_RETRANSMIT_WITHIN = 2, 0.020
 
 
 @dataclass(frozen=True)
@@ -227,11 +234,18 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     pushed_into_zero = ack_only & (plen == 1) & (peer_win == 0)
     end = rel_seq + plen + synfin
     nxt_before = np.zeros(m, dtype=np.int64)
+    nxt_time = np.full(m, -np.inf)  # when the segment that set SND.NXT was sent
+    ts = t.ts[rows]
     for mine in sides:
         idx = np.nonzero(mine)[0]
         if len(idx):
-            running = np.maximum.accumulate(np.where(pushed_into_zero[idx], 0, end[idx]))
+            counted = np.where(pushed_into_zero[idx], 0, end[idx])
+            running = np.maximum.accumulate(counted)
             nxt_before[idx[1:]] = running[:-1]
+            raised = np.ones(len(idx), dtype=bool)
+            raised[1:] = counted[1:] > running[:-1]
+            setter = np.maximum.accumulate(np.where(raised, np.arange(len(idx)), -1))
+            nxt_time[idx[1:]] = ts[idx[setter[:-1]]]
 
     probe = ack_only & (plen <= 1) & (nxt_before > 0) & (rel_seq == nxt_before - 1)
     rfc_probe = pushed_into_zero & (rel_seq == nxt_before)
@@ -249,7 +263,18 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     # behind it), or data the peer has already acknowledged.
     behind = (nxt_before > 0) & (rel_seq < nxt_before) & ~((plen > 1) & (rel_seq == nxt_before - 1))
     acked_already = (plen > 0) & (peer_ack > 0) & (rel_seq + plen <= peer_ack)
-    labels |= np.where(moves & (behind | acked_already), BIT[RETRANSMISSION], 0)
+    # Old data soon after newer data is a segment reordered on the way, not sent twice (Wireshark's
+    # out-of-order): within one handshake RTT of the segment that set SND.NXT, and not a fast
+    # retransmission (the peer's duplicate ACKs ask for exactly it).
+    peer_dupacks = np.where(from_server, *[_last_before(mine, _dupack_runs(t, rows, mine, rel_seq, window, nxt_before), pos)
+                                           for mine in sides])
+    peer_ack_time = np.where(from_server, *[_last_before(mine & has_ack, ts, pos) for mine in sides])
+    fast = ((peer_dupacks >= FAST_RETRANSMIT_DUPACKS) & (peer_ack == rel_seq)
+            & (ts - peer_ack_time < FAST_RETRANSMIT_WITHIN))
+    reordered = (moves & behind & ~acked_already & ~fast & (ts - nxt_time < _reorder_window(flags, ts))
+                 & (nxt_before != end))
+    labels |= np.where(reordered, BIT[OUT_OF_ORDER], 0)
+    labels |= np.where(moves & (behind | acked_already) & ~reordered, BIT[RETRANSMISSION], 0)
     labels |= np.where(moves & (plen > 0), BIT[DATA], 0)
     # The segment fills the window the peer last offered exactly (the sender must now wait). Known
     # only once the peer's SYN was seen, since the window's scale comes from it.
@@ -273,6 +298,42 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     labels |= np.where(bare & ~answers & ~update, BIT[PURE_ACK], 0)
     labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
     return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
+
+
+def _reorder_window(flags: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Per segment, how soon after newer data old data counts as reordered: the first RTT (from the
+    last SYN to the first ACK without SYN) once that ACK has gone by, else Wireshark's 3 ms."""
+    window = np.full(len(ts), DEFAULT_REORDER_WINDOW)
+    syns = np.flatnonzero((flags & (SYN | ACK)) == SYN)
+    if not len(syns):
+        return window
+    acks = np.flatnonzero(((flags & (SYN | ACK)) == ACK) & (np.arange(len(ts)) > syns[0]))
+    if len(acks):
+        k = int(acks[0])
+        last_syn = int(syns[syns < k][-1])
+        window[k + 1:] = ts[k] - ts[last_syn]
+    return window
+
+
+def _dupack_runs(t: SegmentTable, rows: np.ndarray, mine: np.ndarray, rel_seq: np.ndarray, window: np.ndarray,
+                 nxt_before: np.ndarray) -> np.ndarray:
+    """For one side, after each of its segments, how many duplicate ACKs it has sent in a row for the
+    same acknowledgement (Wireshark's dupacknum: no data, same window and ack, at SND.NXT)."""
+    out = np.zeros(len(rows), dtype=np.int64)
+    idx = np.flatnonzero(mine)
+    if len(idx) < 2:
+        return out
+    flags, ack = t.flags[rows[idx]], t.ack[rows[idx]]
+    plen, win, at_nxt = t.plen[rows[idx]], window[idx], rel_seq[idx] == nxt_before[idx]
+    dup = np.zeros(len(idx), dtype=bool)
+    dup[1:] = ((plen[1:] == 0) & (win[1:] != 0) & (win[1:] == win[:-1]) & (ack[1:] == ack[:-1])
+               & ((flags[1:] & (SYN | FIN | RST)) == 0) & at_nxt[1:])
+    new_ack = np.ones(len(idx), dtype=bool)
+    new_ack[1:] = ack[1:] != ack[:-1]
+    count = np.cumsum(dup)
+    group_start = np.maximum.accumulate(np.where(new_ack, np.arange(len(idx)), 0))
+    out[idx] = count - count[group_start]  # a new ack is never a duplicate, so its own count is not in it
+    return out
 
 
 def _unwrap(rel: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ def short_runs(tmp_path_factory) -> list[Path]:
 
 
 def test_analyzer_agrees_with_wireshark_on_every_capture(short_runs):
-    """Frame by frame, for each compared flag. The mapping (lab/wireshark.py): a Linux zero-window
+    """Frame by frame, for each compared flag. The mapping (tests/wireshark.py): a Linux zero-window
     probe (0 bytes at SND.UNA - 1) is Wireshark's keep_alive; Wireshark's zero_window_probe is the
     RFC form (1 new byte at SND.NXT), which Linux never sends, so both sides must show none of it."""
     captures = [p for folder in short_runs for p in sorted(folder.glob("*.pcap"))]

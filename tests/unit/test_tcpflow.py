@@ -9,6 +9,7 @@ from scapy.utils import wrpcap
 from lab.analysis import tcpflow as tf
 from lab.errors import LabError
 from tests.pcapbuild import CLIENT, SERVER, Conversation, events, read_segments
+from tests.wireshark import COMPARED, disagreements
 
 
 def labels(flow):
@@ -111,6 +112,40 @@ def test_syn_retransmission_is_labelled(tmp_path):
     c.packets.append(again)
     (flow,) = tf.analyze_file(c.write(tmp_path / "s.pcap"))
     assert [sorted(e.labels) for e in events(flow)] == [["syn"], ["retransmission", "syn"]]
+
+
+def _reordered(late: float, dupacks: int = 0, handshake: bool = True) -> Conversation:
+    """Four segments, the second one overtaken by the third and fourth on the way; `late` seconds
+    after the fourth it arrives, after `dupacks` duplicate ACKs asking for it."""
+    c = Conversation()
+    if handshake:
+        c.handshake()  # first RTT: 0.2 ms
+    s = c.cseq
+    for i in (0, 2, 3):
+        c.client_data(0.010 + i * 1e-5, bytes([97 + i]) * 100, seq=s + 100 * i)
+    c.cseq = s + 400
+    for k in range(dupacks + 1):
+        c._add(0.01004 + k * 1e-5, False, "A").ack = s + 100
+    c.client_data(0.01003 + (dupacks + 2) * 1e-5 + late, b"b" * 100, seq=s + 100)
+    return c
+
+
+@pytest.mark.parametrize("late, dupacks, handshake, label", [
+    (0.0, 0, True, "out_of_order"),  # within the first RTT of the newest data
+    (0.0, 1, True, "out_of_order"),  # one duplicate ACK does not make a fast retransmission
+    (0.005, 0, True, "retransmission"),  # well after the first RTT
+    (0.0, 2, True, "retransmission"),  # two duplicate ACKs asked for it: a fast retransmission
+    (0.002, 0, False, "out_of_order"),  # no handshake seen: Wireshark's 3 ms
+    (0.004, 0, False, "retransmission"),
+])
+def test_a_segment_overtaken_on_the_way_is_out_of_order_not_a_retransmission(tmp_path, late, dupacks, handshake, label):
+    path = _reordered(late, dupacks, handshake).write(tmp_path / "r.pcap")
+    (flow,) = tf.analyze_file(path)
+    last = events(flow)[-1]
+    assert last.rel_seq == (101 if handshake else 100)  # the second hundred bytes
+    assert sorted(last.labels) == sorted([label, "data"])
+    # Wireshark says the same of every frame
+    assert disagreements(path) == {name: [] for name in COMPARED}
 
 
 def test_scale_from_the_syn_ack_alone_when_the_syn_is_missing(tmp_path):
