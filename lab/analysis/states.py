@@ -22,6 +22,13 @@ from .pcap import ACK
 # A received segment reaches the capture a few microseconds before TCP acts on it; a sent one leaves
 # a few after. The clocks (trace: CLOCK_MONOTONIC + the offset read around the run) agree to microseconds.
 MATCH_MS = 5.0
+
+
+def match_window_ms(ctx: Context) -> float:
+    """How far a transition may sit from its packet in this run: MATCH_MS, plus the path's own slowest
+    round trip where the run measured one. On emulated VMs (TCG) a vCPU can stall for milliseconds
+    between receiving a segment and acting on it, and that slowest round trip is the stall measured."""
+    return MATCH_MS + (ctx.path_rtt_ms or 0.0)
 # Received segments that move a socket, by transition: the label the segment must carry.
 # A segment label, or what the segment must acknowledge: ACKS_SYN (the side's SYN) or ACKS_FIN (its FIN).
 ACKS_SYN, ACKS_FIN = "acknowledges our SYN", "acknowledges our FIN"
@@ -108,14 +115,15 @@ def peer_fin(ctx: Context, capture: str, program: str, side: str) -> Optional[fl
 TIMELINE_COLUMNS = ["ms", "from", "to", "cause", "packet or system call"]
 
 
-def timeline(ts: list[statetrace.Transition], t0: float, flow: Optional[tf.Flow], side: str, time_wait: Optional[float]) -> list[list[str]]:
+def timeline(ts: list[statetrace.Transition], t0: float, flow: Optional[tf.Flow], side: str, time_wait: Optional[float],
+             window_ms: float = MATCH_MS) -> list[list[str]]:
     """One side's timeline rows: time from the writer's connect(), old and new state, cause, and the
     system call and the segment behind it, with the segment's time relative to the transition."""
     me, peer = (tf.CLIENT, tf.SERVER) if side == "client" else (tf.SERVER, tf.CLIENT)
     rows = []  # (order, row)
     for t in ts:
         what = [f"{t.syscall}()"] if t.cause == "syscall" and t.syscall else []
-        pkt = packet_for(flow, t, me, peer) if flow is not None else None
+        pkt = packet_for(flow, t, me, peer, window_ms) if flow is not None else None
         if pkt is not None:
             what.append(f"{pkt.text} ({(pkt.ts - t.wall) * 1000:+.3f} ms)")
         elif flow is not None and packet_due(t):
@@ -145,9 +153,10 @@ def packet_due(t: statetrace.Transition) -> bool:
     return (key in RECEIVED and t.cause == "packet") or (key in SENT and t.cause == "syscall")
 
 
-def packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str) -> Optional[Packet]:
-    """The received segment that caused a transition (just before it), or the one its system call sent."""
-    key, window = (t.old, t.new), MATCH_MS / 1000
+def packet_for(flow: tf.Flow, t: statetrace.Transition, me: str, peer: str, window_ms: float = MATCH_MS) -> Optional[Packet]:
+    """The received segment that caused a transition (just before it, within window_ms), or the one its
+    system call sent."""
+    key, window = (t.old, t.new), window_ms / 1000
     if key in RECEIVED and t.cause == "packet":
         pos = flow.where(sender=peer, since=t.wall - window, before=t.wall + window / 10)
         hits: dict[int, str] = {}  # position -> what it is, over every kind of segment that may cause this

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..analysis import statetrace
 from ..analysis import tcpflow as tf
 from ..analysis.context import Context
-from ..analysis.states import MATCH_MS, SHOWN, TIMELINE_COLUMNS, packet_due, packet_for, peer_fin, sides, timeline
+from ..analysis.states import MATCH_MS, SHOWN, TIMELINE_COLUMNS, match_window_ms, packet_due, packet_for, peer_fin, sides, timeline
 from ..errors import MissingInput
 from ..spec.functions import check
 from .result import CheckResult
@@ -39,7 +39,7 @@ def state_transitions(ctx: Context, side: str, program: str, expect: list, captu
                   f"traced {observed[first] if first < len(observed) else 'nothing more'}")
     where = f", {capture}.pcap" if capture else ""
     table = {"title": f"{side} ({program}'s connection{where}): ms from the writer's connect()",
-             "columns": TIMELINE_COLUMNS, "rows": timeline(got, s.t0, flow, side, time_wait)}
+             "columns": TIMELINE_COLUMNS, "rows": timeline(got, s.t0, flow, side, time_wait, match_window_ms(ctx))}
     return CheckResult(f"{name} ({side})", ok, expected=", ".join(want), observed=", ".join(observed), detail=detail, table=table)
 
 
@@ -77,14 +77,14 @@ def trace_agrees_with_pcap(ctx: Context, program: str, client_capture: str = "so
     out); and every SYN, SYN+ACK and FIN in the captures is matched by a transition."""
     name = "trace_agrees_with_pcap"
     s = sides(ctx, program)
-    problems, matched = [], 0
+    problems, matched, window = [], 0, match_window_ms(ctx)
     for side, transitions, capture in (("client", s.client, client_capture), ("server", s.server, server_capture)):
         flow = ctx.client_flow(capture, program)
         me, peer = (tf.CLIENT, tf.SERVER) if side == "client" else (tf.SERVER, tf.CLIENT)
         for t in transitions:
             if not packet_due(t):
                 continue  # no packet belongs to it (listen(), a listener closed)
-            if packet_for(flow, t, me, peer) is None:
+            if packet_for(flow, t, me, peer, window) is None:
                 problems.append(f"{side} {t.old}->{t.new} at {(t.wall - s.t0) * 1000:.3f} ms has no matching packet in {capture}.pcap")
             else:
                 matched += 1
@@ -97,6 +97,7 @@ def trace_agrees_with_pcap(ctx: Context, program: str, client_capture: str = "so
             mine = sum(1 for t in transitions if (t.old, t.new) in moves)
             if segs and not mine:
                 problems.append(f"{capture}.pcap has {SHOWN[label]} from the {sender} and the {side}'s trace no transition for it")
-    return CheckResult(name, not problems, expected="every transition next to its packet (within "
-                       f"{MATCH_MS:g} ms), every SYN, SYN+ACK and FIN next to a transition",
+    within = f"{MATCH_MS:g} ms" + (f" + {ctx.path_rtt_ms:.3f} ms, the path's own slowest round trip" if ctx.path_rtt_ms else "")
+    return CheckResult(name, not problems, expected=f"every transition next to its packet (within {within}), "
+                       "every SYN, SYN+ACK and FIN next to a transition",
                        observed=f"{matched} transitions matched to packets", detail="; ".join(problems))
