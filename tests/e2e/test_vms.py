@@ -91,13 +91,23 @@ def test_the_set_is_debian_bookworm_with_its_own_keys(vm_set):
     assert f"{SET}: 2 Debian bookworm VMs, kernel {record.kernel_release}" in status.stdout, status.stdout
 
 
-def test_exercise2_on_the_vms(vm_set, tmp_path):
+@pytest.fixture(scope="module")
+def kernels_run(vm_set, tmp_path_factory):
+    """exercise2 with its defaults, `--kernels host,bookworm`: on this machine's namespaces, then over
+    SSH on the bookworm pair (the set above, which it finds up and uses)."""
+    folder = tmp_path_factory.mktemp("vmkern") / "kernels"
+    r = invoke("up", "exercise2", "--lab", "vmkern", "--kernels", "host,bookworm", "--results", str(folder), timeout=300)
+    return folder, r.stdout + r.stderr, r.returncode
+
+
+def test_exercise2_on_the_vms(vm_set, kernels_run):
     record, _ = vm_set
-    r = up("exercise2", "vmex2", [], tmp_path / "run", "--backend", "ssh", "--inventory", str(record.path("inventory.yml")))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert all(verdicts(tmp_path / "run").values())
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["kernel"]["release"] == record.kernel_release and manifest["kernel"]["hz"] == 250
+    folder, out, rc = kernels_run
+    run = folder / "kernel-bookworm"
+    assert rc == 0, out
+    assert verdicts(run) and all(verdicts(run).values())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["backend"] == "ssh" and manifest["kernel"]["release"] == record.kernel_release and manifest["kernel"]["hz"] == 250
     assert_vm_clean(record, "vmex2")
 
 
@@ -163,12 +173,10 @@ def test_loss_and_rate_over_ssh_are_netem_too(vm_set, tmp_path):
     assert_vm_clean(record, "vmlossy")
 
 
-def test_kernels_host_and_bookworm_side_by_side(vm_set, tmp_path):
+def test_kernels_host_and_bookworm_side_by_side(vm_set, kernels_run):
     record, _ = vm_set
-    folder = tmp_path / "kernels"
-    r = invoke("up", "exercise2", "--lab", "vmkern", "--kernels", "host,bookworm", "--results", str(folder), timeout=300)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
+    folder, out, rc = kernels_run
+    assert rc == 0, out
     assert f"using VM set {SET}" in out and "removing VM set" not in out
     sweep = json.loads((folder / "sweep.json").read_text())
     assert sweep["parameter"] == "kernel" and [x["folder"] for x in sweep["runs"]] == ["kernel-host", "kernel-bookworm"]
