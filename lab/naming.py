@@ -69,6 +69,11 @@ def mirror_interface(lab: str) -> str:
     return f"tlm{zlib.crc32(lab.encode()):08x}"
 
 
+def netem_probe_interface(lab: str) -> str:
+    """The dummy interface on which netem is tried, and at once removed, to learn whether a kernel has it."""
+    return f"tlp{zlib.crc32(lab.encode()):08x}"
+
+
 def trace_instance(lab: str, host: Optional[str] = None) -> str:
     """The lab's tracefs instance; with `host`, one per machine (an SSH lab's machines may share a kernel)."""
     return f"{PREFIX}_{lab}" + (f"_{host}" if host else "")

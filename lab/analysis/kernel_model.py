@@ -184,12 +184,13 @@ def textbook_persist_schedule(until: float) -> list[float]:
 # probes' times and count, the abort and its RST, TCP_USER_TIMEOUT's part in it) and the persist
 # timer's schedule (max(RTO, 200 ms), doubling, the 120 s cap by default, 0-byte probes, the 500 ms
 # reply limit) are the same in all three: the models above hold for each, with no tolerance widened.
+# (6.11 gave the tracepoint tcp:tcp_send_reset a reason field; no figure reads it, the READMEs say it.)
 
 
 @dataclass(frozen=True)
 class KernelChange:
     since: tuple[int, int]  # the first release with the new behaviour
-    topic: str  # keepalive, persist, window or trace: what an exercise's figures show of it
+    topic: str  # keepalive, persist or window: the measures.TOPICS whose figures show it
     before: str
     after: str
     commit: str
@@ -205,10 +206,6 @@ CHANGES = (
                  "a receiver out of memory drops the segment and says nothing",
                  "it answers at once with a zero-window ACK, and the sender retransmits rather than probes",
                  "e2142825c120, 800a666141de (6.6)"),
-    KernelChange((6, 11), "trace",
-                 "tcp:tcp_send_reset has no reason field",
-                 "it names the reason: KEEPALIVE_TIMEOUT for a keepalive abort",
-                 "0a399892a596 tcp: rstreason: introduce SK_RST_REASON_TCP_KEEPALIVE_TIMEOUT (6.11)"),
     KernelChange((6, 15), "persist",
                  "the RTO and the probe interval are capped at 120 s",
                  "the cap is per socket, net.ipv4.tcp_rto_max_ms (120000 by default, so the same schedule unless tuned)",

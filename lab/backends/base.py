@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar, Optional, Protocol, Sequence
 
 from ..errors import LabError
-from ..naming import netns_prefix, state_dir
+from ..naming import netem_probe_interface, netns_prefix, state_dir
 from ..onhost import sysinfo
 from ..spec.exercise import EXERCISE_DIR, Exercise, required_tools
 from ..spec.topology import Topology
@@ -214,11 +214,21 @@ class Backend(ABC):
     # sending host's interface, whose fourth band, reached only by the peer's address, holds netem.
     # Other traffic (SSH, say) is not delayed; deleting the root puts the kernel's default back.
     def has_netem(self, host: str) -> bool:
-        """Whether the host's kernel has netem: detected (a qdisc tried on lo), never assumed."""
-        probe = self.run(host, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"], check=False)
-        if probe.returncode == 0:
-            self.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
-        return probe.returncode == 0
+        """Whether the host's kernel has netem: detected, never assumed, by trying it on a dummy interface
+        of the lab's own (not lo, whose qdisc may be someone else's, or another lab's probe)."""
+        dev = netem_probe_interface(self.lab)
+        made = self.run(host, ["ip", "link", "add", dev, "type", "dummy"], check=False).returncode == 0
+        if not made:  # no dummy driver: lo then, only if its root qdisc is the default one
+            if self.run(host, ["tc", "qdisc", "show", "dev", "lo", "root"], check=False).stdout.split()[1:2] not in (["noqueue"], []):
+                return False
+            dev = "lo"
+        try:
+            return self.run(host, ["tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", "0ms"], check=False).returncode == 0
+        finally:
+            if made:
+                self.run(host, ["ip", "link", "del", dev], check=False)
+            else:
+                self.run(host, ["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
 
     def egress_netem(self, host: str, dev: str, peer: str, netem: list[str]) -> list[list[str]]:
         h = EGRESS_HANDLE

@@ -34,11 +34,42 @@ def debootstrap(suite: str, root: Path, include: Sequence[str] = (), progress: C
                 if line.startswith("I: "):
                     progress(line[3:])
         except BaseException:
-            # Ctrl-C reaches debootstrap too, SIGTERM only us: either way it stops with us.
-            proc.kill()
+            # Ctrl-C reaches debootstrap too, SIGTERM only us: either way it stops with us, given time to
+            # unmount what it mounted in the target, and what it leaves mounted is unmounted here.
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            unmount_under(root)
             raise
     if proc.returncode != 0:
         raise LabError(f"debootstrap {suite} from {MIRROR} failed: {' / '.join(tail) or f'exit status {proc.returncode}'}")
+
+
+def unmount_under(root: Path) -> None:
+    """Unmounts whatever is mounted at or below `root` (debootstrap mounts /proc and /sys in its target),
+    deepest first, so the folder can be removed; nothing outside `root` is touched."""
+    top = str(root.resolve())
+    try:
+        with open("/proc/self/mounts") as f:
+            # Mount points are written with octal escapes for spaces and the like.
+            points = [line.split()[1].encode().decode("unicode_escape") for line in f if len(line.split()) > 1]
+    except OSError:
+        return
+    for point in sorted((p for p in points if p == top or p.startswith(top + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def remove_tree(folder: Path) -> None:
+    """A build folder removed with anything still mounted in it; a LabError if it cannot be."""
+    if not folder.exists():
+        return
+    unmount_under(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        raise LabError(f"{folder} could not be removed (is something still mounted in it? see `findmnt -R {folder}`): remove it by hand")
 
 
 @contextlib.contextmanager

@@ -4,8 +4,8 @@ by side as a sweep's runs are: a folder per kernel, then the comparison (table, 
 comparison.png) of each figure against the kernel model.
 
 A VM set of the kernel that is up with enough VMs (`invoke vms up --kernel trixie`; the one named
-after the kernel first) is used and left up; otherwise one named after the kernel is booted for the
-runs and removed after them.
+after the kernel first) is used and left up; otherwise one named after the kernel (trixie, or trixie2
+where a set called trixie is up with too few VMs) is booted for the runs and removed after them.
 """
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from ..backends import labstate
 from ..backends.base import Backend
 from ..backends.preflight import require_root, require_tools
 from ..errors import LabError
-from ..report import comparison, verdict
 from ..results import folder as results
 from ..results import sweepfile
-from ..run.lifecycle import clear_leftovers, interrupted, signals_interrupt
+from ..run.lifecycle import signals_interrupt
 from ..spec import exercise as exercise_mod
+from ..spec import sweep as sweep_mod
 from ..spec.exercise import Exercise
 from ..vms import boot, recipe, teardown, vmset
-from . import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from .up import INTERRUPTED, one_run
+from . import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from .up import SeriesRun, series
 
 HOST = "host"
 PARAMETER_HELP = "the kernel the exercise ran on: this machine's (host), or a Debian release's in VMs"
@@ -53,7 +53,7 @@ def vms_needed(ex: Exercise) -> int:
 
 def run(name: str, lab: str, kernels_arg: str, sets: Sequence[str], results_dir: Optional[str]) -> int:
     kernels = parse(kernels_arg)
-    if any("," in item.partition("=")[2] for item in sets):
+    if sweep_mod.plan(name, sets, lab, {}) is not None:  # a string parameter's commas are one value, not a sweep
         raise LabError("--kernels runs one set of parameters on each kernel; a sweep (--set name=a,b) is one kernel's: run them apart")
     require_root(f"up {name} --kernels {kernels_arg}")
     ex = exercise_mod.load(name, sets, lab)  # every value checked before any VM boots
@@ -71,7 +71,7 @@ def run(name: str, lab: str, kernels_arg: str, sets: Sequence[str], results_dir:
                     ui.step(f"using VM set {found.name} ({found.count} Debian {k} VMs, kernel {found.kernel_release}), which stays up")
                     sets_up[k] = found
                 else:
-                    sets_up[k] = boot.up(k, count, k)
+                    sets_up[k] = boot.up(_free_name(k), count, k)
                     booted.append(sets_up[k])
             code = _runs(ex, name, lab, kernels, sets, sets_up, results_dir)
     except KeyboardInterrupt:
@@ -93,6 +93,17 @@ def _usable_set(kernel: str, count: int) -> Optional[vmset.SetRecord]:
     return None
 
 
+def _free_name(kernel: str) -> str:
+    """The kernel's name for a set booted for these runs, or, where a set of that name is up but will
+    not do (too few VMs), the kernel's name with the first number free."""
+    def taken(n: str) -> bool:
+        record = vmset.load(n)  # a set left over from a killed `vms up` is not taken: booting removes it
+        return record is None or (record.state == "up" and teardown.alive(record)) or teardown.owner_alive(record)
+
+    taken_names = {n for n in vmset.names() if taken(n)}
+    return next(n for n in [kernel] + [f"{kernel}{i}" for i in range(2, 100)] if n not in taken_names)
+
+
 def _backend(kernel: str, lab: str, sets_up: dict[str, vmset.SetRecord]) -> Backend:
     if kernel == HOST:
         return backends.get("netns", lab)
@@ -101,42 +112,27 @@ def _backend(kernel: str, lab: str, sets_up: dict[str, vmset.SetRecord]) -> Back
 
 def _runs(ex: Exercise, name: str, lab: str, kernels: list[str], sets: Sequence[str], sets_up: dict[str, vmset.SetRecord],
           results_dir: Optional[str]) -> int:
-    plans = []
-    for k in kernels:
-        backend = _backend(k, lab, sets_up)
-        ex_k = exercise_mod.load(name, sets, lab, addresses=backend.addresses())
-        backend.prepare(ex_k)
-        plans.append((k, backend, ex_k))
-    for k, backend, _ in plans:
-        if backend.local:
-            require_tools({**backend.required_tools, **backend.tools})
-        backend.check_environment()
-    folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, f"{ex.name}-kernels"))
-    runs = [{"value": k, "folder": f"kernel-{k}", "done": False} for k in kernels]
-    sweepfile.write_runs(folder, ex.name, ex.title, "kernel", PARAMETER_HELP, runs)
-    stopped = False
-    with labstate.exclusive(lab):
-        for i, (k, backend, ex_k) in enumerate(plans):
-            ui.console.rule(f"run {i + 1} of {len(plans)}: kernel {k}" + (f" ({sets_up[k].kernel_release}, VM set {k})" if k in sets_up else ""))
-            sub = results.create(folder / runs[i]["folder"])
-            try:
-                clear_leftovers(lab)
-                outcome = one_run(ex_k, lab, backend, sub, False)
-            except LabError as e:
-                ui.error(f"kernel {k}: {e}")
-                continue
-            if outcome == INTERRUPTED:
-                interrupted(lab, sub)
-                stopped = True
-                break
-            verdict.check_folder(sub)
-            runs[i]["done"] = True
-            sweepfile.write_runs(folder, ex.name, ex.title, "kernel", PARAMETER_HELP, runs)
-    ui.console.rule("comparison: kernel")
-    passed = comparison.compare(folder, sweepfile.read(folder))
-    ui.console.print(f"results: {folder}")
-    if stopped:
-        return EXIT_INTERRUPTED
-    if not all(r["done"] for r in runs):
-        return EXIT_BAD_INPUT
-    return EXIT_OK if passed else EXIT_FAILED
+    plans: list[tuple[str, Backend, Exercise]] = []
+    try:
+        for k in kernels:
+            backend = _backend(k, lab, sets_up)
+            plans.append((k, backend, exercise_mod.load(name, sets, lab, addresses=backend.addresses())))
+            backend.prepare(plans[-1][2])
+        for k, backend, _ in plans:  # every machine checked before the first run
+            if backend.local:
+                require_tools({**backend.required_tools, **backend.tools})
+            backend.check_environment()
+        folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, f"{ex.name}-kernels"))
+        runs = [SeriesRun(f"kernel {k}", f" ({sets_up[k].kernel_release}, VM set {sets_up[k].name})" if k in sets_up else "",
+                          f"kernel-{k}", lambda b=backend, e=ex_k: (b, e)) for k, backend, ex_k in plans]
+
+        def progress(finished: list[int]) -> None:
+            sweepfile.write_runs(folder, ex.name, ex.title, "kernel", PARAMETER_HELP,
+                                 [{"value": k, "folder": f"kernel-{k}", "done": i in finished} for i, (k, _, _) in enumerate(plans)])
+
+        with labstate.exclusive(lab):
+            # A kernel whose run cannot start says nothing of the others, which run on other machines.
+            return series(lab, folder, "kernel", runs, progress, stop_on_error=False)
+    finally:
+        for _, backend, _ in plans:  # those that never ran too (closing twice is harmless)
+            backend.close()

@@ -3,6 +3,7 @@ lab torn down; once per value of a sweep (`--set latency=0,10,20`), then the run
 SIGTERM and SIGHUP end a run the same way, with the teardown."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -70,45 +71,75 @@ def up(name: str, lab: str, backend_name: str, sets: Sequence[str], results_dir:
 def _sweep(plan: sweep_mod.Sweep, lab: str, backend: Backend, folder: Path, new_backend: Callable[[], Backend]) -> int:
     """The runs of a sweep, one after another, each a lab of its own brought up and torn down; then
     the comparison. A failed check does not stop the sweep; an interruption or an environment error does."""
+
+    def starter(i: int) -> Callable[[], tuple[Backend, Exercise]]:
+        def start() -> tuple[Backend, Exercise]:
+            if not i:
+                return backend, plan.exercises[0]
+            # A backend per run: each starts from what prepare() and check_environment() give it.
+            b = new_backend()
+            try:
+                b.prepare(plan.exercises[i])
+                b.check_environment()
+            except BaseException:
+                b.close()
+                raise
+            return b, plan.exercises[i]
+        return start
+
+    runs = [SeriesRun(f"{plan.parameter}={sweep_mod.shown(v)}", "", plan.folder(i), starter(i)) for i, v in enumerate(plan.values)]
+    # The machine is at fault when a run cannot start (every value was checked before): the runs after it would meet the same.
+    return series(lab, folder, plan.parameter, runs, lambda finished: sweepfile.write(folder, plan, finished), stop_on_error=True)
+
+
+@dataclass
+class SeriesRun:
+    """One run of a sweep or of `up --kernels`: what it is called, more to show in its heading, its
+    folder's name, and how to get its backend (prepared and checked) and its exercise."""
+
+    label: str
+    detail: str
+    folder: str
+    start: Callable[[], tuple[Backend, Exercise]]
+
+
+def series(lab: str, folder: Path, parameter: str, runs: list[SeriesRun], progress: Callable[[list[int]], None],
+           stop_on_error: bool) -> int:
+    """Runs that differ in one thing, one after another into sub-folders of `folder`, then compared.
+    A failed check does not stop the series; an interruption does, and so does a run that cannot start
+    when stop_on_error. `progress` records the runs finished so far (sweep.json)."""
     finished: list[int] = []
-    outcome = "done"
-    sweepfile.write(folder, plan, finished)
-    for i, ex in enumerate(plan.exercises):
-        ui.console.rule(f"run {i + 1} of {len(plan.values)}: {plan.parameter}={sweep_mod.shown(plan.values[i])}")
-        sub = folder / plan.folder(i)
+    outcome = DONE
+    progress(finished)
+    for i, r in enumerate(runs):
+        ui.console.rule(f"run {i + 1} of {len(runs)}: {r.label}{r.detail}")
+        sub = folder / r.folder
         try:
-            if i:
-                # A backend per run: each starts from what prepare() and check_environment() give it.
-                backend = new_backend()
-                try:
-                    backend.prepare(ex)
-                    backend.check_environment()
-                except BaseException:
-                    backend.close()
-                    raise
+            backend, ex = r.start()
             clear_leftovers(lab)  # a run whose teardown failed must not stand in the next one's way
             outcome = one_run(ex, lab, backend, results.create(sub), False)
             if outcome != INTERRUPTED:
                 verdict.check_folder(sub)
                 finished.append(i)
-                sweepfile.write(folder, plan, finished)
+                progress(finished)
         except LabError as e:
-            # The machine is at fault (every value was checked before): the runs after it would meet the same.
-            ui.error(f"{plan.parameter}={sweep_mod.shown(plan.values[i])}: {e}")
-            break
+            ui.error(f"{r.label}: {e}")
+            if stop_on_error:
+                break
+            continue
         except KeyboardInterrupt:  # between runs, or while checking one: nothing is up
             outcome = INTERRUPTED
         if outcome == INTERRUPTED:
             interrupted(lab, sub)
             break
-    ui.console.rule(f"comparison: {plan.parameter}")
+    ui.console.rule(f"comparison: {parameter}")
     try:
         passed = comparison.compare(folder, sweepfile.read(folder))
     except KeyboardInterrupt:
         ui.error("interrupted while comparing: `invoke check` on the folder compares the runs again")
         return EXIT_INTERRUPTED
     ui.console.print(f"results: {folder}")
-    if len(finished) < len(plan.values):
+    if len(finished) < len(runs):
         return EXIT_INTERRUPTED if outcome == INTERRUPTED else EXIT_BAD_INPUT
     return EXIT_OK if passed else EXIT_FAILED
 

@@ -31,7 +31,7 @@ def vms(action: str, name: str | None, count: int, kernel: str, accel: str, ever
         with signals_interrupt():
             record = boot.up(name or DEFAULT_NAME, count, kernel, accel)
     except KeyboardInterrupt:
-        ui.error("interrupted: the VM set was removed")
+        ui.error("interrupted: what it had made is removed")
         return EXIT_INTERRUPTED
     inventory = record.path("inventory.yml")
     ui.console.print(f"VM set {record.name} up in {record.boot_seconds:.0f} s: {record.count} Debian {record.kernel} VMs, "
@@ -52,13 +52,21 @@ def down(name: str | None) -> int:
     names = [vmset.check_name(name)] if name else vmset.names()
     if not names:
         ui.console.print("no VM sets on this machine")
+    busy = []
     for n in names:
-        record = vmset.load(n)
-        if record is None:
-            ui.console.print(f"VM set {n}: nothing to remove")
-            continue
-        removed = teardown.down(record, quiet=True)
+        with vmset.records_locked():
+            record = vmset.load(n)
+            if record is None:
+                ui.console.print(f"VM set {n}: nothing to remove")
+                continue
+            if record.state == "booting" and teardown.owner_alive(record):
+                busy.append(f"VM set {n} is being booted by `vms up` (PID {record.owner_pid}): Ctrl-C it (it removes what it made), "
+                            f"or wait and run `invoke vms down --name {n}` again")
+                continue
+            removed = teardown.down(record, quiet=True)
         ui.console.print(f"VM set {n}: removed {', '.join(removed) or 'nothing'}")
+    if busy:
+        raise LabError("; ".join(busy))
     return EXIT_OK
 
 
@@ -72,7 +80,10 @@ def status() -> int:
         if record is None:
             continue
         running = teardown.alive(record)
-        state = record.state if running else ("stopped (left over: `invoke vms down --name " + n + "` removes it)")
+        if record.state == "booting" and teardown.owner_alive(record):
+            state = f"booting (by `vms up`, PID {record.owner_pid})"
+        else:
+            state = record.state if running else ("stopped (left over: `invoke vms down --name " + n + "` removes it)")
         ui.console.print(f"{n}: {record.count} Debian {record.kernel} VMs, kernel {record.kernel_release or '?'}, "
                          f"{(record.accel or '?').upper()}, {state}")
         if running and record.state == "up":

@@ -176,8 +176,7 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
             cells = []
             for r in runs:
                 ms = measures.flat(r["figures"]).get(name)
-                plain = name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(NOT_MS) or name.startswith(MODEL)
-                ratio = _ratio(ms, r) if not plain else None
+                ratio = _ratio(ms, r) if _in_round_trips(name) else None
                 cells.append(_cell(name, ms) + (f" ({ratio:.2f})" if ratio is not None else ""))
             label = escape(f" {name}")
             table.add_row(f"[dim]{label}[/dim]" if name.startswith(MODEL) else label,
@@ -188,6 +187,12 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
             ui.error(f"{p}={shown(r['value'])}: failed {', '.join(r['failed'])} (see {r['folder']}/report.json)")
         for problem in r["problems"]:
             ui.warn(f"{p}={shown(r['value'])}: {problem}")
+
+
+def _in_round_trips(name: str) -> bool:
+    """Whether a figure is also shown in round trips: a time measured, not the RTT itself, a count or
+    bytes, or the model's figure."""
+    return name not in (RTT_CONFIGURED, RTT_MEASURED) and not name.endswith(NOT_MS) and not name.startswith(MODEL)
 
 
 def _categories(ax, done: list[dict], numeric: bool) -> None:
@@ -209,7 +214,7 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
         xs = [r["value"] for r in done] if numeric else list(range(len(done)))
         # The panel in round trips only where there is a round trip to count in.
         ratios = any(_ratio(measures.flat(r["figures"]).get(n), r) is not None for r in done for names in groups.values() for n in names
-                     if n not in (RTT_CONFIGURED, RTT_MEASURED) and not n.endswith(NOT_MS) and not n.startswith(MODEL))
+                     if _in_round_trips(n))
         if not numeric:
             xlabel = p
         panels = len(groups) + (1 if ratios else 0)
@@ -237,7 +242,7 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
         ax = flat_axes[len(groups)] if ratios else None
         for names in (groups.values() if ax is not None else []):
             for name in names:
-                if name in (RTT_CONFIGURED, RTT_MEASURED) or name.endswith(NOT_MS) or name.startswith(MODEL):
+                if not _in_round_trips(name):
                     continue
                 ys = [_ratio(measures.flat(r["figures"]).get(name), r) for r in done]
                 if any(y is not None for y in ys):

@@ -30,6 +30,14 @@ class ResultsFolder:
         return float(value) if isinstance(value, (int, float)) else None
 
     @property
+    def delay_late_ms(self) -> float:
+        """How late the user-space delay line (lab/onhost/delayline.py) sent its latest frame against
+        its due time, as it measured and recorded; 0 where netem or nothing delayed."""
+        late = [((i.get("summary") or {}).get("late_ms") or {}).get("max") for i in self.manifest.get("impairments") or []
+                if isinstance(i, dict)]
+        return max([float(x) for x in late if isinstance(x, (int, float))], default=0.0)
+
+    @property
     def hz(self) -> Optional[int]:
         """The capturing machine's HZ; None when it was unknown (the model then takes the widest tolerance)."""
         hz = (self.manifest.get("kernel") or {}).get("hz")

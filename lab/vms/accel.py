@@ -37,16 +37,17 @@ def _cpu_flags() -> set[str]:
     return set(m.group(1).split()) if m else set()
 
 
-def _kvm_problem() -> str | None:
-    """Why KVM cannot boot Debian's kernels here, or None."""
-    if not os.path.exists("/dev/kvm"):
+def _kvm_problem(kvm: str = "/dev/kvm", pvm: str = "/sys/module/kvm_pvm", flags: set[str] | None = None) -> str | None:
+    """Why KVM cannot boot Debian's kernels here, or None (the paths and CPU flags are this machine's
+    unless given)."""
+    if not os.path.exists(kvm):
         return "no /dev/kvm"
     try:
-        os.close(os.open("/dev/kvm", os.O_RDWR))
+        os.close(os.open(kvm, os.O_RDWR))
     except OSError as e:
         return f"/dev/kvm: {e.strerror}"
-    if not _cpu_flags() & {"vmx", "svm"}:
-        if Path("/sys/module/kvm_pvm").exists():
+    if not (_cpu_flags() if flags is None else flags) & {"vmx", "svm"}:
+        if Path(pvm).exists():
             return "/dev/kvm is PVM (kvm_pvm), which boots only PVM guest kernels, and Debian's are not"
         return "the CPU shows no vmx or svm"
     return None

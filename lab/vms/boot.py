@@ -28,6 +28,7 @@ import paramiko
 
 from .. import ui
 from ..errors import LabError
+from ..onhost import procs
 from . import accel as accel_mod, image as image_mod, seed, tap, teardown, vmset
 from .recipe import recipe as recipe_for
 from .vmset import DATA_ADDRESSES, ROLES_BY_COUNT, SetRecord, VmRecord
@@ -77,23 +78,25 @@ def up(name: str, count: int, kernel: str, accel_wanted: str = "auto", memory_mb
     recipe = recipe_for(kernel)
     accel = accel_mod.choose(accel_wanted)
     _require_tools()
-    old = vmset.load(name)
-    if old is not None:
-        if old.state == "up" and teardown.alive(old):
-            raise LabError(f"VM set {name} is up already ({old.count} {old.kernel} VMs): use it (inventory {old.path('inventory.yml')}), "
-                           f"or `invoke vms down --name {name}` first")
-        if old.state == "booting" and teardown.owner_alive(old):
-            raise LabError(f"VM set {name} is being booted by `vms up` (PID {old.owner_pid}): wait for it, or choose another --name")
-        ui.step(f"removing what an earlier `vms up --name {name}` left")
-        teardown.down(old)
-    img = image_mod.ensure(recipe)
-    began = time.monotonic()
-    record = SetRecord(name=name, kernel=kernel, count=count, accel=accel.name, accel_why=accel.why,
-                       kernel_release=img.kernel_release, image=str(img.folder), created=time.time(),
-                       owner_pid=os.getpid(), owner_started=teardown.start_time(os.getpid()))
-    record.folder.mkdir(parents=True, mode=0o700)
+    with vmset.records_locked():  # the name claimed at once: a second `vms up --name` meets this one's record
+        old = vmset.load(name)
+        if old is not None:
+            if old.state == "up" and teardown.alive(old):
+                raise LabError(f"VM set {name} is up already ({old.count} {old.kernel} VMs): use it (inventory {old.path('inventory.yml')}), "
+                               f"or `invoke vms down --name {name}` first")
+            if old.state == "booting" and teardown.owner_alive(old):
+                raise LabError(f"VM set {name} is being booted by `vms up` (PID {old.owner_pid}): wait for it, or choose another --name")
+            ui.step(f"removing what an earlier `vms up --name {name}` left")
+            teardown.down(old)
+        record = SetRecord(name=name, kernel=kernel, count=count, accel=accel.name, accel_why=accel.why, created=time.time(),
+                           owner_pid=os.getpid(), owner_started=procs.start_time(os.getpid()))
+        record.folder.mkdir(parents=True, mode=0o700)
+        record.save()
     try:
-        _boot(record, img, accel, memory_mb, began)
+        img = image_mod.ensure(recipe)
+        record.kernel_release, record.image = img.kernel_release, str(img.folder)
+        record.save()
+        _boot(record, img, accel, memory_mb, time.monotonic())
     except BaseException:
         ui.step(f"removing VM set {name}")
         teardown.down(record, quiet=True)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ui
-from ..backends.debian import MIRROR, debootstrap, one_build_at_a_time
+from ..backends.debian import MIRROR, debootstrap, one_build_at_a_time, remove_tree
+from . import vmset
 from ..errors import LabError
 from .recipe import VM_DIR, Recipe
 
@@ -63,8 +64,8 @@ def _build(recipe: Recipe, target: Path) -> None:
     for tool, package in (("mkfs.ext4", "e2fsprogs"), ("chroot", "coreutils")):
         if shutil.which(tool) is None:
             raise LabError(f"{tool} is missing, which builds the VM image: `sudo apt-get install -y {package}` or run ./bootstrap")
-    for stale in CACHE.glob("*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in CACHE.glob("*.partial"):  # a build killed midway (the lock says none runs now)
+        remove_tree(stale)
     work = target.with_name(target.name + ".partial")
     root = work / "root"
     work.mkdir()
@@ -96,11 +97,12 @@ def _build(recipe: Recipe, target: Path) -> None:
         (work / "image.json").write_text(json.dumps(info, indent=1) + "\n")
         os.rename(work, target)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
         raise
+    in_use = {record.image for record in map(vmset.load, vmset.names()) if record is not None}
     for old in CACHE.glob(f"{recipe.kernel}-*"):
-        if old != target and not old.name.endswith(".partial"):
-            shutil.rmtree(old, ignore_errors=True)  # an image of an older recipe
+        if old != target and not old.name.endswith(".partial") and str(old) not in in_use:
+            shutil.rmtree(old, ignore_errors=True)  # an image of an older recipe that no VM set boots from
     ui.step(f"VM image {target} ready ({time.monotonic() - began:.0f} s)")
 
 

@@ -11,6 +11,7 @@ import time
 from typing import Optional
 
 from .. import ui
+from ..onhost import procs
 from .vmset import SetRecord, qemu_name
 
 STOP_GRACE = 5.0
@@ -31,18 +32,9 @@ def pid_alive(pid: Optional[int], qname: str) -> bool:
     return any(a.split(b",")[0] == qname.encode() for a in argv)
 
 
-def start_time(pid: int) -> Optional[int]:
-    """A process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def owner_alive(record: SetRecord) -> bool:
-    """The `vms up` that is booting the set still runs."""
-    return bool(record.owner_pid) and start_time(record.owner_pid) == record.owner_started
+    """The `vms up` that is booting the set still runs (its PID, started when it was)."""
+    return record.owner_started is not None and procs.same_process(record.owner_pid, record.owner_started)
 
 
 def _pids(record: SetRecord) -> dict[str, int]:
@@ -84,9 +76,16 @@ def down(record: SetRecord, quiet: bool = False) -> list[str]:
         while pid_alive(pid, qemu_name(record.name, role)) and time.monotonic() < deadline:
             time.sleep(0.05)
         if pid_alive(pid, qemu_name(record.name, role)):
-            os.kill(pid, signal.SIGKILL)
-            while pid_alive(pid, qemu_name(record.name, role)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended from the SIGTERM just now
+            killed = time.monotonic() + STOP_GRACE
+            while pid_alive(pid, qemu_name(record.name, role)) and time.monotonic() < killed:
                 time.sleep(0.05)
+            if pid_alive(pid, qemu_name(record.name, role)):
+                ui.warn(f"QEMU PID {pid} (VM {role}) does not end even on SIGKILL (stuck in the kernel?); "
+                        f"the rest of the set is removed")
         _reap(pid)
         removed.append(f"VM {role} (QEMU PID {pid})")
     if os.path.exists(f"/run/netns/{record.namespace}"):

@@ -13,11 +13,14 @@ holds its bridges and taps) and its QEMU processes; `down` removes all three fro
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import yaml
 
@@ -134,8 +137,23 @@ def load(name: str) -> Optional[SetRecord]:
         data = json.loads((folder / "set.json").read_text())
         vms = {role: VmRecord(**vm) for role, vm in data.pop("vms", {}).items()}
         return SetRecord(**data, vms=vms)
-    except (OSError, ValueError, TypeError):
+    except PermissionError:
+        raise LabError(f"{folder}: permission denied: VM sets are root's, run this with sudo") from None
+    except (OSError, ValueError, TypeError, AttributeError):
         return SetRecord(name=name, kernel="?", count=2, state="unreadable")
+
+
+@contextlib.contextmanager
+def records_locked() -> Iterator[None]:
+    """Sets claimed and removed by one `invoke vms` at a time: a flock on the folder of sets itself (no
+    lock file to leave behind), held for the moment it takes to check a record and make or remove one."""
+    ROOT.mkdir(parents=True, exist_ok=True)
+    fd = os.open(ROOT, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # the lock goes with the descriptor, also when the process is killed
 
 
 def names() -> list[str]:

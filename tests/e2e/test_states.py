@@ -90,6 +90,29 @@ def test_sigkill_then_down_removes_the_trace_instance(tmp_path):
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(f"tcplab-{lab}-") == 0
 
 
+def test_the_handshake_may_be_late_by_what_the_delay_line_measured_of_itself(tmp_path):
+    """The user-space delay line, which stands in for netem where the kernel lacks it (as here), records
+    how late it sent its latest frame: the handshake may run over 2 x latency by twice that, no more.
+    The record is edited, so the test holds where netem did the delay too."""
+    r = up("tcp-states", "stlate", [*SMALL, "latency=10"], tmp_path / "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    handshake = next(c for c in json.loads((tmp_path / "run" / "report.json").read_text())["checks"] if c["name"] == "handshake_rtt")
+    measured = min(float(x.split()[0]) for x in handshake["observed"].replace("capture: ", "").replace("trace: ", "").split(", "))
+    for late, passes in ((0.0, False), (1.0, True)):
+        folder = copy_results(tmp_path / "run", tmp_path / f"late-{late:g}")
+        edited = json.loads((folder / "manifest.json").read_text())
+        for c in edited["checks"]:
+            if c["check"] == "handshake_rtt":
+                # An expectation 1 ms short of what was measured, with no tolerance of its own and no path RTT:
+                # only the delay line's own lateness can cover it.
+                c["latency_ms"], c["tolerance_ms"] = (measured - 1.0) / 2, 0
+        edited.pop("path_rtt", None)
+        next(i for i in edited["impairments"] if i["impairments"]).setdefault("summary", {})["late_ms"] = {"max": late}
+        (folder / "manifest.json").write_text(json.dumps(edited))
+        invoke("check", str(folder))
+        assert verdicts(folder)["handshake_rtt"] is passes, (late, measured)
+
+
 def test_trace_against_pcap_fails_when_they_do_not_line_up(tmp_path):
     """The same run, its trace clock moved by 50 ms: the order and causes still hold, but no
     transition sits next to its packet any more."""

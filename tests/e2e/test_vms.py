@@ -108,7 +108,7 @@ def test_exercise2_on_the_vms(vm_set, kernels_run):
     assert verdicts(run) and all(verdicts(run).values())
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["backend"] == "ssh" and manifest["kernel"]["release"] == record.kernel_release and manifest["kernel"]["hz"] == 250
-    assert_vm_clean(record, "vmex2")
+    assert_vm_clean(record, "vmkern")
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +217,18 @@ def test_sigkill_of_vms_up_then_down_leaves_nothing(vm_set):
     assert_set_gone(name)
     again = invoke("vms", "down", "--name", name)
     assert again.returncode == 0 and "nothing to remove" in again.stdout
+
+
+def test_a_build_folder_with_mounts_left_in_it_is_removed(tmp_path):
+    """As debootstrap killed midway leaves its target: /proc and a tmpfs mounted inside."""
+    from lab.backends.debian import remove_tree
+    work = tmp_path / "bookworm-x.partial"
+    (work / "root" / "proc").mkdir(parents=True)
+    (work / "root" / "dev" / "pts").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "proc", "proc", str(work / "root" / "proc")], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(work / "root" / "dev")], check=True)
+    (work / "root" / "dev" / "pts").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(work / "root" / "dev" / "pts")], check=True)
+    remove_tree(work)
+    assert not work.exists()
+    assert str(work) not in Path("/proc/self/mounts").read_text()

@@ -2,14 +2,19 @@
 (read back by the SSH backend's own loader), the accelerator's choice and its reasons."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from lab.errors import LabError
 from lab.spec import inventory
-from lab.vms import accel, recipe, seed, vmset
+from lab.cli import kernels
+from lab.cli import vms as vms_cli
+from lab.onhost import procs
+from lab.vms import accel, recipe, seed, teardown, vmset
 
 
 def test_the_recipe_hash_follows_the_image_folder(tmp_path, monkeypatch):
@@ -67,16 +72,59 @@ def test_the_sets_inventory_is_one_the_ssh_backend_reads(tmp_path, monkeypatch):
     assert public.startswith("ssh-ed25519 ")
 
 
-def test_the_accelerator_is_kvm_only_where_it_can_boot_debians_kernels():
-    problem = accel._kvm_problem()
+def test_kvm_is_refused_where_it_cannot_boot_debians_kernels(tmp_path):
+    kvm, pvm = tmp_path / "kvm", tmp_path / "kvm_pvm"
+    assert accel._kvm_problem(str(kvm), str(pvm), {"vmx"}) == "no /dev/kvm"
+    kvm.write_bytes(b"")
+    assert accel._kvm_problem(str(kvm), str(pvm), {"vmx"}) is None
+    assert accel._kvm_problem(str(kvm), str(pvm), {"svm", "sse2"}) is None
+    assert accel._kvm_problem(str(kvm), str(pvm), {"sse2"}) == "the CPU shows no vmx or svm"
+    pvm.mkdir()
+    assert "PVM (kvm_pvm)" in accel._kvm_problem(str(kvm), str(pvm), {"sse2"})
+    kvm.chmod(0o400)
+    if os.geteuid():  # root opens a read-only file anyway
+        assert accel._kvm_problem(str(kvm), str(pvm), {"vmx"}).startswith("/dev/kvm: ")
+
+
+def test_the_accelerator_follows_what_kvm_can_do(monkeypatch):
+    monkeypatch.setattr(accel, "_kvm_problem", lambda: "/dev/kvm is PVM (kvm_pvm), which boots only PVM guest kernels")
     chosen = accel.choose("auto")
-    assert (chosen.name == "tcg") == (problem is not None)
-    if problem:
-        assert problem in chosen.why and "TCG" in chosen.why
-        with pytest.raises(LabError, match="--accel kvm: "):
-            accel.choose("kvm")
-    if Path("/sys/module/kvm_pvm").exists() and not accel._cpu_flags() & {"vmx", "svm"}:
-        assert "PVM" in problem
+    assert chosen.name == "tcg" and "PVM" in chosen.why and "TCG" in chosen.why
+    with pytest.raises(LabError, match="--accel kvm: "):
+        accel.choose("kvm")
     assert accel.choose("tcg").qemu_args() == ["-accel", "tcg,thread=multi", "-cpu", "max"]
+    monkeypatch.setattr(accel, "_kvm_problem", lambda: None)
+    assert accel.choose("auto").name == "kvm" and accel.choose("kvm").qemu_args() == ["-accel", "kvm", "-cpu", "host"]
     with pytest.raises(LabError, match="--accel 'fast': choose one of auto, kvm, tcg"):
         accel.choose("fast")
+
+
+def _booting(name: str, owner_pid: int) -> vmset.SetRecord:
+    record = vmset.SetRecord(name=name, kernel="bookworm", count=2, owner_pid=owner_pid, owner_started=procs.start_time(owner_pid))
+    record.folder.mkdir(parents=True)
+    record.save()
+    return record
+
+
+def test_a_set_being_booted_is_neither_taken_over_nor_removed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(vmset, "ROOT", tmp_path)
+    _booting("busy", os.getpid())  # booted by a live `vms up`: this very process stands in for it
+    with pytest.raises(LabError, match=r"VM set busy is being booted by `vms up` \(PID \d+\): Ctrl-C it"):
+        vms_cli.down("busy")
+    assert (tmp_path / "busy" / "set.json").exists()
+    vms_cli.status()
+    assert f"booting (by `vms up`, PID {os.getpid()})" in " ".join(capsys.readouterr().out.split())
+    # `up --kernels` boots under another name while a set named after the kernel is in use
+    assert kernels._free_name("busy") == "busy2" and kernels._free_name("trixie") == "trixie"
+
+
+def test_a_set_whose_vms_up_was_killed_is_a_leftover(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(vmset, "ROOT", tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _booting("gone", dead.pid)
+    assert not teardown.owner_alive(vmset.load("gone"))
+    assert kernels._free_name("gone") == "gone"  # booting removes what is left
+    vms_cli.status()
+    assert "stopped (left over: `invoke vms down --name gone` removes it)" in " ".join(capsys.readouterr().out.split())
+    assert vms_cli.down("gone") == 0 and not (tmp_path / "gone").exists()
