@@ -1,14 +1,39 @@
 """The check of a capture a person took by hand (hands-on mode): does it show what the lab's own
-capture shows? The same connection, every one of its segments, up to its end. A capture on the wrong
-interface, with a filter that leaves the connection out, or stopped too early, fails with that said."""
+capture shows? The same connection from its first segment to its last, and every segment the exercise
+is about (handshake, probes and their answers, windows, teardown). A capture on the wrong interface,
+with a filter that leaves the connection out, started late or stopped too early, fails with that said.
+Bulk data and plain ACKs that tcpdump dropped because it could not keep up (a 60 MB burst does that
+to its default buffer) are said, not failed: they are not the person's doing."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from ..analysis import tcpflow as tf
 from ..analysis.context import Context
 from ..spec.functions import check
 from .result import CheckResult, count
+
+
+# What a capture must hold to show an exercise: any segment with one of these labels.
+ESSENTIAL = (tf.SYN_, tf.SYN_ACK, tf.FIN_, tf.RST_, tf.KEEPALIVE, tf.KEEPALIVE_ACK, tf.ZERO_WINDOW, tf.ZERO_WINDOW_PROBE,
+             tf.ZERO_WINDOW_PROBE_ACK, tf.WINDOW_UPDATE)
+
+
+def _essential(flow: tf.Flow) -> list[bool]:
+    mask = sum(tf.BIT[label] for label in ESSENTIAL)
+    return ((flow.labels & mask) != 0).tolist()
+
+
+def _present(want: list[tuple], theirs: list[tuple]) -> list[bool]:
+    """For each wanted segment, in order, whether the other capture has it. Counted, not just looked up:
+    keep-alive probes are identical segments, and a capture with two of three has one missing."""
+    left = Counter(theirs)
+    out = []
+    for seg in want:
+        out.append(left[seg] > 0)
+        left[seg] -= 1
+    return out
 
 
 def _segments(flow: tf.Flow) -> list[tuple]:
@@ -28,7 +53,7 @@ def student_capture(ctx: Context, host: str, client: str) -> CheckResult:
     # What the wire carried once `finish` began stopping the person's programs (their capture among them) is not theirs to show.
     began = (ctx.manifest.get("hands_on") or {}).get("finish_began")
     keep = [int(k) for k in lab_flow.where(before=float(began))] if began else list(range(len(lab_flow)))
-    segments = _segments(lab_flow)
+    segments, essential = _segments(lab_flow), _essential(lab_flow)
     want = [segments[k] for k in keep]
     last_k = keep[-1] if keep else 0
     expected = (f"a capture of your own on {host} with the connection {lab_flow}: the lab's capture has "
@@ -51,19 +76,27 @@ def student_capture(ctx: Context, host: str, client: str) -> CheckResult:
             findings.append(f"{c['taken_as']}: none of the connection ({count(others, 'other connection')}); was it "
                             f"taken on another interface than {host}'s, or with a filter that leaves it out?")
             continue
-        got = set(_segments(mine))
-        missing = [s for s in want if s not in got]
+        present = _present(want, _segments(mine))
+        missing = [s for s, here in zip(want, present) if not here]
         if not missing:
             best = c
             findings.append(f"{c['taken_as']}: all {count(len(want), 'segment')} of the connection")
             break
-        last = max((k for k, s in enumerate(want) if s in got), default=-1)
-        if last < len(want) - 1 and not [s for s in want[:last + 1] if s not in got]:
+        last = max((k for k, here in enumerate(present) if here), default=-1)
+        if last < len(want) - 1 and all(present[:last + 1]):
             gone = float(lab_flow.ts[last_k] - lab_flow.ts[keep[last + 1]])
             findings.append(f"{c['taken_as']}: stops {count(len(want) - last - 1, 'segment')} short, {gone:.3f} s before the lab's "
                             f"capture ends: tcpdump was stopped too early")
+        elif present[0] and present[-1] and all(here for here, k in zip(present, keep) if essential[k]):
+            best = c
+            findings.append(f"{c['taken_as']}: every segment the exercise is about, from the first to the last; "
+                            f"{count(len(missing), 'data or ACK segment')} of {len(want)} missing in between, which tcpdump "
+                            f"dropped when it could not keep up (its -B option gives it a bigger buffer)")
+            break
         else:
+            lost = sum(1 for here, k in zip(present, keep) if essential[k] and not here)
             findings.append(f"{c['taken_as']}: {len(want) - len(missing)} of the {count(len(want), 'segment')}; "
-                            f"{count(len(missing), 'segment')} missing")
+                            f"{count(len(missing), 'segment')} missing" + (f", of which {lost} the exercise is about "
+                                                                           f"(handshake, probes, windows, teardown)" if lost else ""))
     return CheckResult(name, best is not None, expected, "; ".join(findings))
 
