@@ -5,7 +5,9 @@ a 0- or 1-byte segment at SND.NXT - 1 is a keep-alive probe when the peer's wind
 zero-window probe when it is closed (Wireshark calls both keep-alive); a 1-byte segment of new data
 at SND.NXT into a closed window is the RFC 1122 / BSD zero-window probe. Old data is a retransmission,
 or, as Wireshark has it, out of order when it comes within one handshake RTT of newer data (a segment
-overtaken on the way, as a bridge under load may do) and no duplicate ACKs asked for it.
+overtaken on the way, as a bridge under load may do) and no duplicate ACKs asked for it. In the
+sender's own capture nothing is overtaken: there such a segment was resent by SACK recovery within
+an RTT, and the label still follows Wireshark's timing rule (count both where resending is meant).
 
 The analysis is columnar: each flow's segments are numpy arrays, and every label is computed for all
 segments at once (a running maximum gives SND.NXT, forward fills give each side's last window), so
