@@ -101,6 +101,11 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
     events = _events(ctx, program)
     began = hands.get("finish_began")
     before = {"before": float(began)} if began else {}  # what came after, `finish` did, stopping the programs
+    server_fin, client_fin = flow.first(tf.FIN_, tf.SERVER, **before), flow.first(tf.FIN_, tf.CLIENT, **before)
+    if any(e.get("event") == "closed" for e in events) or (server_fin and (client_fin is None or server_fin.ts < client_fin.ts)):
+        where = f" on {drop.host}" if drop is not None else ""
+        return (f"the server closed the connection (stopped with Ctrl-C?) before the client's kernel gave up: leave it "
+                f"running, and type the drop rule in another shell{where}")
     if any(e.get("event") == "interrupted" for e in events) or (
             len(flow.where(tf.FIN_, tf.CLIENT, **before)) and not len(flow.where(tf.RST_, tf.CLIENT, **before))):
         return (f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails"

@@ -230,6 +230,15 @@ def client_interrupted(p: Person) -> None:
     p.tmux.wait_for(p.shells["client"], "interrupted (Ctrl-C)")
 
 
+def server_stopped_for_the_rule(p: Person) -> None:
+    # The rule typed in the server's own shell, after a Ctrl-C that stopped the server.
+    seed_steps(p, 1, 2, 3)
+    p.tmux.keys(p.shells["server"], "C-c")
+    p.tmux.wait_for(p.shells["client"], "the server closed the connection")
+    p.type("server", "dest", p.commands[3])
+    wait_step(p.lab, 4)
+
+
 def finish_before_the_abort(p: Person) -> None:
     seed_steps(p, 1, 2, 3, 4)
 
@@ -260,6 +269,7 @@ def capture_stopped_too_early(p: Person) -> None:
         (client_before_server, EX2_FAST, None, "keepalive_probes", "the client was started before the server listened"),
         (client_interrupted, ["keepidle=4", "keepintvl=1", "keepcnt=5", "user_timeout=5500"], None, "keepalive_abort",
          "the client was stopped (Ctrl-C?)"),
+        (server_stopped_for_the_rule, EX2_FAST, None, "keepalive_probes", "the server closed the connection (stopped with Ctrl-C?)"),
         (finish_before_the_abort, ["keepidle=4", "keepintvl=2", "keepcnt=5", "user_timeout=9000"], None, "keepalive_probes",
          "`invoke finish` came"),
         (no_capture_of_ones_own, EX2_FAST, {"student_capture"}, "student_capture", "step 1 (On source, start tcpdump"),
