@@ -109,6 +109,15 @@ class Flow:
             m &= self.ts < before
         return np.flatnonzero(m)
 
+    def before(self, t: float) -> "Flow":
+        """The flow's segments captured before `t`, labelled as they were: every label is computed from
+        what came before a segment, so nothing later changes it."""
+        keep = self.ts < t
+        if keep.all():
+            return self
+        return Flow(self.client, self.server, self.table, self.rows[keep], self.from_server[keep], self.rel_seq[keep],
+                    self.rel_ack[keep], self.window[keep], self.labels[keep])
+
     def event(self, k: int) -> Event:
         bits = int(self.labels[k])
         return Event(

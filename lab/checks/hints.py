@@ -99,19 +99,18 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
         # Not a keepalive exercise: the first step not seen done is where it went wrong.
         return f"{undone} was not seen done before `invoke finish`" if undone else ""
     events = _events(ctx, program)
-    began = hands.get("finish_began")
-    before = {"before": float(began)} if began else {}  # what came after, `finish` did, stopping the programs
-    server_fin, client_fin = flow.first(tf.FIN_, tf.SERVER, **before), flow.first(tf.FIN_, tf.CLIENT, **before)
+    # (The flow ends where `finish` began: what came after, stopping the programs made.)
+    server_fin, client_fin = flow.first(tf.FIN_, tf.SERVER), flow.first(tf.FIN_, tf.CLIENT)
     if any(e.get("event") == "closed" for e in events) or (server_fin and (client_fin is None or server_fin.ts < client_fin.ts)):
         where = f" on {drop.host}" if drop is not None else ""
         return (f"the server closed the connection (stopped with Ctrl-C?) before the client's kernel gave up: leave it "
                 f"running, and type the drop rule in another shell{where}")
     if any(e.get("event") == "interrupted" for e in events) or (
-            len(flow.where(tf.FIN_, tf.CLIENT, **before)) and not len(flow.where(tf.RST_, tf.CLIENT, **before))):
+            client_fin is not None and not len(flow.where(tf.RST_, tf.CLIENT))):
         return (f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails"
                 + (f" ({last})" if last else ""))
-    if not any(e.get("event") == "error" for e in events) and not len(flow.where(tf.RST_, tf.CLIENT, **before)):
-        return _too_early(ctx, flow, hands, last)
+    if not any(e.get("event") == "error" for e in events) and not len(flow.where(tf.RST_, tf.CLIENT)):
+        return _too_early(ctx, flow, client.host if client and client.host else "source", hands, last)
     return f"{undone} was not seen done" if undone else ""
 
 
@@ -155,9 +154,10 @@ def _wrong_rule(hands: dict, drop: Step) -> str:
     return ""
 
 
-def _too_early(ctx: Context, flow: tf.Flow, hands: dict, last: Optional[Step]) -> str:
+def _too_early(ctx: Context, flow: tf.Flow, capture: str, hands: dict, last: Optional[Step]) -> str:
     """`finish` came before the end: how long after the last received segment, and when the end was due."""
-    finished = hands.get("finish_began") or hands.get("finished")
+    finished = ctx.finish_began(capture)  # by the clock of the machine that took the capture
+    finished = finished if finished is not None else hands.get("finished")
     anchor = flow.last(sender=tf.SERVER, before=float(finished)) if finished else None
     if not finished or anchor is None:
         return f"the run did not reach its end: {last}" if last else ""

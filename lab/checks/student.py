@@ -50,9 +50,8 @@ def student_capture(ctx: Context, host: str, client: str) -> CheckResult:
     name = "student_capture"
     theirs = [c for c in ctx.manifest.get("student_captures") or [] if c.get("host") == host]
     lab_flow = ctx.client_flow(host, client)  # the lab's capture, standing for the host where it has none of its own
-    # What the wire carried once `finish` began stopping the person's programs (their capture among them) is not theirs to show.
-    began = (ctx.manifest.get("hands_on") or {}).get("finish_began")
-    keep = [int(k) for k in lab_flow.where(before=float(began))] if began else list(range(len(lab_flow)))
+    # (What the wire carried once `finish` began stopping the person's programs, their capture among them, the context leaves out.)
+    keep = list(range(len(lab_flow)))
     segments, essential = _segments(lab_flow), _essential(lab_flow)
     want = [segments[k] for k in keep]
     last_k = keep[-1] if keep else 0

@@ -33,14 +33,18 @@ def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: W
     # Written first: the sysctls and tools as the person had them, before their changes are undone.
     manifest = manifest_record.start(ex, rec.lab, backend, folder)
     undone: list[str] = []
+    began_on: dict[str, float] = {}  # when finish began on each host, by its own clock
     for host in rec.hosts:
         # The person's processes stop first (a tcpdump of theirs writes its last packets), with their rules and sysctls.
         h = rec.hosts[host]
         r = backend.run(host, backend.onhost(host, "handson.py") + ["undo", backend.work_path(host, HANDSON_BASELINE), h["mark"], h["dir"], h["events"]],
                         timeout=60, check=False)
         try:
-            undone += [f"{what} on {host}" for what in json.loads(r.stdout or "[]") or []]
-        except ValueError:
+            said = json.loads(r.stdout or "{}")
+            undone += [f"{what} on {host}" for what in said.get("undone") or []]
+            if isinstance(said.get("began"), (int, float)):
+                began_on[host] = float(said["began"])
+        except (ValueError, AttributeError):
             ui.warn(f"{host}: the hands-on helper did not say what it undid: {r.stderr.strip()[-200:]}")
     if undone:
         ui.step("undone: " + ", ".join(undone))
@@ -53,6 +57,7 @@ def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: W
     manifest_record.finish(folder, manifest, run.summary(), None)
     _judged_as_done(ex, rec, watcher, manifest, student_captures, logs, facts)
     manifest["hands_on"]["finish_began"] = began
+    manifest["hands_on"]["finish_began_on"] = began_on
     write_json(folder / MANIFEST, manifest)
     shutil.rmtree(watcher.mirror, ignore_errors=True)  # a kept lab keeps no copy of its capture
     return {"folder": str(folder), "undone": undone}

@@ -29,6 +29,15 @@ class ResultsFolder:
         value = (self.manifest.get("path_rtt") or {}).get("max_ms")
         return float(value) if isinstance(value, (int, float)) else None
 
+    def finish_began(self, capture: str) -> Optional[float]:
+        """In a run done by hand, when `invoke finish` began on the machine that took `capture`, by that
+        machine's clock (the lab's clock in folders from before it was recorded per machine); None for
+        an automated run. What the wire carried after it, finish's stopping the person's programs made."""
+        hands = self.manifest.get("hands_on") or {}
+        on = (hands.get("finish_began_on") or {}).get(capture)
+        began = on if on is not None else hands.get("finish_began")
+        return float(began) if isinstance(began, (int, float)) else None
+
     @property
     def delay_late_ms(self) -> float:
         """How late the user-space delay line (lab/onhost/delayline.py) sent its latest frame against

@@ -182,3 +182,28 @@ def test_user_timeout_check_without_a_user_timeout_says_what_it_needs(tmp_path):
     check = v["user_timeout_decides"]
     assert not check.passed and "?" not in check.expected
     assert check.expected.startswith("a user timeout (U > 0)") and "set user_timeout > 0" in check.detail
+
+
+def test_what_finish_made_after_a_run_by_hand_is_not_judged(tmp_path):
+    """A person's run: the client gave up as it should; then `invoke finish` stopped the server, whose
+    FIN (sent again once finish had taken the drop rule away) met the client's RST. Cut where finish
+    began on the capturing machine, by its own clock, the run passes; judged whole, it would not."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap, wrpcap
+
+    from tests.pcapbuild import CLIENT, SERVER
+    folder = keepalive_results(tmp_path / "run", params=EX1, **MEASURED)
+    packets = list(rdpcap(str(folder / "source.pcap")))
+    t0, last = float(packets[0].time), packets[-1]
+    fin = Ether() / IP(src=SERVER[0], dst=CLIENT[0]) / TCP(sport=SERVER[1], dport=CLIENT[1], flags="FPA",
+                                                           seq=last[TCP].ack, ack=last[TCP].seq)
+    rst = Ether() / IP(src=CLIENT[0], dst=SERVER[0]) / TCP(sport=CLIENT[1], dport=SERVER[1], flags="R", seq=last[TCP].seq)
+    fin.time, rst.time = t0 + 20.0, t0 + 20.001
+    wrpcap(str(folder / "source.pcap"), packets + [fin, rst])
+    assert not all(r.passed for r in verdicts(folder).values())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["hands_on"] = {"finish_began": t0 + 99.0, "finish_began_on": {"source": t0 + 15.0}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    v = verdicts(folder)
+    assert all(r.passed for r in v.values()), v

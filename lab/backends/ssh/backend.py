@@ -182,8 +182,8 @@ class SshBackend(base.Backend):
                 r = s.run(self.onhost(role, "handson.py") + ["undo", f"{folder}/{HANDSON_BASELINE}", handson_mark(self.lab, role)],
                           timeout=60, check=False)
                 try:
-                    removed += [f"{what} on {role}" for what in json.loads(r.stdout) or []]
-                except ValueError:
+                    removed += [f"{what} on {role}" for what in (json.loads(r.stdout) or {}).get("undone") or []]
+                except (ValueError, AttributeError):
                     ui.warn(f"{s.machine}: undoing the person's changes failed: {(r.stderr.strip().splitlines() or ['no answer'])[-1]}")
             removed += [f"process {name} on {role}" for name in agent.answer(s, "stop-all", folder)]
             removed += [f"{what} on {role}" for what in agent.answer(s, "trace-remove", folder)]
