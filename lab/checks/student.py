@@ -45,16 +45,14 @@ def _segments(flow: tf.Flow) -> list[tuple]:
 
 @check
 def student_capture(ctx: Context, host: str, client: str) -> CheckResult:
-    """The person's capture on `host` holds the client's connection as the lab's capture has it, every
-    segment, to the last one."""
+    """The person's capture on `host` holds the client's connection as the lab's capture has it: from its
+    first segment to its last, with every segment the exercise is about."""
     name = "student_capture"
     theirs = [c for c in ctx.manifest.get("student_captures") or [] if c.get("host") == host]
     lab_flow = ctx.client_flow(host, client)  # the lab's capture, standing for the host where it has none of its own
     # (What the wire carried once `finish` began stopping the person's programs, their capture among them, the context leaves out.)
-    keep = list(range(len(lab_flow)))
-    segments, essential = _segments(lab_flow), _essential(lab_flow)
-    want = [segments[k] for k in keep]
-    last_k = keep[-1] if keep else 0
+    want, essential = _segments(lab_flow), _essential(lab_flow)
+    last_k = max(len(want) - 1, 0)
     expected = (f"a capture of your own on {host} with the connection {lab_flow}: the lab's capture has "
                 f"{count(len(want), 'segment')} of it, the last at {float(lab_flow.ts[last_k] - lab_flow.ts[0]):.3f} s")
     if not theirs:
@@ -83,17 +81,17 @@ def student_capture(ctx: Context, host: str, client: str) -> CheckResult:
             break
         last = max((k for k, here in enumerate(present) if here), default=-1)
         if last < len(want) - 1 and all(present[:last + 1]):
-            gone = float(lab_flow.ts[last_k] - lab_flow.ts[keep[last + 1]])
+            gone = float(lab_flow.ts[last_k] - lab_flow.ts[last + 1])
             findings.append(f"{c['taken_as']}: stops {count(len(want) - last - 1, 'segment')} short, {gone:.3f} s before the lab's "
                             f"capture ends: tcpdump was stopped too early")
-        elif present[0] and present[-1] and all(here for here, k in zip(present, keep) if essential[k]):
+        elif present[0] and present[-1] and all(here for here, needed in zip(present, essential) if needed):
             best = c
             findings.append(f"{c['taken_as']}: every segment the exercise is about, from the first to the last; "
                             f"{count(len(missing), 'data or ACK segment')} of {len(want)} missing in between, which tcpdump "
                             f"dropped when it could not keep up (its -B option gives it a bigger buffer)")
             break
         else:
-            lost = sum(1 for here, k in zip(present, keep) if essential[k] and not here)
+            lost = sum(1 for here, needed in zip(present, essential) if needed and not here)
             findings.append(f"{c['taken_as']}: {len(want) - len(missing)} of the {count(len(want), 'segment')}; "
                             f"{count(len(missing), 'segment')} missing" + (f", of which {lost} the exercise is about "
                                                                            f"(handshake, probes, windows, teardown)" if lost else ""))

@@ -98,7 +98,7 @@ def _free_name(kernel: str) -> str:
     not do (too few VMs), the kernel's name with the first number free."""
     def taken(n: str) -> bool:
         record = vmset.load(n)  # a set left over from a killed `vms up` is not taken: booting removes it
-        return record is None or (record.state == "up" and teardown.alive(record)) or teardown.owner_alive(record)
+        return record is None or (record.state == "up" and teardown.alive(record)) or teardown.being_booted(record)
 
     taken_names = {n for n in vmset.names() if taken(n)}
     return next(n for n in [kernel] + [f"{kernel}{i}" for i in range(2, 100)] if n not in taken_names)

@@ -59,7 +59,7 @@ def down(name: str | None) -> int:
             if record is None:
                 ui.console.print(f"VM set {n}: nothing to remove")
                 continue
-            if record.state == "booting" and teardown.owner_alive(record):
+            if teardown.being_booted(record):
                 busy.append(f"VM set {n} is being booted by `vms up` (PID {record.owner_pid}): Ctrl-C it (it removes what it made), "
                             f"or wait and run `invoke vms down --name {n}` again")
                 continue
@@ -80,7 +80,7 @@ def status() -> int:
         if record is None:
             continue
         running = teardown.alive(record)
-        if record.state == "booting" and teardown.owner_alive(record):
+        if teardown.being_booted(record):
             state = f"booting (by `vms up`, PID {record.owner_pid})"
         else:
             state = record.state if running else ("stopped (left over: `invoke vms down --name " + n + "` removes it)")

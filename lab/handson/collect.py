@@ -8,7 +8,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .. import ui
 from ..backends.base import Backend
@@ -23,6 +23,7 @@ from ..spec.exercise import Exercise
 from . import record
 from .watching import Watcher
 
+CAPTURE_FLUSH = 1.2  # s: tcpdump's packet buffer timeout (1 s), and a little more
 STUDENT = "student"  # prefix of the person's files in the results folder: student-<host>-<file>
 
 
@@ -33,17 +34,19 @@ def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: W
     # Written first: the sysctls and tools as the person had them, before their changes are undone.
     manifest = manifest_record.start(ex, rec.lab, backend, folder)
     undone: list[str] = []
-    began_on: dict[str, float] = {}  # when finish began on each host, by its own clock
+    # When finish began on each host, by that host's clock (its captures are on it): what the wire shows
+    # after, stopping the person's programs made. Then a pause before anything stops, so a tcpdump of
+    # theirs has handed its file every packet from before that moment (libpcap passes them on up to a
+    # second late, and a stopped tcpdump loses what it holds).
+    began_on = {host: _clock(backend, host) for host in rec.hosts}
+    time.sleep(CAPTURE_FLUSH)
     for host in rec.hosts:
         # The person's processes stop first (a tcpdump of theirs writes its last packets), with their rules and sysctls.
         h = rec.hosts[host]
         r = backend.run(host, backend.onhost(host, "handson.py") + ["undo", backend.work_path(host, HANDSON_BASELINE), h["mark"], h["dir"], h["events"]],
                         timeout=60, check=False)
         try:
-            said = json.loads(r.stdout or "{}")
-            undone += [f"{what} on {host}" for what in said.get("undone") or []]
-            if isinstance(said.get("began"), (int, float)):
-                began_on[host] = float(said["began"])
+            undone += [f"{what} on {host}" for what in json.loads(r.stdout or "{}").get("undone") or []]
         except (ValueError, AttributeError):
             ui.warn(f"{host}: the hands-on helper did not say what it undid: {r.stderr.strip()[-200:]}")
     if undone:
@@ -57,7 +60,7 @@ def finish(ex: Exercise, backend: Backend, state: LabState, run: Run, watcher: W
     manifest_record.finish(folder, manifest, run.summary(), None)
     _judged_as_done(ex, rec, watcher, manifest, student_captures, logs, facts)
     manifest["hands_on"]["finish_began"] = began
-    manifest["hands_on"]["finish_began_on"] = began_on
+    manifest["hands_on"]["finish_began_on"] = {host: t for host, t in began_on.items() if t is not None}
     write_json(folder / MANIFEST, manifest)
     shutil.rmtree(watcher.mirror, ignore_errors=True)  # a kept lab keeps no copy of its capture
     return {"folder": str(folder), "undone": undone}
@@ -136,3 +139,12 @@ def _stand_ins(ex: Exercise, manifest: dict) -> None:
             continue
         linked = [p.a_node for p in ex.topology.veths() if p.b_node == c["host"] and p.b_bridge]
         c["stands_for"] = sorted(set(c.get("stands_for", [])) | {h for h in linked if h not in own})
+
+
+def _clock(backend: Backend, host: str) -> Optional[float]:
+    """The host's wall clock now (None if it cannot be read: the lab's clock then stands in)."""
+    r = backend.run(host, backend.onhost(host, "handson.py") + ["now"], timeout=20, check=False)
+    try:
+        return float(json.loads(r.stdout))
+    except (ValueError, TypeError):
+        return None

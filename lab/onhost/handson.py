@@ -261,10 +261,10 @@ def main(args: list) -> None:
         print(json.dumps(facts(args[1], args[2], args[3])))
     elif args[:1] == ["baseline"] and len(args) == 2:
         baseline(args[1])
+    elif args[:1] == ["now"] and len(args) == 1:
+        print(json.dumps(time.time()))  # this machine's clock, which its captures are on
     elif args[:1] == ["undo"] and len(args) >= 3:
-        # When it began, by this machine's clock: the captures here are on it, not on the lab's.
-        began = time.time()
-        print(json.dumps({"began": began, "undone": undo(args[1], args[2], args[3:])}))
+        print(json.dumps({"undone": undo(args[1], args[2], args[3:])}))
     else:
         sys.exit(__doc__)
 

@@ -20,7 +20,7 @@ from ..backends.labstate import LabState
 from ..errors import TimelineError
 from ..spec.exercise import Exercise
 from ..spec.steps import KINDS, Capture, Step
-from ..spec.topology import Impairment, impairments_of
+from ..spec.topology import Impairment
 from .impairments import Impairments
 from .processes import stop, wait_until
 
@@ -87,8 +87,7 @@ class Run:
         bridge a few microseconds, between VMs under emulation a few milliseconds, which a delay's
         check then allows for (lab/checks/states.py)."""
         ex = self.exercise
-        delayed = [i for spec in ex.topology.impairments for i in impairments_of(spec) if i.delay_ms] + \
-                  [i for step in ex.steps if step.kind == "impair" for i in impairments_of(step.args) if i.delay_ms]
+        delayed = [i for i in ex.impairments if i.delay_ms]
         if not delayed:
             return {}
         src, dst = delayed[0].src, delayed[0].dst

@@ -66,6 +66,12 @@ class Exercise:
     def addresses(self) -> dict[str, str]:
         return {n.name: n.ip for n in self.topology.nodes.values() if n.ip}
 
+    @property
+    def impairments(self) -> list[topology_mod.Impairment]:
+        """Every one-way impairment the exercise asks for at some point: its topology's, then its impair steps'."""
+        specs = list(self.topology.impairments) + [step.args for step in self.steps if step.kind == "impair"]
+        return [one for spec in specs for one in topology_mod.impairments_of(spec)]
+
 
 def known() -> list[str]:
     return sorted(p.parent.name for p in EXERCISE_DIR.glob("*/exercise.yml"))

@@ -84,7 +84,7 @@ def up(name: str, count: int, kernel: str, accel_wanted: str = "auto", memory_mb
             if old.state == "up" and teardown.alive(old):
                 raise LabError(f"VM set {name} is up already ({old.count} {old.kernel} VMs): use it (inventory {old.path('inventory.yml')}), "
                                f"or `invoke vms down --name {name}` first")
-            if old.state == "booting" and teardown.owner_alive(old):
+            if teardown.being_booted(old):
                 raise LabError(f"VM set {name} is being booted by `vms up` (PID {old.owner_pid}): wait for it, or choose another --name")
             ui.step(f"removing what an earlier `vms up --name {name}` left")
             teardown.down(old)

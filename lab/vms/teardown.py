@@ -32,9 +32,9 @@ def pid_alive(pid: Optional[int], qname: str) -> bool:
     return any(a.split(b",")[0] == qname.encode() for a in argv)
 
 
-def owner_alive(record: SetRecord) -> bool:
-    """The `vms up` that is booting the set still runs (its PID, started when it was)."""
-    return record.owner_started is not None and procs.same_process(record.owner_pid, record.owner_started)
+def being_booted(record: SetRecord) -> bool:
+    """The set is being booted by a `vms up` that still runs (its PID, started when it was)."""
+    return record.state == "booting" and record.owner_started is not None and procs.same_process(record.owner_pid, record.owner_started)
 
 
 def _pids(record: SetRecord) -> dict[str, int]:

@@ -441,9 +441,8 @@ def test_undo_puts_a_hosts_firewall_back_as_it_was(tmp_path):
         on("ip6tables", "-A", "INPUT", "-p", "tcp", "--dport", "8990", "-j", "DROP")
         on("iptables", "-N", "TL_otherlab")  # another lab's chain, made meanwhile: not the person's
         on("iptables", "-A", "INPUT", "-j", "TL_otherlab")
-        said = json.loads(on("python3", helper, "undo", str(tmp_path / "base.json"), "houndo/x", str(tmp_path)))
-        assert abs(said["began"] - time.time()) < 60  # by the machine's clock: the one its captures are on
-        undone = said["undone"]
+        assert abs(json.loads(on("python3", helper, "now")) - time.time()) < 60  # the machine's clock, which its captures are on
+        undone = json.loads(on("python3", helper, "undo", str(tmp_path / "base.json"), "houndo/x", str(tmp_path)))["undone"]
         assert "iptables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP" in undone and "iptables policy FORWARD ACCEPT again" in undone
         assert "iptables nat rule -A POSTROUTING -j MASQUERADE" in undone and "ip6tables rule -A INPUT -p tcp -m tcp --dport 8990 -j DROP" in undone
         after = on("iptables", "-S")

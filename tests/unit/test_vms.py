@@ -123,7 +123,7 @@ def test_a_set_whose_vms_up_was_killed_is_a_leftover(tmp_path, monkeypatch, caps
     dead = subprocess.Popen(["true"])
     dead.wait()
     _booting("gone", dead.pid)
-    assert not teardown.owner_alive(vmset.load("gone"))
+    assert not teardown.being_booted(vmset.load("gone"))
     assert kernels._free_name("gone") == "gone"  # booting removes what is left
     vms_cli.status()
     assert "stopped (left over: `invoke vms down --name gone` removes it)" in " ".join(capsys.readouterr().out.split())

@@ -23,7 +23,7 @@ from ...errors import LabError
 from ...naming import HANDSON_BASELINE, handson_mark, iptables_chain, nft_table
 from ...spec.exercise import Exercise
 from ...spec.inventory import Inventory
-from ...spec.topology import Topology, impairments_of
+from ...spec.topology import Topology
 from .. import base
 from ..labstate import LabState
 from . import agent, mirror, preflight
@@ -68,8 +68,7 @@ class SshBackend(base.Backend):
                 raise LabError(f"{ex.file}: {step.where} ({step.kind}) needs {_a(host)} machine, and {where} has none: add one under machines.{host}")
         # A delay or a loss is applied as each host sends (netem on its own data-plane interface, to
         # the peer's address only); an impairment of nothing (latency=0) applies nothing anywhere.
-        impairs = list(ex.topology.impairments) + [step.args for step in ex.steps if step.kind == "impair"]
-        self.impairing = sorted({one.src for args in impairs for one in impairments_of(args) if not one.nothing})
+        self.impairing = sorted({one.src for one in ex.impairments if not one.nothing})
         for host in self.impairing:
             if host not in self.inventory.machines:
                 raise LabError(f"{ex.file}: a delay or loss is applied as {host} sends, and {where} has no {host} machine: add one under machines.{host}")
