@@ -99,19 +99,19 @@ def list_(c):
 
 @task(
     help={
-        "parts": "which figures, a comma list of analyzer, docker, overhead, parallel (default: all)",
+        "parts": "which figures, a comma list of analyzer, docker, overhead, parallel, serve (default: all)",
         "seconds": "analyzer: seconds of bulk transfer to capture (default 8: about a million packets here)",
         "tshark_packets": "analyzer: packets tshark analyses for its rate (default 100000; it is slow)",
         "capture": "analyzer: analyse this pcap instead of making one (made and kept there if it does not exist)",
         "repeat": "overhead: runs of each, whose medians are printed (default 5)",
-        "labs": "parallel: Docker labs started at once (default 20)",
+        "labs": "parallel: Docker labs started at once (default 20); serve: labs started through the lab server at once (default 30)",
     }
 )
-def bench(c, parts="analyzer,docker,overhead,parallel", seconds=8.0, tshark_packets=100000, capture=None, repeat=5, labs=20):
+def bench(c, parts="analyzer,docker,overhead,parallel,serve", seconds=8.0, tshark_packets=100000, capture=None, repeat=5, labs=20):
     """Print figures, each beside what a user would use instead (tshark, the docker CLI, raw iproute2).
 
     The analyzer against tshark, a Docker lab against the docker CLI, `up`'s overhead against a raw
-    iproute2 script, twenty Docker labs at once.
+    iproute2 script, twenty Docker labs at once, the lab server's ready shell and thirty labs at once.
     """
     _run("bench.run", float(seconds), int(tshark_packets), capture, parts, int(repeat), int(labs))
 
@@ -130,15 +130,17 @@ HANDS_ON = {
         "inventory": "with --backend ssh: YAML file naming the source, dest and (optional) observer machines",
         "accept_new_host_keys": "with --backend ssh: trust machines whose host key is not in known_hosts yet",
         "set_": "a parameter for the steps' commands, name=value; repeatable",
+        "strict": "judge against the lab's values (its defaults and --set), not what the person's programs set: "
+                  "a person who types other numbers fails, with a hint saying so",
     },
 )
-def start(c, exercise, lab="tcplab", backend="netns", set_=None, inventory=None, accept_new_host_keys=False):
+def start(c, exercise, lab="tcplab", backend="netns", set_=None, inventory=None, accept_new_host_keys=False, strict=False):
     """Bring a lab up for an exercise done by hand, and print its steps with this lab's commands.
 
     The lab's own capture runs, the exercise's programs wait in each host's folder, nothing else is
     started. Exit 2 for bad input.
     """
-    _run("handson.start", exercise, lab, backend, set_ or [], inventory, accept_new_host_keys)
+    _run("handson.start", exercise, lab, backend, set_ or [], inventory, accept_new_host_keys, strict)
 
 
 @task(help=HANDS_ON)
@@ -195,6 +197,37 @@ def vms(c, action, name=None, count=2, kernel="bookworm", accel="auto", all=Fals
     network. Exit status 2 for bad input or a VM that does not boot.
     """
     _run("vms.vms", action, name, int(count), kernel, accel, all)
+
+
+@task(
+    help={
+        "listen": "ADDRESS:PORT to serve on (default 127.0.0.1:8080; another address than loopback warns without TLS)",
+        "class_": "class file (YAML): the class's students, the exercises offered, per-student variants (docs/lab-server.md). "
+                  "Without it, one user: the instructor",
+        "backend": "where labs run: docker (a container per host, the default) or netns (root shells on this machine: "
+                   "only without --class)",
+        "max_labs": "labs running or waiting at once; more are refused with a message (default 60)",
+        "max_starting": "labs being brought up at once; the rest wait in a queue (default: the number of cores)",
+        "idle_minutes": "a hands-on lab without a keystroke or a packet for this long is finished and judged (default 30; 0: never)",
+        "data": "the server's folder: its database, tokens.json, the results folders (default /var/lib/tcplab/serve)",
+        "certfile": "serve TLS with this certificate (PEM), with --keyfile",
+        "keyfile": "the certificate's private key (PEM)",
+    }
+)
+def serve(c, listen="127.0.0.1:8080", class_=None, backend="docker", max_labs=60, max_starting=0, idle_minutes="30", data=None,
+          certfile=None, keyfile=None):
+    """A lab server for a classroom: each student runs exercises from a browser, the instructor watches every lab live.
+
+    Prints each student's personal link. Ctrl-C ends every lab it runs (hands-on ones finished and judged).
+    """
+    try:
+        from lab.serve.main import serve as run_server
+
+        code = run_server(listen, class_, backend, int(max_labs), int(max_starting) or None, float(idle_minutes), data, certfile, keyfile)
+    except LabError as e:
+        raise Exit(f"error: {e}", code=EXIT_BAD_INPUT) from None
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"pytest_args": "extra arguments for pytest, for example '-k unit -x'"})

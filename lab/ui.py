@@ -1,10 +1,14 @@
 """What the user sees while tcplab works: progress lines with the elapsed time, warnings and errors,
-a spinner on long waits, a progress bar for files on their way (the verdict: lab/report/tables.py)."""
+a spinner on long waits, a progress bar for files on their way (the verdict: lab/report/tables.py).
+
+Progress goes to a sink the caller chooses: the terminal for the commands (the default), a lab's event
+stream for the lab server's workers (lab/serve/worker.py sets one). Tables and verdicts print to the
+console whatever the sink; a worker's console is its log."""
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,21 +17,59 @@ console = Console(highlight=False)
 _start = time.monotonic()
 
 
+class Sink:
+    """Where progress goes; this one, the default, prints to the terminal. A subclass may send the
+    same to elsewhere (and still call these to keep a log)."""
+
+    def step(self, text: str, elapsed: float) -> None:
+        console.print(f"[dim]{elapsed:7.2f}s[/dim] {escape(text)}")
+
+    def warn(self, text: str) -> None:
+        console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+
+    def error(self, text: str) -> None:
+        console.print(f"[bold red]error:[/bold red] {escape(text)}")
+
+    def relay(self, line: str) -> None:
+        """A progress line another process printed (a hands-on lab's keeper), shown as it is."""
+        console.print(escape(line), soft_wrap=True)
+
+    def stage(self, name: str) -> None:
+        """Where a lab is in its life (starting, running, finishing): a terminal shows it by the steps alone."""
+
+
+_sink = Sink()
+
+
+def set_sink(sink: Optional[Sink]) -> None:
+    """Progress from now on goes to `sink` (None: the terminal again)."""
+    global _sink
+    _sink = sink or Sink()
+
+
 def reset_clock() -> None:
     global _start
     _start = time.monotonic()
 
 
 def step(text: str) -> None:
-    console.print(f"[dim]{time.monotonic() - _start:7.2f}s[/dim] {escape(text)}")
+    _sink.step(text, time.monotonic() - _start)
 
 
 def warn(text: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+    _sink.warn(text)
 
 
 def error(text: str) -> None:
-    console.print(f"[bold red]error:[/bold red] {escape(text)}")
+    _sink.error(text)
+
+
+def relay(line: str) -> None:
+    _sink.relay(line)
+
+
+def stage(name: str) -> None:
+    _sink.stage(name)
 
 
 @contextmanager

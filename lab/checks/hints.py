@@ -3,7 +3,8 @@ naming the step to look at again. Read from the results folder alone: the steps 
 seen done, what the hosts showed at the end, the programs' logs, and the lab's capture.
 
 The usual mistakes, in the order they are looked for (the first that fits a check is its hint): no
-capture of one's own; the client's log missing; the client started before the server listened; the
+capture of one's own; a value the lab assigned (a class's variant, `start --strict`) typed otherwise,
+for a check judged with it; the client's log missing; the client started before the server listened; the
 drop rule added before the client connected, or before the first exchange; the rule on the wrong
 host or port; the client stopped (Ctrl-C) before its kernel gave up; `finish` before the end.
 """
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..analysis import tcpflow as tf
 from ..analysis.context import Context
 from ..analysis.kernel_model import KeepaliveModel
 from ..errors import MissingInput
 from ..onhost.handson import drops
-from .result import CheckResult
+from .keepalive import Observed, observe_flow
+from .result import CheckResult, count
 
 
 @dataclass
@@ -69,6 +71,9 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
     client_host = starting.host if starting and starting.host else "source"
     program = next((p for p, info in programs.items() if info.get("host") == client_host), None)
     client = client or starting
+    typed_otherwise = _typed_otherwise(ctx, r, hands, lambda: _flow(ctx, program, client))
+    if typed_otherwise:
+        return typed_otherwise
     if program and not (ctx.folder / f"{program}.log").exists():
         return (f"{client}: the {program}'s log is missing, so what it set could not be known: start it from "
                 f"`invoke shell {client.host}` (its events then reach the lab)")
@@ -112,6 +117,108 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
     if not any(e.get("event") == "error" for e in events) and not len(flow.where(tf.RST_, tf.CLIENT)):
         return _too_early(ctx, flow, client.host if client and client.host else "source", hands, last)
     return f"{undone} was not seen done" if undone else ""
+
+
+# The keepalive exercises' parameters in the words of the socket options a person sets: name and unit.
+OPTIONS = {"keepidle": ("TCP_KEEPIDLE", " s"), "keepintvl": ("TCP_KEEPINTVL", " s"), "keepcnt": ("TCP_KEEPCNT", ""),
+           "user_timeout": ("TCP_USER_TIMEOUT", " ms")}
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _typed_otherwise(ctx: Context, r: CheckResult, hands: dict, flow: Callable[[], Optional[tf.Flow]]) -> str:
+    """Values the lab assigned that the person's programs set otherwise, where this check judges with them:
+    what was asked and what was set, what the wire shows of each, and what to type instead."""
+    wrong = _differing(ctx.manifest, hands, _judged_with(ctx.manifest, r))
+    if not wrong:
+        return ""
+    wire = _keepalive_wire(flow()) if any(p in WIRE for p, _, _ in wrong) else None
+    where = hands.get("typed_in") or {}
+    said = []
+    for i, (param, asked, typed) in enumerate(wrong):
+        program = (where.get(param) or {}).get("program", "program")
+        text = f"{'your exercise' if i == 0 else 'it'} asked for {_asked(param, asked)} and the {program} set {_value(typed)}"
+        shows = WIRE[param](wire) if wire is not None and param in WIRE else ""
+        said.append(f"{text}: the wire shows {shows}" if shows else text)
+    return "; ".join(said + [_to_type(wrong, where)])
+
+
+def _judged_with(manifest: dict, r: CheckResult) -> set[str]:
+    """The parameters a check's arguments carry (a result is named after its check, or 'check (side)')."""
+    name = r.name.split(" ", 1)[0]
+    specs = [c for c in manifest.get("checks") or [] if isinstance(c, dict) and c.get("check") == name]
+    return {p for c in specs for v in c.values() if isinstance(v, str) for p in PLACEHOLDER.findall(v)}
+
+
+def _differing(manifest: dict, hands: dict, judged_with: set[str]) -> list[tuple[str, Any, Any]]:
+    """(parameter, the lab's value, what its program set) for each assigned parameter set otherwise, in the exercise's order."""
+    assigned, typed = hands.get("assigned") or {}, hands.get("typed") or {}
+    order = list(manifest.get("parameters") or {})
+    return [(p, assigned[p], typed[p]) for p in sorted(assigned, key=lambda p: order.index(p) if p in order else len(order))
+            if p in judged_with and p in typed and typed[p] != assigned[p]]
+
+
+def _asked(param: str, value: Any) -> str:
+    """'TCP_KEEPIDLE 7 s (keepidle=7, your lab's value)', or 'recv_buf=8192 (your lab's value)'."""
+    if param in OPTIONS:
+        option, unit = OPTIONS[param]
+        return f"{option} {_value(value)}{unit} ({param}={_value(value)}, your lab's value)"
+    return f"{param}={_value(value)} (your lab's value)"
+
+
+def _to_type(wrong: list[tuple[str, Any, Any]], where: dict) -> str:
+    """'run the client with --keepidle 7 --keepintvl 3 (step 3)': the lab's values in the steps that set them."""
+    commands: dict[tuple[str, int], list[str]] = {}
+    loose = []
+    for param, asked, _ in wrong:
+        w = where.get(param)
+        if w and w.get("step"):
+            commands.setdefault((w["program"], w["step"]), []).append(w["argument"].replace("{" + param + "}", _value(asked)))
+        else:
+            loose.append(f"{param}={_value(asked)}")
+    said = [f"run the {program} with {' '.join(args)} (step {n})" for (program, n), args in commands.items()]
+    return "; ".join(said + ([f"set {', '.join(loose)}"] if loose else []))
+
+
+def _value(v: Any) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _keepalive_wire(flow: Optional[tf.Flow]) -> Optional[Observed]:
+    """The client's probes and abort on its connection, or None where the capture has none of it to show."""
+    if flow is None:
+        return None
+    try:
+        return observe_flow(flow, "the lab's capture")
+    except MissingInput:
+        return None
+
+
+def _since_silence(o: Observed, t: float) -> str:
+    return f"{t - o.anchor.ts:.2f} s after the last received segment"
+
+
+def _first_probe(o: Observed) -> str:
+    return f"the first probe {_since_silence(o, o.probes[0].ts)}" if o.probes else "no probe after the last received segment"
+
+
+def _spacing(o: Observed) -> str:
+    return f"the probes {', '.join(f'{iv:.2f}' for iv in o.intervals())} s apart" if len(o.probes) > 1 else ""
+
+
+def _count_then_abort(o: Observed) -> str:
+    probes = count(len(o.probes), "probe")
+    return f"{probes}, then the abort (RST) {_since_silence(o, o.rst.ts)}" if o.rst else f"{probes} and no abort"
+
+
+def _abort(o: Observed) -> str:
+    probes = count(len(o.probes), "probe")
+    return f"the abort (RST) {_since_silence(o, o.rst.ts)}, after {probes}" if o.rst else f"no abort, after {probes}"
+
+
+# What the wire shows of each keepalive parameter: T sets the first probe, I their spacing, KEEPCNT (without
+# a user timeout) how many before the abort, U when the abort comes (the first keepalive tick at or after it).
+WIRE: dict[str, Callable[[Observed], str]] = {"keepidle": _first_probe, "keepintvl": _spacing, "keepcnt": _count_then_abort,
+                                              "user_timeout": _abort}
 
 
 def _events(ctx: Context, program: Optional[str]) -> list[dict]:

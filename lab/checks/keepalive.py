@@ -37,7 +37,11 @@ class Observed:
 
 
 def observe(ctx: Context, capture: str, client: str) -> Observed:
-    flow = ctx.client_flow(capture, client)
+    return observe_flow(ctx.client_flow(capture, client), capture)
+
+
+def observe_flow(flow: tf.Flow, capture: str) -> Observed:
+    """The client's probes on a connection whose peer went silent, and its abort (`capture` names the file, for the error)."""
     anchor = flow.last(sender=tf.SERVER)
     if anchor is None:
         raise MissingInput(f"{capture}.pcap shows nothing from the server on {flow}")

@@ -1,6 +1,6 @@
 """The commands tasks.py calls, one module each (up, handson: start/steps/shell/exec/watch/finish,
-check, down, status, list, images, bench), and what several share: the labs this machine knows of
-(labs.py), and every check, plot and measure registered (catalog.py). Each command returns its exit
-status; a lab's bring-up and teardown are lab/run/lifecycle.py's."""
+check, down, status, list, images, bench): each parses its arguments, calls lab/session/ for what it
+does, and prints. Each returns its exit status. What several share: the labs this machine knows of
+(lab/session/labs.py)."""
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from ..session import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: F401  (the commands' exit statuses)

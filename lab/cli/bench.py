@@ -6,7 +6,8 @@ would use instead:
 - docker: up+down of the three-host Docker lab, beside the docker CLI starting and removing three containers;
 - overhead: `invoke up exercise1` with 1 s timers, its wall time minus the time the protocol itself
   takes (the client's connect to its ETIMEDOUT), beside scripts/raw-exercise1 (the same by hand with iproute2);
-- parallel: twenty `invoke up exercise2 --backend docker` started at once, how many pass and how long, beside one alone.
+- parallel: twenty `invoke up exercise2 --backend docker` started at once, how many pass and how long, beside one alone;
+- serve: the lab server's ready shell and a class of labs at once (lab/cli/benchserve.py).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from ..spec.topology import load as load_topology
 
 BENCH_LAB = "bench"
 PORT = 5001
-PARTS = ("analyzer", "docker", "overhead", "parallel")
+PARTS = ("analyzer", "docker", "overhead", "parallel", "serve")
 REPO = EXERCISE_DIR.parent
 FAST = {"keepidle": 1, "keepintvl": 1, "keepcnt": 1}  # exercise1: the abort 2 s after the last received segment
 PARALLEL_SETS = ["keepidle=1", "keepintvl=1", "keepcnt=5", "user_timeout=2500"]
@@ -141,6 +142,10 @@ def run(seconds: float, tshark_packets: int, capture: Optional[str], parts: str 
         _overhead(repeat)
     if "parallel" in chosen:
         _parallel(labs)
+    if "serve" in chosen:
+        from . import benchserve
+
+        benchserve.run(30 if labs == 20 else labs)
     return 0
 
 

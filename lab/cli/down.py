@@ -1,50 +1,17 @@
-"""`invoke down`: everything a lab created removed, even after `up` was killed; safe to run twice."""
+"""`invoke down`: everything a lab created removed (lab/session/down.py), and what that was."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
-from .. import backends, ui
-from ..backends import labstate, localtrace
-from ..backends.labstate import LabState
-from ..backends.preflight import require_root
-from ..errors import LabError
-from ..naming import check_lab_name, keeper_log
-from ..onhost import procs
-from . import EXIT_OK, labs
-
-OWNER_GRACE = 15.0  # seconds a running `up` gets to tear its own lab down
+from .. import ui
+from ..session import down as down_mod
+from . import EXIT_OK
 
 
 def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) -> int:
-    if all_labs:
-        if inventory:
-            raise LabError("--all and --inventory do not mix: `invoke down --lab X --inventory FILE` removes lab X from those machines")
-        names = labs.known()
-    else:
-        names = [check_lab_name(lab or "tcplab")]
-    if not names:
+    removed = down_mod.down(lab, all_labs, inventory)
+    if not removed:
         ui.console.print("no labs to remove")
-    docker_labs = set(labs.in_docker()) if names else set()
-    for name in names:
-        state = labstate.load(name) or LabState(name, "ssh" if inventory else "docker" if name in docker_labs else "netns")
-        if inventory and state.backend != "ssh":
-            raise LabError(f"lab {name} runs on {state.backend}, not on SSH machines: drop --inventory")
-        if state.backend == "ssh":
-            inventory_file = inventory or state.inventory
-            if not inventory_file:
-                raise LabError(f"lab {name} ran over SSH and its inventory is not recorded: `invoke down --lab {name} --inventory FILE`")
-        else:
-            inventory_file = None
-            require_root("down")
-        if state.owner_alive() and state.owner_pid != os.getpid():
-            # `up`, or a hands-on lab's keeper, is still running: let it tear its own lab down, then sweep what is left.
-            ui.step(f"lab {name}: stopping its {'keeper' if state.mode == 'hands-on' else '`up`'} (pid {state.owner_pid})")
-            procs.stop(state.owner_pid, state.owner_start, grace=OWNER_GRACE)
-            state = labstate.load(name) or state
-        removed = backends.get(state.backend, name, inventory_file).destroy(state) + localtrace.remove(state)
-        state.remove()
-        labstate.drop_lock(name)
-        keeper_log(name).unlink(missing_ok=True)
-        ui.console.print(f"lab {name}: " + (f"removed {', '.join(removed)}" if removed else "nothing left to remove"))
+    for name, what in removed.items():
+        ui.console.print(f"lab {name}: " + (f"removed {', '.join(what)}" if what else "nothing left to remove"))
     return EXIT_OK

@@ -7,7 +7,8 @@ from rich.markup import escape
 
 from .. import ui
 from ..spec import exercise as exercise_mod
-from . import EXIT_OK, catalog  # noqa: F401  (catalog: the names exercises use)
+from ..session import catalog  # noqa: F401  (the names exercises use)
+from . import EXIT_OK
 
 
 def list_exercises() -> int:

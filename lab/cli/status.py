@@ -7,7 +7,8 @@ from ..backends import labstate
 from ..backends.netns import list_netns
 from ..handson import record as handson_record
 from ..vms import vmset
-from . import EXIT_OK, labs
+from ..session import labs
+from . import EXIT_OK
 
 
 def status() -> int:

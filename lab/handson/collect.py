@@ -1,10 +1,12 @@
 """The end of a hands-on session (`invoke finish`): a last look, everything the person started on the
 hosts stopped, their captures and their programs' logs collected beside the lab's own capture, what
 they changed on the hosts undone, and a manifest that lets `invoke check` judge the folder like any
-other: the parameters as the programs really set them, and the steps with when each was seen done."""
+other: the parameters as the programs really set them (or, for those the lab assigned, the lab's values),
+and the steps with when each was seen done."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -98,24 +100,15 @@ def _their_logs(ex: Exercise, backend: Backend, watcher: Watcher, folder: Path) 
 
 
 def _judged_as_done(ex: Exercise, rec: record.Record, watcher: Watcher, manifest: dict, student_captures: list, logs: dict, facts: dict) -> None:
-    """What makes the folder judge what the person did: the parameters the programs set, the steps, their files."""
+    """What makes the folder judge what the person did: the parameters as judged (see `_parameters`), the
+    steps, their files."""
     assert ex.hands_on is not None
-    observed, unknown = {}, []
-    for param, (program, event, key) in ex.hands_on.observed.items():
-        value = next((e.get(key) for e in watcher.latest(program) if e.get("event") == event and key in e), None)
-        if value is None:
-            unknown.append(param)
-            continue
-        try:
-            manifest["parameters"][param] = ex.parameters[param].convert(value, f"{program}.log")
-            observed[param] = f"{program}.log, its {event!r} event"
-        except LabError as e:
-            unknown.append(param)
-            ui.warn(str(e))
+    typed, observed, unknown = _parameters(ex, rec, watcher, manifest["parameters"])
     manifest["mode"] = "hands-on"
     manifest["hands_on"] = {
         "steps": rec.steps, "started": rec.ready_at, "finished": max((f.get("time", 0) for f in watcher.facts.values()), default=None),
-        "observed": observed, "unknown": unknown, "programs": logs, "student_captures": student_captures,
+        "observed": observed, "unknown": unknown, "typed": typed, "typed_in": _typed_in(ex), "assigned": dict(rec.assigned),
+        "programs": logs, "student_captures": student_captures,
         "facts": {h: {k: f.get(k) for k in ("listening", "processes", "iptables_added", "captures")} for h, f in facts.items()},
     }
     manifest["student_captures"] = student_captures
@@ -128,6 +121,69 @@ def _judged_as_done(ex: Exercise, rec: record.Record, watcher: Watcher, manifest
         client = next((n for n, p in ex.programs.items() if p.host == capturing["host"]), None)
         if client is not None:
             manifest["checks"].append({"check": "student_capture", "host": capturing["host"], "client": client})
+
+
+def _parameters(ex: Exercise, rec: record.Record, watcher: Watcher, parameters: dict) -> tuple[dict, dict, list]:
+    """What the programs set (typed), and the parameters the checks judge, changed in place: one the lab
+    assigned (a class's variant, `start --strict`) keeps the lab's value whatever was typed, so a copied
+    answer fails on the wire; any other takes what its program set (observed), or where no log says, the
+    exercise's value (unknown)."""
+    assert ex.hands_on is not None
+    typed: dict[str, Any] = {}
+    observed: dict[str, str] = {}
+    unknown: list[str] = []
+    for param, (program, event, key) in ex.hands_on.observed.items():
+        value = _logged(ex, watcher, param, program, event, key)
+        if value is not None:
+            typed[param] = value
+        if param in rec.assigned:
+            continue
+        if value is None:
+            unknown.append(param)
+            continue
+        parameters[param] = value
+        observed[param] = f"{program}.log, its {event!r} event"
+    parameters.update(rec.assigned)
+    return typed, observed, unknown
+
+
+def _logged(ex: Exercise, watcher: Watcher, param: str, program: str, event: str, key: str) -> Any:
+    """What the program's last run logged it set, as the parameter's type; None where no log says, or says nonsense."""
+    value = next((e.get(key) for e in watcher.latest(program) if e.get("event") == event and key in e), None)
+    if value is None:
+        return None
+    try:
+        return ex.parameters[param].convert(value, f"{program}.log")
+    except LabError as e:
+        ui.warn(str(e))
+        return None
+
+
+def _typed_in(ex: Exercise) -> dict[str, dict[str, Any]]:
+    """For each parameter a program reports, where the person types it: the step whose command carries it
+    and the argument there (`--keepidle {keepidle}`), so a hint can say what to type. The results folder
+    holds the steps filled in; only the exercise knows which placeholder each value came from."""
+    assert ex.hands_on is not None
+    out: dict[str, dict[str, Any]] = {}
+    for param, (program, _, _) in ex.hands_on.observed.items():
+        placeholder = "{" + param + "}"
+        carrying = [(n, s.run) for n, s in enumerate(ex.hands_on.steps, 1) if placeholder in s.run]
+        if not carrying:
+            continue
+        script = ex.programs[program].script.name if program in ex.programs else None
+        # The program's own command first: a port is in a capture's filter and a firewall rule too.
+        n, run = next(((n, run) for n, run in carrying if script and script in run), carrying[0])
+        out[param] = {"program": program, "step": n, "argument": _argument(run, placeholder)}
+    return out
+
+
+def _argument(run: str, placeholder: str) -> str:
+    """The option that carries a placeholder in a command, with it: `--keepidle {keepidle}`, `--port={port}`,
+    or the placeholder alone where it stands by itself."""
+    found = re.search(r"(-[\w-]+)(=|\s+)" + re.escape(placeholder), run)
+    if found is None:
+        return placeholder
+    return found.group(1) + ("=" if found.group(2) == "=" else " ") + placeholder
 
 
 def _stand_ins(ex: Exercise, manifest: dict) -> None:

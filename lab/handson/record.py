@@ -29,6 +29,8 @@ class Record:
     backend: str
     inventory: Optional[str] = None
     accept_new_host_keys: bool = False
+    # Parameters judged at these values (a class's variant, `start --strict`), not at what the person's programs set.
+    assigned: dict[str, Any] = field(default_factory=dict)
     status: str = STARTING
     message: str = ""  # what is going on
     keeper: int = 0  # its PID

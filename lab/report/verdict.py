@@ -56,14 +56,23 @@ def draw(ctx: Context) -> list[str]:
 
 
 def _hands_on(manifest: dict) -> None:
-    """A run done by hand: where the judged parameters come from, and what could not be known."""
+    """A run done by hand: where the judged parameters come from (the lab's values for those it assigned,
+    what the programs set for the rest), and what could not be known."""
     hands = manifest.get("hands_on")
     if not isinstance(hands, dict):
         return
+    parameters = manifest.get("parameters") or {}
     observed, unknown = hands.get("observed") or {}, hands.get("unknown") or []
+    assigned, typed = hands.get("assigned") or {}, hands.get("typed") or {}
+    if assigned:
+        # In the exercise's order, as the title line has them.
+        ordered = [k for k in parameters if k in assigned] + [k for k in assigned if k not in parameters]
+        otherwise = [f"{k}={typed[k]}" for k in ordered if k in typed and typed[k] != assigned[k]]
+        ui.console.print("[dim]judged at your exercise's values: " + escape(", ".join(f"{k}={assigned[k]}" for k in ordered)
+                         + (f" (the programs set {', '.join(otherwise)})" if otherwise else "")) + "[/dim]")
     if observed:
-        ui.console.print("[dim]judged with what the programs set: " + escape(", ".join(f"{k}={manifest['parameters'].get(k)} ({v})"
+        ui.console.print("[dim]judged with what the programs set: " + escape(", ".join(f"{k}={parameters.get(k)} ({v})"
                                                                                     for k, v in observed.items())) + "[/dim]")
     if unknown:
         ui.warn(f"what the programs set for {', '.join(unknown)} could not be known (no log says): the packets are judged "
-                f"against the exercise's values, " + ", ".join(f"{k}={manifest['parameters'].get(k)}" for k in unknown))
+                f"against the exercise's values, " + ", ".join(f"{k}={parameters.get(k)}" for k in unknown))

@@ -11,7 +11,7 @@ inputs (MissingInput) and of any other error, which each kind then shows its own
 check, a picture not drawn, a figure missing from a comparison).
 
 The functions register themselves where they are defined (lab/checks, lab/report), layers above
-this one; lab/cli/catalog.py imports them all, as every command that loads an exercise does first.
+this one; lab/session/catalog.py imports them all, as every command that loads an exercise does first.
 """
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ class Registry:
     def parse(self, path: Path, kind: str, items: list) -> list[dict[str, Any]]:
         """The items of an exercise's section, each checked against its function: a known name, only its fields, all required ones."""
         if items and not self._functions[kind]:
-            # Nothing registered: this process never imported the functions (lab/cli/catalog.py does).
-            raise LabError(f"no {SECTIONS[kind]} are registered, so {path} cannot be checked: import lab.cli.catalog first")
+            # Nothing registered: this process never imported the functions (lab/session/catalog.py does).
+            raise LabError(f"no {SECTIONS[kind]} are registered, so {path} cannot be checked: import lab.session.catalog first")
         out = []
         for i, item in enumerate(items):
             f = yamlfile.Fields(path, f"{SECTIONS[kind]}[{i}]", item)

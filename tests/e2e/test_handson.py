@@ -158,6 +158,39 @@ def test_exercise1_by_hand(person, tmp_path):
     assert probes["observed"].startswith("2 probes")  # KEEPCNT decides
 
 
+@pytest.mark.parametrize("typed", ["1", None], ids=["another_keepidle", "the_labs_own"])
+def test_strict_judges_the_labs_values_not_what_the_client_set(person, tmp_path, typed):
+    """`start --strict`: the lab's keepidle (2) is judged, whatever the person types. A client started
+    with keepidle 1 (a neighbour's answer) fails, with a hint naming both; the lab's own values pass."""
+    lab = "hostrict"
+    p = person(lab, "exercise2", [v if not v.startswith("keepidle=") else "keepidle=2" for v in EX2_FAST], "--strict")
+    assert "--keepidle 2 --keepintvl 1" in p.commands[2]
+    if typed is not None:
+        p.commands[2] = p.commands[2].replace("--keepidle 2", f"--keepidle {typed}")
+    keepalive_by_hand(p)
+    r = p.finish(tmp_path / "r")
+    out = " ".join((r.stdout + r.stderr).split())
+    folder = tmp_path / "r"
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["parameters"]["keepidle"] == 2 and m["hands_on"]["assigned"]["keepidle"] == 2
+    assert "judged at your exercise's values: keepidle=2, keepintvl=1, keepcnt=5, user_timeout=2500" in out
+    if typed is None:
+        assert r.returncode == 0, out
+        assert verdicts(folder) == dict.fromkeys(KEEPALIVE, True) and m["hands_on"]["typed"]["keepidle"] == 2
+        assert not any(c.get("hint") for c in report(folder)["checks"])
+        return
+    # keepidle 1 under U=2500 ms: 2 probes, the first about 1 s after the last received segment; the lab's 2 allows 1, at 2 s.
+    assert r.returncode == 1 and "Traceback" not in out, out
+    assert m["hands_on"]["typed"]["keepidle"] == 1
+    probes = next(c for c in report(folder)["checks"] if c["name"] == "keepalive_probes")
+    assert not probes["passed"] and probes["observed"].startswith("2 probes"), probes
+    said = probes.get("hint", "")
+    assert said.startswith("your exercise asked for TCP_KEEPIDLE 2 s (keepidle=2, your lab's value) and the client set 1: "
+                           "the wire shows the first probe 1.0"), said
+    assert said.endswith("run the client with --keepidle 2 (step 3)"), said
+    assert said in out  # on screen too
+
+
 def persist_by_hand(p: Person) -> None:
     for n, (shell, host) in enumerate((("capture", "source"), ("server", "dest"), ("client", "source")), 1):
         p.type(shell, host, p.commands[n - 1])

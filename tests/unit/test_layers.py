@@ -56,7 +56,7 @@ def modules_after(code: str) -> set[str]:
 
 def test_loading_an_exercise_draws_nothing():
     """matplotlib (half a second to import) loads only when a picture is drawn, even for an exercise that has plots."""
-    loaded = modules_after("import lab.cli.catalog\nfrom lab.spec import exercise\nexercise.load('persist-timer')")
+    loaded = modules_after("import lab.session.catalog\nfrom lab.spec import exercise\nexercise.load('persist-timer')")
     assert "matplotlib" not in loaded and "graphviz" not in loaded
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from lab.errors import LabError
 from lab.spec import inventory
-from lab.cli import kernels
+from lab.session import kernels
 from lab.cli import vms as vms_cli
 from lab.onhost import procs
 from lab.vms import accel, recipe, seed, teardown, vmset

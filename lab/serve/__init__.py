@@ -1,0 +1,1 @@
+"""The lab server (`invoke serve`): see lab/serve/app.py."""

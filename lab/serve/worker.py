@@ -1,0 +1,153 @@
+"""One lab of the lab server, run in a process of its own: an automated run (as `invoke up`) or a
+hands-on lab (as `invoke start`, then `finish` when asked), with its progress sent to the lab's
+event file instead of a terminal.
+
+Why a process per lab, in a session of its own: a lab that crashes, hangs or eats memory takes
+nothing else with it, neither the server nor another student's lab; a SIGKILL of the server leaves
+it running, so a restarted server finds it and carries on watching it; and its signals are its own
+(SIGTERM interrupts its run and tears its lab down, as Ctrl-C does `up`).
+
+The server and a worker talk through files in the lab's folder under the server's data folder:
+    job.json        what to run (written by the server before the worker starts)
+    events.jsonl    what happened: {"ts", "kind": state|progress|warning|error, "text"}, one a line
+    request.json    {"action": "finish"} or {"action": "stop"} (written by the server)
+    outcome.json    how it ended: {"code", "folder", "error"} (written last)
+
+    python -m lab.serve.worker LABDIR          run the lab described in LABDIR/job.json
+    python -m lab.serve.worker --down LAB      remove what lab LAB left (as `invoke down --lab LAB`)
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+from .. import ui
+from ..errors import LabError
+from ..handson import record
+from ..session import EXIT_BAD_INPUT, EXIT_INTERRUPTED, down, handson
+from ..session import run as run_mod
+
+JOB, EVENTS, REQUEST, OUTCOME, LOG = "job.json", "events.jsonl", "request.json", "outcome.json", "worker.log"
+TIMED = re.compile(r"^\s*\d+\.\d+s\s+")
+TICK = 0.2
+
+
+class EventSink(ui.Sink):
+    """Progress as events in the lab's file (and, through the parent class, in the worker's log)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _write(self, kind: str, text: str) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"ts": time.time(), "kind": kind, "text": text}) + "\n")
+
+    def step(self, text: str, elapsed: float) -> None:
+        super().step(text, elapsed)
+        self._write("progress", text)
+
+    def warn(self, text: str) -> None:
+        super().warn(text)
+        self._write("warning", text)
+
+    def error(self, text: str) -> None:
+        super().error(text)
+        self._write("error", text)
+
+    def relay(self, line: str) -> None:
+        super().relay(line)
+        text = TIMED.sub("", line.strip())
+        for kind in ("warning", "error"):
+            if text.startswith(f"{kind}:"):
+                self._write(kind, text[len(kind) + 1:].strip())
+                return
+        self._write("progress", text)
+
+    def stage(self, name: str) -> None:
+        self._write("state", name)
+
+
+def _request(folder: Path) -> Optional[str]:
+    try:
+        return str(json.loads((folder / REQUEST).read_text()).get("action"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _outcome(folder: Path, code: int, results: Optional[Path], error: Optional[str]) -> None:
+    tmp = folder / (OUTCOME + ".tmp")
+    tmp.write_text(json.dumps({"code": code, "folder": str(results) if results else None, "error": error}))
+    os.replace(tmp, folder / OUTCOME)
+
+
+def _auto(job: dict[str, Any]) -> tuple[int, Optional[Path]]:
+    o = run_mod.up(job["exercise"], job["lab"], job["backend"], job["sets"], job["results"], False)
+    return o.code, o.folder or (Path(job["results"]) if Path(job["results"]).exists() else None)
+
+
+def _hands_on(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
+    lab = job["lab"]
+    try:
+        handson.start(job["exercise"], lab, job["backend"], job["sets"], assigned=job.get("assigned") or [])
+    except handson.Interrupted as e:
+        ui.error(str(e))
+        return EXIT_INTERRUPTED, None
+    try:
+        while True:
+            action = _request(folder)
+            if action == "finish":
+                o = handson.finish(lab, job["results"], False)
+                return o.code, o.folder
+            if action == "stop":
+                raise KeyboardInterrupt
+            rec = record.load(lab)
+            if rec is None or not handson.keeper_alive(rec):
+                raise LabError(f"the lab's keeper ended ({rec.reached() if rec else 'its record is gone'})")
+            time.sleep(TICK)
+    except KeyboardInterrupt:
+        ui.stage("finishing")
+        removed = down.down(lab, False)
+        ui.step(f"lab {lab} removed: " + ", ".join(removed.get(lab) or ["nothing was left"]))
+        return EXIT_INTERRUPTED, None
+
+
+def main(folder: Path) -> int:
+    job = json.loads((folder / JOB).read_text())
+    ui.set_sink(EventSink(folder / EVENTS))
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, interrupt)
+    code, results, error = EXIT_BAD_INPUT, None, None
+    try:
+        if job["mode"] == "auto":
+            code, results = _auto(job)
+        else:
+            code, results = _hands_on(job, folder)
+    except LabError as e:
+        error = str(e)
+        ui.error(error)
+    except KeyboardInterrupt:
+        code, error = EXIT_INTERRUPTED, "stopped"
+    except Exception as e:  # noqa: BLE001  (the server shows one line; the worker's log keeps the traceback)
+        traceback.print_exc()
+        error = f"the lab's worker failed: {type(e).__name__}: {e} (its log: {folder / LOG})"
+        ui.error(error)
+    _outcome(folder, code, results, error)
+    return code
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--down"]:
+        down.down(sys.argv[2], False)
+        sys.exit(0)
+    sys.exit(main(Path(sys.argv[1])))

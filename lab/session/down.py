@@ -1,0 +1,51 @@
+"""Everything a lab created removed (`invoke down`, and the lab server for a lab whose worker died),
+even after `up` or a keeper was killed; safe to run twice."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from .. import backends, ui
+from ..backends import labstate, localtrace
+from ..backends.labstate import LabState
+from ..backends.preflight import require_root
+from ..errors import LabError
+from ..naming import check_lab_name, keeper_log
+from ..onhost import procs
+from . import labs
+
+OWNER_GRACE = 15.0  # seconds a running `up` gets to tear its own lab down
+
+
+def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) -> dict[str, list[str]]:
+    """Removes one lab (or every lab this machine knows of); returns what was removed, per lab."""
+    if all_labs:
+        if inventory:
+            raise LabError("--all and --inventory do not mix: `invoke down --lab X --inventory FILE` removes lab X from those machines")
+        names = labs.known()
+    else:
+        names = [check_lab_name(lab or "tcplab")]
+    out: dict[str, list[str]] = {}
+    docker_labs = set(labs.in_docker()) if names else set()
+    for name in names:
+        state = labstate.load(name) or LabState(name, "ssh" if inventory else "docker" if name in docker_labs else "netns")
+        if inventory and state.backend != "ssh":
+            raise LabError(f"lab {name} runs on {state.backend}, not on SSH machines: drop --inventory")
+        if state.backend == "ssh":
+            inventory_file = inventory or state.inventory
+            if not inventory_file:
+                raise LabError(f"lab {name} ran over SSH and its inventory is not recorded: `invoke down --lab {name} --inventory FILE`")
+        else:
+            inventory_file = None
+            require_root("down")
+        if state.owner_alive() and state.owner_pid != os.getpid():
+            # `up`, or a hands-on lab's keeper, is still running: let it tear its own lab down, then sweep what is left.
+            ui.step(f"lab {name}: stopping its {'keeper' if state.mode == 'hands-on' else '`up`'} (pid {state.owner_pid})")
+            procs.stop(state.owner_pid, state.owner_start, grace=OWNER_GRACE)
+            state = labstate.load(name) or state
+        removed = backends.get(state.backend, name, inventory_file).destroy(state) + localtrace.remove(state)
+        state.remove()
+        labstate.drop_lock(name)
+        keeper_log(name).unlink(missing_ok=True)
+        out[name] = removed
+    return out
