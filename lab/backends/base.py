@@ -147,6 +147,12 @@ class Backend(ABC):
         """An interactive root shell on the host in `cwd` with `env` added (or, with `line`, that one
         command line run there), on this terminal; returns its exit status."""
 
+    def shell_argv(self, host: str, cwd: str, env: dict[str, str]) -> Optional[tuple[list[str], Optional[str], dict[str, str]]]:
+        """What `shell` runs for an interactive shell, as (argv, the folder to run it in here, the
+        environment to add), for a terminal that is not this process's own (the lab server's ptys);
+        None where the shell is not a local command (over SSH, it is a channel of ours)."""
+        return None
+
     def interfaces(self, topology: Topology) -> dict[str, str]:
         """Each host's data-plane interface: the topology's first with an address (a machine's own over SSH)."""
         return {n.name: next((i.name for i in n.interfaces.values() if i.ipv4), next(iter(n.interfaces), ""))

@@ -114,9 +114,18 @@ class NetnsBackend(LocalFiles, Backend):
         return [sys.executable, str(ONHOST_DIR / name)]
 
     def shell(self, host: str, cwd: str, env: dict[str, str], line: Optional[str] = None) -> int:
-        command = ["bash", "-c", line] if line is not None else ["bash", "--noprofile", "--norc", "-i"]
-        path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-        return subprocess.call(["ip", "netns", "exec", self.netns(host), *command], cwd=cwd, env={**os.environ, "PATH": path, **env})
+        if line is not None:
+            argv, env = ["ip", "netns", "exec", self.netns(host), "bash", "-c", line], self._shell_env(env)
+        else:
+            argv, _, env = self.shell_argv(host, cwd, env)
+        return subprocess.call(argv, cwd=cwd, env={**os.environ, **env})
+
+    def shell_argv(self, host: str, cwd: str, env: dict[str, str]) -> tuple[list[str], Optional[str], dict[str, str]]:
+        return ["ip", "netns", "exec", self.netns(host), "bash", "--noprofile", "--norc", "-i"], cwd, self._shell_env(env)
+
+    @staticmethod
+    def _shell_env(env: dict[str, str]) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin", **env}
 
 
 def list_netns() -> list[str]:

@@ -9,7 +9,8 @@ finish request (SIGUSR1, the request in the record) it stops what the person sta
 everything into the results folder, undoes what they changed on the hosts and tears the lab down
 (unless kept). SIGTERM, SIGINT or SIGHUP (`invoke down`) tear the lab down at once.
 
-    python -m lab.handson.keeper LAB     (started by `invoke start`, which wrote the record)
+    python -m lab.handson.keeper LAB     (or forked by `invoke start` and the lab server's worker, which
+                                         wrote the record: lab/session/handson.py)
 """
 from __future__ import annotations
 
@@ -155,13 +156,18 @@ def _sleep(seconds: float, finish_asked: list[bool]) -> None:
         time.sleep(0.02)
 
 
-if __name__ == "__main__":
+def detached(lab: str) -> int:
+    """The keeper's whole life as a detached process (its output is its log); its exit status."""
     try:
-        code = main(sys.argv[1])
+        code = main(lab)
         if code == 0:
             # Its log served `start` and `finish`; a keeper that failed leaves it for `down` to show and remove.
-            keeper_log(sys.argv[1]).unlink(missing_ok=True)
-        sys.exit(code)
+            keeper_log(lab).unlink(missing_ok=True)
+        return code
     except Exception:  # noqa: BLE001  (the keeper runs detached: what kills it must reach its log, and `start` shows it)
         traceback.print_exc()
-        sys.exit(1)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(detached(sys.argv[1]))

@@ -209,9 +209,14 @@ def _no_wire() -> dict[str, Any]:
 
 
 def segments(f: tf.Flow, limit: int = MAX_SEGMENTS) -> list[dict[str, Any]]:
-    """The latest `limit` segments that matter, oldest first: {ts, from, kind, len, win, text}."""
+    """At most `limit` segments that matter, oldest first: {ts, from, kind, len, win, text}. Plain data
+    gives way first (a reopened window floods the wire with it): every other segment that matters is
+    kept, the latest first, and the room left goes to the latest data."""
     # One pass over the flow finds them; the kinds and the probes' numbers are worked out for those alone.
-    pos = np.flatnonzero(f.labels & MATTERS)[-limit:]
+    pos = np.flatnonzero(f.labels & MATTERS)
+    plain = (f.labels[pos] & MATTERS) == tf.BIT[tf.DATA]
+    special = pos[~plain][-limit:]
+    pos = np.union1d(special, pos[plain][len(pos[plain]) - (limit - len(special)):] if limit > len(special) else pos[:0])
     labels = f.labels[pos]
     kind = _kinds(labels)
     probe_no = _probe_numbers(f, pos)

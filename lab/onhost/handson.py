@@ -69,16 +69,29 @@ def _address(text: str) -> tuple:
 
 
 def marked(mark: str) -> list:
-    """The processes whose environment carries TCPLAB_MARK=mark: those the student started on this host."""
+    """The processes whose environment carries TCPLAB_MARK=mark: those the student started on this host.
+    A process whose environment root may not read (in a container without CAP_SYS_PTRACE, one that
+    changed its user, as tcpdump does to its own) is the student's when its parent is."""
     needle = ("TCPLAB_MARK=%s" % mark).encode()
-    out = []
-    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        if pid == os.getpid():
-            continue
+    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    ours, hidden = set(), set()
+    for pid in pids:
         try:
-            env = open("/proc/%d/environ" % pid, "rb").read().split(b"\0")
-            if needle not in env:
-                continue
+            if needle in open("/proc/%d/environ" % pid, "rb").read().split(b"\0"):
+                ours.add(pid)
+        except PermissionError:
+            hidden.add(pid)
+        except OSError:
+            pass
+    grew = True
+    while grew:  # a hidden process's own children are hidden too: until nothing more is found
+        found = {pid for pid in hidden if _parent(pid) in ours}
+        hidden -= found
+        ours |= found
+        grew = bool(found)
+    out = []
+    for pid in sorted(ours - {os.getpid()}):
+        try:
             argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
         except OSError:
             continue
@@ -87,6 +100,16 @@ def marked(mark: str) -> list:
             continue  # gone, or a zombie
         out.append({"pid": pid, "start": start, "argv": [a.decode(errors="replace") for a in argv if a]})
     return out
+
+
+def _parent(pid: int) -> int:
+    try:
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def iptables_rules(command: str = "iptables", table: str = "filter") -> list:

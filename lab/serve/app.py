@@ -55,9 +55,17 @@ class Server:
     secret: str
     terminals: Terminals = field(init=False)
     _exercises: dict[str, exercise_mod.Exercise] = field(default_factory=dict)
+    _readmes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.terminals = Terminals(self._typed)
+        self.supervisor.on_running = self._open_shells
+        self.supervisor.on_ended = self.terminals.close_lab
+
+    def _open_shells(self, lab: dict[str, Any]) -> None:
+        """A ready lab's shells, opened before anyone asks: a page's terminal then attaches to a shell already there."""
+        for host in (lab.get("picture") or {}).get("hosts") or []:
+            self.terminals.get(lab["id"], lab["lab"], host)
 
     def _typed(self, lab_id: str) -> None:
         self.supervisor.last_input[lab_id] = time.time()
@@ -66,6 +74,11 @@ class Server:
         if name not in self._exercises:
             self._exercises[name] = exercise_mod.load(name)
         return self._exercises[name]
+
+    def readme(self, ex: exercise_mod.Exercise) -> str:
+        if ex.name not in self._readmes:
+            self._readmes[ex.name] = views.readme_html(ex.file.parent / "README.md")
+        return self._readmes[ex.name]
 
     def variant(self, student: str, exercise: str) -> dict[str, Any]:
         ranges = self.klass.variants.get(exercise)
@@ -203,7 +216,7 @@ def build(server: Server, lifespan=None) -> Starlette:
         for name in server.klass.exercises:
             ex = server.exercise(name)
             out.append({"name": ex.name, "title": ex.title, "description": ex.description,
-                        "readme_html": views.readme_html(ex.file.parent / "README.md"),
+                        "readme_html": server.readme(ex),
                         "parameters": {p.name: {"type": p.type, "default": p.default, "min": p.min, "max": p.max, "help": p.help}
                                        for p in ex.parameters.values()},
                         "hands_on": ex.hands_on is not None, "variant": server.variant(user.name, ex.name)})
@@ -258,7 +271,8 @@ def build(server: Server, lifespan=None) -> Starlette:
           503:
             description: the server is full
         """
-        name, mode, sets, variant = _validated(user, await body(request))
+        # Loading the exercise to check the values takes milliseconds: off the event loop, which serves everyone.
+        name, mode, sets, variant = await asyncio.to_thread(_validated, user, await body(request))
         try:
             lab = server.supervisor.add(user.name, name, mode, sets, variant)
         except Refused as e:

@@ -12,21 +12,22 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..handson import record
-from ..naming import check_lab_name
+from ..naming import check_lab_name, state_dir
 from ..onhost import procs
 from ..spec import exercise as exercise_mod
 from .store import ACTIVE, Store
-from .worker import EVENTS, JOB, LOG, OUTCOME, REQUEST
+from .worker import ASSIGN, EVENTS, JOB, LOG, OUTCOME, REQUEST
 
-TICK = 0.25
+TICK = 0.1
 REPO = exercise_mod.EXERCISE_DIR.parent
 LAB_PREFIX = "sv"  # tcplab lab names of the server's labs: sv<id>
 PER_STUDENT = 3  # active labs one student may have at once
@@ -51,7 +52,13 @@ class Supervisor:
         self._children: dict[str, subprocess.Popen] = {}  # lab id -> its worker, when we started it
         self._removers: dict[str, subprocess.Popen] = {}
         self._sizes: dict[str, int] = {}
+        self._spare: Optional[tuple[subprocess.Popen, Path, Optional[int]]] = None  # a worker waiting for a lab, its folder, its start
         self.last_input: dict[str, float] = {}  # lab id -> the last keystroke in one of its terminals
+        self._records: dict[str, tuple[tuple[float, int], Optional[dict[str, Any]]]] = {}  # lab id -> (its record's mtime and size, picture)
+        # Told when a hands-on lab is ready (its hosts' shells are opened then, so a terminal is ready when the page asks)
+        # and when a lab has ended (its shells are closed).
+        self.on_running: Callable[[dict[str, Any]], None] = lambda lab: None
+        self.on_ended: Callable[[str], None] = lambda lab_id: None
 
     # --- asked for by the API ---------------------------------------------------------------------
 
@@ -70,6 +77,7 @@ class Supervisor:
         self.store.add_lab({"id": lab_id, "student": student, "exercise": exercise, "mode": mode, "state": "queued",
                             "sets": sets, "variant": variant, "lab": check_lab_name(LAB_PREFIX + lab_id), "backend": self.backend,
                             "created": now, "updated": now, "retry_of": retry_of})
+        self._start_queued()  # at once when a start is free: no tick to wait for
         self._bump()
         return self.store.lab(lab_id) or {}
 
@@ -123,6 +131,8 @@ class Supervisor:
 
     async def run(self) -> None:
         self.recover()
+        shutil.rmtree(self.data / "spare", ignore_errors=True)  # a killed server's spare has ended itself (and left its folder)
+        self._keep_spare()
         while True:
             try:
                 if self.tick():
@@ -158,12 +168,37 @@ class Supervisor:
         job = {"exercise": lab["exercise"], "lab": lab["lab"], "mode": lab["mode"], "backend": lab["backend"], "sets": sets,
                "assigned": sorted(lab["variant"]), "results": str(results)}
         (folder / JOB).write_text(json.dumps(job))
-        with open(folder / LOG, "ab") as log:
-            # A session of its own: the server's Ctrl-C or death does not reach it (see lab/serve/worker.py).
-            p = subprocess.Popen([sys.executable, "-m", "lab.serve.worker", str(folder)], cwd=REPO, stdin=subprocess.DEVNULL,
-                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "COLUMNS": "120"})
+        p = self._take_spare(folder)
+        if p is None:
+            with open(folder / LOG, "ab") as log:
+                p = self._worker([str(folder)], log)
+        self._keep_spare()
         self._children[lab["id"]] = p
         self.store.update(lab["id"], state="starting", worker_pid=p.pid, worker_start=procs.start_time(p.pid), folder=str(results))
+
+    def _worker(self, args: list[str], log: Any) -> subprocess.Popen:
+        # A session of its own: the server's Ctrl-C or death does not reach it (see lab/serve/worker.py).
+        return subprocess.Popen([sys.executable, "-m", "lab.serve.worker", *args], cwd=REPO, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "COLUMNS": "120"})
+
+    def _keep_spare(self) -> None:
+        """A worker started ahead of need, imported and waiting (lab/serve/worker.py, spare)."""
+        if self._spare is not None and self._spare[0].poll() is None:
+            return
+        folder = self.data / "spare" / secrets.token_hex(4)
+        folder.mkdir(parents=True)
+        p = self._worker(["--spare", str(folder)], subprocess.DEVNULL)
+        self._spare = (p, folder, procs.start_time(p.pid))
+
+    def _take_spare(self, lab_folder: Path) -> Optional[subprocess.Popen]:
+        if self._spare is None or self._spare[0].poll() is not None:
+            return None
+        p, folder, _ = self._spare
+        self._spare = None
+        tmp = folder / (ASSIGN + ".tmp")
+        tmp.write_text(str(lab_folder))
+        os.replace(tmp, folder / ASSIGN)
+        return p
 
     def _watch(self, lab: dict[str, Any]) -> bool:
         """What the lab's worker and keeper wrote since the last look, into the database."""
@@ -199,6 +234,11 @@ class Supervisor:
         if fields:
             self.store.update(lab["id"], **fields)
             changed = True
+            if fields.get("state") == "running" and lab["state"] != "running" and lab["mode"] == "hands-on":
+                self.on_running({**lab, **fields, "picture": fields.get("picture", lab["picture"])})
+            if fields.get("state") in ("done", "failed"):
+                self.on_ended(lab["id"])
+                self._records.pop(lab["id"], None)
         return changed
 
     def _new_events(self, lab: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
@@ -221,13 +261,25 @@ class Supervisor:
         return out
 
     def _picture(self, lab: dict[str, Any]) -> Optional[dict[str, Any]]:
-        """A hands-on lab's steps, hosts and live view, from its keeper's record while there is one."""
+        """A hands-on lab's steps, hosts and live view, from its keeper's record while there is one
+        (read again only when the keeper has written it since)."""
+        path = state_dir(lab["lab"]) / record.FILE
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        seen = self._records.get(lab["id"])
+        if seen is not None and seen[0] == (st.st_mtime, st.st_size):
+            return seen[1]
         rec = record.load(lab["lab"])
         if rec is None or rec.status not in (record.READY, record.FINISHING):
+            self._records[lab["id"]] = ((st.st_mtime, st.st_size), None)
             return None
         steps = [{k: s.get(k) for k in ("do", "why", "host", "run", "done_at")} for s in rec.steps]
-        return {"steps": steps, "hosts": list(rec.hosts), "intro": rec.intro, "wire": (rec.live or {}).get("wire"),
-                "told": (rec.live or {}).get("events") or [], "next": (rec.live or {}).get("next") or "", "ready_at": rec.ready_at}
+        picture = {"steps": steps, "hosts": list(rec.hosts), "intro": rec.intro, "wire": (rec.live or {}).get("wire"),
+                   "told": (rec.live or {}).get("events") or [], "next": (rec.live or {}).get("next") or "", "ready_at": rec.ready_at}
+        self._records[lab["id"]] = ((st.st_mtime, st.st_size), picture)
+        return picture
 
     def _ended(self, lab: dict[str, Any], outcome: Path) -> dict[str, Any]:
         try:
@@ -303,6 +355,12 @@ class Supervisor:
 
     async def shutdown(self, grace: float = 60.0) -> None:
         """Ctrl-C: every active lab ended (hands-on ones finished and judged), waited for up to `grace` seconds."""
+        if self._spare is not None:
+            p, folder, start = self._spare
+            self._spare = None
+            procs.stop(p.pid, start, grace=2.0)
+            p.poll()
+            shutil.rmtree(folder, ignore_errors=True)
         for lab in self.store.labs(states=("queued",)):
             self.store.update(lab["id"], state="failed", error="the server stopped before it started", ended=time.time())
         for lab in self.store.labs(states=("starting", "running")):

@@ -1,5 +1,6 @@
-"""Browser terminals: one shell per host of a hands-on lab, the shell `invoke shell HOST` gives
-(`python -m lab.session.terminal LAB HOST`), on a pty of the server's, shared by everyone watching it.
+"""Browser terminals: one shell per host of a hands-on lab, the shell `invoke shell HOST` gives (the
+backend's own command, or `python -m lab.session.terminal LAB HOST` over SSH), on a pty of the
+server's, shared by everyone watching it.
 
 The student's websocket writes to it and sizes it; the instructor's only reads. The last SCROLLBACK
 bytes are kept, so a websocket that dropped and came back re-attaches to the same shell with its
@@ -16,10 +17,13 @@ import sys
 import termios
 from typing import Callable, Optional
 
+from ..errors import LabError
 from ..onhost import procs
+from ..session import handson
 from ..spec import exercise as exercise_mod
 
 SCROLLBACK = 64 * 1024
+WINCH_AGAIN = (0.5, 1.5, 3.0, 6.0)  # s after a shell starts: its size announced again (see Terminal._winch)
 REPO = exercise_mod.EXERCISE_DIR.parent
 
 
@@ -29,10 +33,16 @@ class Terminal:
         self.master, slave = os.openpty()
         self._set_size(self.master, 30, 100)
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        try:
+            direct = handson.shell_argv(host, lab)
+        except LabError:
+            direct = None  # the python wrapper says why, in the terminal
+        # The backend's own command where it has one (no Python to start first: the shell is there at once).
+        argv, cwd, added = direct or ([sys.executable, "-m", "lab.session.terminal", lab, host], str(REPO), {})
+        env.update(added)
         env["TERM"] = "xterm-256color"
-        self.proc = subprocess.Popen([sys.executable, "-m", "lab.session.terminal", lab, host], cwd=REPO,
-                                     stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-                                     preexec_fn=_controlling_tty, close_fds=True)
+        self.proc = subprocess.Popen(argv, cwd=cwd or str(REPO), stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True, preexec_fn=_controlling_tty, close_fds=True)
         os.close(slave)
         self.start = procs.start_time(self.proc.pid)
         os.set_blocking(self.master, False)
@@ -40,7 +50,10 @@ class Terminal:
         self.listeners: set[asyncio.Queue] = set()
         self.on_input = on_input
         self.closed = False
-        asyncio.get_running_loop().add_reader(self.master, self._readable)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.master, self._readable)
+        for delay in WINCH_AGAIN:
+            loop.call_later(delay, self._winch)
 
     @staticmethod
     def _set_size(fd: int, rows: int, cols: int) -> None:
@@ -89,6 +102,16 @@ class Terminal:
     def resize(self, cols: int, rows: int) -> None:
         if not self.closed and 2 <= cols <= 1000 and 2 <= rows <= 500:
             self._set_size(self.master, rows, cols)  # the kernel sends the shell SIGWINCH
+
+    def _winch(self) -> None:
+        """The size again, to the shell's side: a resize made while `docker exec` was starting (after it read
+        the size, before it listens for SIGWINCH) is otherwise lost, and the shell wraps lines at a width the
+        browser's terminal does not have. Harmless otherwise: the same size changes nothing further on."""
+        if not self.closed and procs.same_process(self.proc.pid, self.start):
+            try:
+                os.killpg(self.proc.pid, signal.SIGWINCH)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def close(self) -> None:
         if self.closed:

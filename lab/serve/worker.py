@@ -14,7 +14,11 @@ The server and a worker talk through files in the lab's folder under the server'
     outcome.json    how it ended: {"code", "folder", "error"} (written last)
 
     python -m lab.serve.worker LABDIR          run the lab described in LABDIR/job.json
+    python -m lab.serve.worker --spare DIR     wait, imported and ready, until DIR/assign names a LABDIR, then run it
     python -m lab.serve.worker --down LAB      remove what lab LAB left (as `invoke down --lab LAB`)
+
+The server keeps one spare worker waiting: a lab then starts without waiting for Python to start and
+import tcplab (half a second, more on a busy machine). A spare whose server is gone ends itself.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from ..session import EXIT_BAD_INPUT, EXIT_INTERRUPTED, down, handson
 from ..session import run as run_mod
 
 JOB, EVENTS, REQUEST, OUTCOME, LOG = "job.json", "events.jsonl", "request.json", "outcome.json", "worker.log"
+ASSIGN = "assign"  # in a spare's folder: the lab folder it is to run
 TIMED = re.compile(r"^\s*\d+\.\d+s\s+")
 TICK = 0.2
 
@@ -146,8 +151,32 @@ def main(folder: Path) -> int:
     return code
 
 
+def spare(folder: Path) -> int:
+    """Waits for a lab to run; ends when the server that started it is gone."""
+    parent = os.getppid()
+    while True:
+        try:
+            lab_folder = Path((folder / ASSIGN).read_text().strip())
+            break
+        except OSError:
+            pass
+        if os.getppid() != parent:
+            return 0
+        time.sleep(0.01)
+    log = os.open(lab_folder / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    return main(lab_folder)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--down"]:
         down.down(sys.argv[2], False)
         sys.exit(0)
+    if sys.argv[1:2] == ["--spare"]:
+        sys.exit(spare(Path(sys.argv[2])))
     sys.exit(main(Path(sys.argv[1])))

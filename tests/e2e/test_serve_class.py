@@ -37,9 +37,9 @@ def test_thirty_students_start_at_once_and_all_pass(tmp_path: Path):
         assert posted_in < 5, f"30 POSTs took {posted_in:.1f} s: a POST must queue the lab, not wait for it"
         assert [r.status for r in replies] == [201] * 30, [r.body for r in replies if r.status != 201]
         labs = [r.json() for r in replies]
-        assert all(lab["state"] == "queued" for lab in labs)
-        # Each student sees a place in the queue; with two starting at once, most wait.
-        assert max(lab["queue_position"] for lab in labs) >= 20
+        # Queued (or starting already, where a start was free); each waiting student sees a place in the queue.
+        assert all(lab["state"] in ("queued", "starting") for lab in labs)
+        assert max(lab["queue_position"] or 0 for lab in labs) >= 20
         done = [served.wait(served.tokens[s], lab["id"], timeout=300) for s, lab in zip(students, labs)]
         failed = [(lab["student"], lab["state"], lab["error"], [c["name"] for c in (lab["verdict"] or {}).get("checks", []) if not c["passed"]])
                   for lab in done if lab["state"] != "done" or not lab["verdict"]["passed"]]

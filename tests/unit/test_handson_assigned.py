@@ -124,7 +124,7 @@ def test_the_assigned_values_typed_pass_and_no_hint_says_otherwise(tmp_path, cap
          ["TCP_KEEPCNT 5 (keepcnt=5, your lab's value) and the client set 3",
           "the wire shows 3 probes, then the abort (RST) 10.08 s after the last received segment",
           "run the client with --keepcnt 5 (step 3)"]),
-        # U=5000 ms gives 1 probe (ceil((5-4)/2)) and the abort at the first tick past it, 6 s.
+        # U=5000 ms gives 1 probe (max(1, ceil((5-4)/2))) and the abort at the first tick at or after U: T + 1*I = 6 s.
         ("exercise2", EX2, {"user_timeout": 5000}, ([4.02], 6.04),
          ["TCP_USER_TIMEOUT 9000 ms (user_timeout=9000, your lab's value) and the client set 5000",
           "the wire shows the abort (RST) 6.04 s after the last received segment, after 1 probe",

@@ -239,10 +239,16 @@ class DockerBackend(LocalFiles, Backend):
         # The docker CLI, not the SDK: it gives the container's shell this terminal, resizing and all.
         if shutil.which("docker") is None:
             raise LabError("the docker command is missing, which a shell in a container needs: `sudo apt-get install -y docker.io`")
-        tty = ["-t"] if line is None and sys.stdin.isatty() else []
+        tty = line is None and sys.stdin.isatty()
         command = ["bash", "-c", line] if line is not None else ["bash", "--noprofile", "--norc", "-i"]
+        return subprocess.call(self._exec_argv(host, cwd, env, command, tty))
+
+    def shell_argv(self, host: str, cwd: str, env: dict[str, str]) -> tuple[list[str], Optional[str], dict[str, str]]:
+        return self._exec_argv(host, cwd, env, ["bash", "--noprofile", "--norc", "-i"], tty=True), None, {}
+
+    def _exec_argv(self, host: str, cwd: str, env: dict[str, str], command: list[str], tty: bool) -> list[str]:
         variables = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-        return subprocess.call(["docker", "exec", "-i", *tty, "-w", cwd, *variables, self.container(host), *command])
+        return ["docker", "exec", "-i", *(["-t"] if tty else []), "-w", cwd, *variables, self.container(host), *command]
 
 
 def lab_names() -> list[str]:

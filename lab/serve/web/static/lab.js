@@ -180,7 +180,9 @@ function renderSteps(lab) {
 
 function renderTerminals(lab) {
   const hosts = Array.isArray(lab.hosts) ? lab.hosts : [];
-  const running = ['running', 'finishing'].includes(lab.state);
+  // A terminal connects only while the lab runs: the server refuses one otherwise (404), so while it
+  // is being finished the open ones stay until their shells end, and none reconnects.
+  const running = lab.state === 'running';
   if (!terminals.size && !ACTIVE.includes(lab.state)) {
     // A lab that was over when the page opened: its shells are gone.
     $('terminals').closest('.terminals-column').hidden = true;
@@ -195,6 +197,7 @@ function renderTerminals(lab) {
   }
   for (const t of terminals.values()) {
     if (running) t.connect();
+    else if (lab.state === 'finishing') t.hold('the lab is being judged');
     else if (!ACTIVE.includes(lab.state)) t.stop('the lab is over');
   }
 }

@@ -87,6 +87,15 @@ export class HostTerminal {
     this.setStatus('closed', why || 'closed');
   }
 
+  // The shell is about to end (the lab is being finished): what is connected stays until the server
+  // closes it, but nothing reconnects (the server would refuse it).
+  hold(why) {
+    this.wanted = false;
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (!this.socket) this.setStatus('closed', why || 'closed');
+  }
+
   open() {
     this.timer = null;
     const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
@@ -121,9 +130,15 @@ export class HostTerminal {
         this.term.write(String(event.data));
       }
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket === socket) this.socket = null;
-      if (this.wanted) this.retry();
+      // 1000: the server closed it because the shell ended (the lab is being finished): nothing to re-attach to.
+      if (this.wanted && event.code !== 1000) {
+        this.retry();
+      } else {
+        this.wanted = false;
+        this.setStatus('closed', event.reason || 'closed');
+      }
     };
     socket.onerror = () => {
       // onclose follows and schedules the retry
