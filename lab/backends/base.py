@@ -6,7 +6,9 @@ The timeline and the checks never know which backend they run on.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -22,6 +24,7 @@ from .localtrace import StateTrace
 
 
 ONHOST_DIR = Path(sysinfo.__file__).resolve().parent  # lab/onhost: the programs that run on hosts
+READ_AT_MOST = 64 << 20  # bytes one read of a host file returns (a growing capture is read on from where it ended)
 
 
 class StateTracer(Protocol):
@@ -308,16 +311,51 @@ class LocalFiles:
         return str(self.work_dir(host) / filename)
 
     def read_file(self, host: str, path: str, offset: int = 0) -> bytes:
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
+        fd = self._open(path)
+        if fd is None:
             return b""
+        with os.fdopen(fd, "rb") as f:
+            f.seek(offset)
+            return f.read(READ_AT_MOST)
 
     def fetch(self, host: str, path: str, local: Path) -> None:
-        if Path(path).exists():
-            shutil.copyfile(path, local)
+        fd = self._open(path)
+        if fd is not None:
+            with os.fdopen(fd, "rb") as f, open(local, "wb") as out:
+                shutil.copyfileobj(f, out, 1 << 20)
+
+    def _open(self, path: str) -> Optional[int]:
+        """A host's file opened for reading: only a regular file, and below the lab's folder no symlink
+        is followed on the way. A person at a host's shell is root there, and in a container its folder
+        is theirs to change: a link planted there must not reach this machine's own files."""
+        root = state_dir(self.lab)
+        try:
+            parts = Path(path).relative_to(root).parts
+        except ValueError:
+            parts = ()
+        if not parts:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return None
+        else:
+            try:
+                fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+                for i, part in enumerate(parts):
+                    flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if i < len(parts) - 1 else os.O_NONBLOCK)
+                    try:
+                        fd_next = os.open(part, flags, dir_fd=fd)
+                    finally:
+                        os.close(fd)
+                    fd = fd_next
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                raise LabError(f"on {path}: {e.strerror} (a link or something else than a file where the lab keeps a file)") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LabError(f"{path}: not a regular file")
+        return fd
 
     def install(self, host: str, files: dict[str, bytes]) -> None:
         folder = Path(self.student_dir(host))

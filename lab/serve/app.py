@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
@@ -56,16 +57,11 @@ class Server:
     terminals: Terminals = field(init=False)
     _exercises: dict[str, exercise_mod.Exercise] = field(default_factory=dict)
     _readmes: dict[str, str] = field(default_factory=dict)
+    _snapshot: tuple[int, str] = (-1, "")
 
     def __post_init__(self) -> None:
         self.terminals = Terminals(self._typed)
-        self.supervisor.on_running = self._open_shells
         self.supervisor.on_ended = self.terminals.close_lab
-
-    def _open_shells(self, lab: dict[str, Any]) -> None:
-        """A ready lab's shells, opened before anyone asks: a page's terminal then attaches to a shell already there."""
-        for host in (lab.get("picture") or {}).get("hosts") or []:
-            self.terminals.get(lab["id"], lab["lab"], host)
 
     def _typed(self, lab_id: str) -> None:
         self.supervisor.last_input[lab_id] = time.time()
@@ -74,6 +70,15 @@ class Server:
         if name not in self._exercises:
             self._exercises[name] = exercise_mod.load(name)
         return self._exercises[name]
+
+    def class_snapshot(self) -> str:
+        """Every lab, as the instructor's stream sends it: made once per change, whatever the number of pages watching."""
+        version = self.supervisor.version
+        if self._snapshot[0] != version:
+            positions = _queue_positions(self)
+            self._snapshot = (version, json.dumps([views.lab_json(lab, queue_position=positions.get(lab["id"]), brief=True)
+                                                   for lab in self.store.labs()]))
+        return self._snapshot[1]
 
     def readme(self, ex: exercise_mod.Exercise) -> str:
         if ex.name not in self._readmes:
@@ -85,6 +90,10 @@ class Server:
         if not ranges or student == "instructor":
             return {}
         return variants.values(self.secret, student, self.exercise(exercise), ranges)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a value JSON allows")
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -158,9 +167,9 @@ def build(server: Server, lifespan=None) -> Starlette:
         if not raw:
             return {}
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise Denied(400, "the request body is not JSON") from None
+            return json.loads(raw, parse_constant=_no_constant)
+        except ValueError as e:
+            raise Denied(400, f"the request body is not JSON{': ' + str(e) if 'NaN' in str(e) or 'Infinity' in str(e) else ''}") from None
 
     # --- pages ------------------------------------------------------------------------------------
 
@@ -169,7 +178,11 @@ def build(server: Server, lifespan=None) -> Starlette:
         if server.users.find(token) is None:
             return HTMLResponse(_page("This link is not valid", "Ask your instructor for your personal link."), status_code=401,
                                 headers=SECURITY_HEADERS)
-        response = RedirectResponse("/", status_code=303, headers=SECURITY_HEADERS)
+        # A page that moves on by itself, not a redirect: a link clicked in a chat or a course site is a
+        # cross-site navigation, whose redirect would not carry a SameSite=Strict cookie; this page's own does.
+        response = HTMLResponse("<!doctype html><meta charset=utf-8><meta http-equiv=refresh content='0;url=/'>"
+                                "<title>tcplab</title><link rel=icon href=/static/favicon.svg><link rel=stylesheet href=/static/style.css>"
+                                "<main><p>Signed in. <a href=/>On to your exercises</a>.</p></main>", headers=SECURITY_HEADERS)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
                             secure=request.url.scheme == "https", max_age=30 * 24 * 3600)
         return response
@@ -273,8 +286,12 @@ def build(server: Server, lifespan=None) -> Starlette:
         """
         # Loading the exercise to check the values takes milliseconds: off the event loop, which serves everyone.
         name, mode, sets, variant = await asyncio.to_thread(_validated, user, await body(request))
+        return _added(user.name, name, mode, sets, variant)
+
+    def _added(student: str, exercise: str, mode: str, sets: dict[str, Any], variant: dict[str, Any],
+               retry_of: Optional[str] = None) -> Response:
         try:
-            lab = server.supervisor.add(user.name, name, mode, sets, variant)
+            lab = server.supervisor.add(student, exercise, mode, sets, variant, retry_of=retry_of)
         except Refused as e:
             raise Denied(503, str(e)) from None
         return JSONResponse(_full(server, lab), status_code=201)
@@ -322,12 +339,8 @@ def build(server: Server, lifespan=None) -> Starlette:
         lab = _lab_for(server, user, request.path_params["id"])
         if lab["state"] not in FINAL:
             raise Denied(409, f"lab {lab['id']} is {lab['state']}: wait for it to end")
-        try:
-            new = server.supervisor.add(lab["student"], lab["exercise"], lab["mode"], lab["sets"],
-                                        server.variant(lab["student"], lab["exercise"]), retry_of=lab["id"])
-        except Refused as e:
-            raise Denied(503, str(e)) from None
-        return JSONResponse(_full(server, new), status_code=201)
+        return _added(lab["student"], lab["exercise"], lab["mode"], lab["sets"], server.variant(lab["student"], lab["exercise"]),
+                      retry_of=lab["id"])
 
     async def delete_lab(request: Request, user: User) -> Response:
         """
@@ -377,17 +390,24 @@ def build(server: Server, lifespan=None) -> Starlette:
             "image/svg+xml" if name.endswith(".svg") else "application/vnd.tcpdump.pcap" if name.endswith(".pcap") else \
             "text/plain; charset=utf-8" if name.endswith((".log", ".err", ".trace", ".txt")) else "application/octet-stream"
 
+        f = os.fdopen(fd, "rb")
+
         async def content() -> AsyncIterator[bytes]:
-            with os.fdopen(fd, "rb") as f:
-                while True:
-                    chunk = await asyncio.to_thread(f.read, 256 * 1024)
+            left = size  # what Content-Length promised, even if the file grew since
+            try:
+                while left > 0:
+                    chunk = await asyncio.to_thread(f.read, min(left, 256 * 1024))
                     if not chunk:
                         break
+                    left -= len(chunk)
                     yield chunk
+            finally:
+                f.close()
 
         disposition = "inline" if media.startswith(("image/png", "application/json", "text/")) else "attachment"
-        return StreamingResponse(content(), media_type=media, headers={"Content-Length": str(size),
-                                                                       "Content-Disposition": f'{disposition}; filename="{name}"'})
+        # The background task closes the file too where the stream never began (a client gone at once).
+        return StreamingResponse(content(), media_type=media, background=BackgroundTask(f.close),
+                                 headers={"Content-Length": str(size), "Content-Disposition": f'{disposition}; filename="{name}"'})
 
     async def lab_stream(request: Request, user: User) -> Response:
         """
@@ -412,11 +432,7 @@ def build(server: Server, lifespan=None) -> Starlette:
         if not user.instructor:
             raise Denied(404, "not found")
 
-        def snapshot() -> str:
-            positions = _queue_positions(server)
-            return json.dumps([views.lab_json(lab, queue_position=positions.get(lab["id"]), brief=True) for lab in server.store.labs()])
-
-        return _sse(request, snapshot)
+        return _sse(request, server.class_snapshot)
 
     def _sse(request: Request, snapshot) -> Response:
         async def events() -> AsyncIterator[str]:
@@ -559,7 +575,8 @@ def build(server: Server, lifespan=None) -> Starlette:
 
 
 def _page(title: str, text: str) -> str:
-    return (f"<!doctype html><meta charset=utf-8><title>tcplab: {title}</title><link rel=stylesheet href=/static/style.css>"
+    return (f"<!doctype html><meta charset=utf-8><title>tcplab: {title}</title><link rel=icon href=/static/favicon.svg>"
+            f"<link rel=stylesheet href=/static/style.css>"
             f"<main><h1>{title}</h1><p>{text}</p></main>")
 
 

@@ -111,7 +111,8 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
     ui.console.print(f"links: {folder / 'tokens.json'} (keep it private); state: {folder / DB}")
     if not _loopback(host) and not certfile:
         ui.warn(f"serving on {host} without TLS: tokens and terminals cross the network in the clear. Put it behind a TLS proxy "
-                f"(nginx or Caddy forwarding to it, websockets and server-sent events passed through), or give --certfile and --keyfile")
+                f"(nginx or Caddy forwarding to it with the Host header kept, websocket upgrades and server-sent events passed "
+                f"through unbuffered), or give --certfile and --keyfile")
     active = store.labs(states=ACTIVE)
     if active:
         ui.step(f"{len(active)} labs from before: re-attached where their workers live on, torn down otherwise")
@@ -131,7 +132,7 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
 
     app = build(server, lifespan)
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", ws_ping_interval=20.0,
-                            ws_ping_timeout=20.0, timeout_graceful_shutdown=3, ssl_certfile=certfile, ssl_keyfile=keyfile,
+                            ws_ping_timeout=20.0, ws_max_size=256 * 1024, timeout_graceful_shutdown=3, ssl_certfile=certfile, ssl_keyfile=keyfile,
                             proxy_headers=False)
     started = time.monotonic()
     try:

@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS labs (
   state TEXT NOT NULL, sets TEXT NOT NULL, variant TEXT NOT NULL, lab TEXT NOT NULL, backend TEXT NOT NULL,
   created REAL NOT NULL, updated REAL NOT NULL, ended REAL, seq INTEGER NOT NULL,
   worker_pid INTEGER, worker_start INTEGER, folder TEXT, stage TEXT NOT NULL DEFAULT '', error TEXT,
-  verdict TEXT, picture TEXT NOT NULL DEFAULT '{}', deleted INTEGER NOT NULL DEFAULT 0,
+  verdict TEXT, picture TEXT NOT NULL DEFAULT '{}', wire TEXT, deleted INTEGER NOT NULL DEFAULT 0,
   last_input REAL, last_packet REAL, events_read INTEGER NOT NULL DEFAULT 0, retry_of TEXT);
 CREATE INDEX IF NOT EXISTS labs_student ON labs (student);
 CREATE TABLE IF NOT EXISTS events (
@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS events (
 
 ACTIVE = ("queued", "starting", "running", "finishing")
 FINAL = ("done", "failed")
-JSON_COLUMNS = ("sets", "variant", "verdict", "picture")
+JSON_COLUMNS = ("sets", "variant", "verdict", "picture", "wire")
+# What a list of labs reads: all but the live view of the wire, the one large column (up to 100 KB a lab).
+BRIEF = ("id, student, exercise, mode, state, sets, variant, lab, backend, created, updated, ended, seq, worker_pid, "
+         "worker_start, folder, stage, error, verdict, picture, deleted, last_input, last_packet, events_read, retry_of")
 
 
 class Store:
@@ -100,6 +103,7 @@ class Store:
         return _row(rows[0]) if rows else None
 
     def labs(self, student: Optional[str] = None, states: Optional[Iterable[str]] = None, deleted: bool = True) -> list[dict[str, Any]]:
+        """Labs, newest first, without their wire (`lab` gives one whole)."""
         where, args = [], []
         if student is not None:
             where.append("student = ?")
@@ -110,7 +114,7 @@ class Store:
             args += s
         if not deleted:
             where.append("deleted = 0")
-        sql = "SELECT * FROM labs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq DESC"
+        sql = f"SELECT {BRIEF} FROM labs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq DESC"
         return [_row(r) for r in self._all(sql, args)]
 
     # --- events -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The lab server's labs over their lives: queued, started by a worker process of their own
 (lab/serve/worker.py) at most `max_starting` at a time, watched through the files their workers and
 keepers write, finished when asked or when idle, and, after a restart of the server, re-attached
-(their worker lives on) or torn down and marked failed (it does not).
+(their worker lives on, or, for a hands-on lab, its keeper) or torn down and marked failed.
 
 Every tick (TICK) reads what changed into the database and bumps `version`, which the pages' event
 streams wait on; nothing here blocks for long, and what could (removing a dead lab) runs in a
@@ -15,7 +15,9 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -23,11 +25,13 @@ from typing import Any, Callable, Optional
 from ..handson import record
 from ..naming import check_lab_name, state_dir
 from ..onhost import procs
+from ..session import handson
 from ..spec import exercise as exercise_mod
 from .store import ACTIVE, Store
 from .worker import ASSIGN, EVENTS, JOB, LOG, OUTCOME, REQUEST
 
 TICK = 0.1
+INPUT_GRAIN = 2.0  # s: a lab's last keystroke is recorded this finely (a keystroke is no change to show every page)
 REPO = exercise_mod.EXERCISE_DIR.parent
 LAB_PREFIX = "sv"  # tcplab lab names of the server's labs: sv<id>
 PER_STUDENT = 3  # active labs one student may have at once
@@ -54,10 +58,12 @@ class Supervisor:
         self._sizes: dict[str, int] = {}
         self._spare: Optional[tuple[subprocess.Popen, Path, Optional[int]]] = None  # a worker waiting for a lab, its folder, its start
         self.last_input: dict[str, float] = {}  # lab id -> the last keystroke in one of its terminals
-        self._records: dict[str, tuple[tuple[float, int], Optional[dict[str, Any]]]] = {}  # lab id -> (its record's mtime and size, picture)
-        # Told when a hands-on lab is ready (its hosts' shells are opened then, so a terminal is ready when the page asks)
-        # and when a lab has ended (its shells are closed).
-        self.on_running: Callable[[dict[str, Any]], None] = lambda lab: None
+        self._records: dict[str, tuple[tuple[float, int], Any]] = {}  # lab id -> (its record's mtime and size, what _picture made of it)
+        # The supervisor's tick runs in a thread (reading 40 labs' files must not hold the event loop); a lab's start
+        # is decided under this lock, by the tick or by a POST, never by both.
+        self._lock = threading.Lock()
+        self._just_ended: list[str] = []  # labs that ended in the last tick, for on_ended on the event loop
+        # Told when a lab has ended (its shells are closed then).
         self.on_ended: Callable[[str], None] = lambda lab_id: None
 
     # --- asked for by the API ---------------------------------------------------------------------
@@ -77,26 +83,35 @@ class Supervisor:
         self.store.add_lab({"id": lab_id, "student": student, "exercise": exercise, "mode": mode, "state": "queued",
                             "sets": sets, "variant": variant, "lab": check_lab_name(LAB_PREFIX + lab_id), "backend": self.backend,
                             "created": now, "updated": now, "retry_of": retry_of})
-        self._start_queued()  # at once when a start is free: no tick to wait for
+        with self._lock:
+            self._start_queued()  # at once when a start is free: no tick to wait for
         self._bump()
         return self.store.lab(lab_id) or {}
 
     def finish(self, lab: dict[str, Any]) -> None:
         """A hands-on lab finished and judged; an automated one interrupted; a queued one never started."""
+        with self._lock:
+            self._finish(self.store.lab(lab["id"]) or lab)
+        self._bump()
+
+    def _finish(self, lab: dict[str, Any]) -> None:
         if lab["state"] == "queued":
             self.store.update(lab["id"], state="failed", error="stopped before it started", ended=time.time())
         elif lab["state"] in ("starting", "running"):
             self._ask(lab, "finish" if lab["mode"] == "hands-on" and lab["state"] == "running" else "stop")
-        self._bump()
 
     def stop(self, lab: dict[str, Any], why: str) -> None:
         """Ended without a verdict; its results so far stay."""
+        with self._lock:
+            self._stop(self.store.lab(lab["id"]) or lab, why)
+        self._bump()
+
+    def _stop(self, lab: dict[str, Any], why: str) -> None:
         if lab["state"] == "queued":
             self.store.update(lab["id"], state="failed", error=why, ended=time.time())
         elif lab["state"] in ("starting", "running", "finishing"):
             self.store.update(lab["id"], error=why)
             self._ask(lab, "stop")
-        self._bump()
 
     def note(self, lab: dict[str, Any], kind: str, text: str) -> None:
         """An event of the server's own in the lab's stream (appended to its worker's file, whose lines the stream numbers)."""
@@ -133,15 +148,30 @@ class Supervisor:
         self.recover()
         shutil.rmtree(self.data / "spare", ignore_errors=True)  # a killed server's spare has ended itself (and left its folder)
         self._keep_spare()
+        last_error = ""
         while True:
             try:
-                if self.tick():
+                if await asyncio.to_thread(self.tick):
                     self._bump()
+                self._tell_ended()
             except Exception as e:  # noqa: BLE001  (one bad lab must not stop the server watching the others)
-                print(f"tcplab serve: supervisor: {type(e).__name__}: {e}", file=sys.stderr)
+                said = f"{type(e).__name__}: {e}"
+                if said != last_error:  # once, with where, not every tick
+                    traceback.print_exc()
+                    last_error = said
             await asyncio.sleep(TICK)
 
+    def _tell_ended(self) -> None:
+        ended, self._just_ended = self._just_ended, []
+        for lab_id in ended:
+            self.on_ended(lab_id)
+
     def tick(self) -> bool:
+        """One look at every active lab; whether anything changed. Safe in a thread of its own."""
+        with self._lock:
+            return self._tick()
+
+    def _tick(self) -> bool:
         changed = False
         for lab in self.store.labs(states=("starting", "running", "finishing")):
             changed |= self._watch(lab)
@@ -155,9 +185,10 @@ class Supervisor:
     def _start_queued(self) -> bool:
         starting = len(self.store.labs(states=("starting",)))
         queued = sorted(self.store.labs(states=("queued",)), key=lambda lab: lab["seq"])
-        for lab in queued[: max(0, self.limits.max_starting - starting)]:
+        launched = queued[: max(0, self.limits.max_starting - starting)]
+        for lab in launched:
             self._launch(lab)
-        return bool(queued)
+        return bool(launched)
 
     def _launch(self, lab: dict[str, Any]) -> None:
         folder = self.folder(lab["id"])
@@ -168,13 +199,15 @@ class Supervisor:
         job = {"exercise": lab["exercise"], "lab": lab["lab"], "mode": lab["mode"], "backend": lab["backend"], "sets": sets,
                "assigned": sorted(lab["variant"]), "results": str(results)}
         (folder / JOB).write_text(json.dumps(job))
+        # Starting before any worker has it: a server killed in between finds a lab starting without a worker, and fails it.
+        self.store.update(lab["id"], state="starting", folder=str(results))
         p = self._take_spare(folder)
         if p is None:
             with open(folder / LOG, "ab") as log:
                 p = self._worker([str(folder)], log)
         self._keep_spare()
         self._children[lab["id"]] = p
-        self.store.update(lab["id"], state="starting", worker_pid=p.pid, worker_start=procs.start_time(p.pid), folder=str(results))
+        self.store.update(lab["id"], worker_pid=p.pid, worker_start=procs.start_time(p.pid))
 
     def _worker(self, args: list[str], log: Any) -> subprocess.Popen:
         # A session of its own: the server's Ctrl-C or death does not reach it (see lab/serve/worker.py).
@@ -215,14 +248,14 @@ class Supervisor:
                 elif e.get("kind") == "progress":
                     fields["stage"] = str(e.get("text", ""))[:300]
         if lab["mode"] == "hands-on":
-            picture = self._picture(lab)
-            if picture is not None and picture != lab["picture"]:
-                fields["picture"] = picture
-                updated = (picture.get("wire") or {}).get("segments") or []
-                if updated:
-                    fields["last_packet"] = max(float(s.get("ts", 0)) for s in updated)
+            seen = self._picture(lab)
+            if seen is not None and seen[0] != lab["picture"]:
+                fields["picture"], fields["wire"] = seen
+                segments = (seen[1] or {}).get("segments") or []
+                if segments:
+                    fields["last_packet"] = max(float(s.get("ts", 0)) for s in segments)
         typed = self.last_input.get(lab["id"])
-        if typed and typed != lab.get("last_input"):
+        if typed and typed - (lab.get("last_input") or 0) >= INPUT_GRAIN:
             fields["last_input"] = typed
         outcome = folder / OUTCOME
         if outcome.exists():
@@ -234,10 +267,8 @@ class Supervisor:
         if fields:
             self.store.update(lab["id"], **fields)
             changed = True
-            if fields.get("state") == "running" and lab["state"] != "running" and lab["mode"] == "hands-on":
-                self.on_running({**lab, **fields, "picture": fields.get("picture", lab["picture"])})
             if fields.get("state") in ("done", "failed"):
-                self.on_ended(lab["id"])
+                self._just_ended.append(lab["id"])
                 self._records.pop(lab["id"], None)
         return changed
 
@@ -260,9 +291,9 @@ class Supervisor:
             out.append(e if isinstance(e, dict) else {"kind": "progress", "text": str(e)})
         return out
 
-    def _picture(self, lab: dict[str, Any]) -> Optional[dict[str, Any]]:
-        """A hands-on lab's steps, hosts and live view, from its keeper's record while there is one
-        (read again only when the keeper has written it since)."""
+    def _picture(self, lab: dict[str, Any]) -> Optional[tuple[dict[str, Any], Optional[dict[str, Any]]]]:
+        """A hands-on lab's steps, hosts and what the wire told (the picture), and its live view of the
+        wire, from its keeper's record while there is one (read again only when the keeper has written it since)."""
         path = state_dir(lab["lab"]) / record.FILE
         try:
             st = path.stat()
@@ -276,8 +307,11 @@ class Supervisor:
             self._records[lab["id"]] = ((st.st_mtime, st.st_size), None)
             return None
         steps = [{k: s.get(k) for k in ("do", "why", "host", "run", "done_at")} for s in rec.steps]
-        picture = {"steps": steps, "hosts": list(rec.hosts), "intro": rec.intro, "wire": (rec.live or {}).get("wire"),
-                   "told": (rec.live or {}).get("events") or [], "next": (rec.live or {}).get("next") or "", "ready_at": rec.ready_at}
+        # A terminal on the hosts the steps use: the observer, which holds the lab's own capture, only where a step is there.
+        used = {s.get("host") for s in rec.steps}
+        hosts = [h for h in rec.hosts if h in used] or list(rec.hosts)
+        picture = ({"steps": steps, "hosts": hosts, "intro": rec.intro, "told": (rec.live or {}).get("events") or [],
+                    "next": (rec.live or {}).get("next") or "", "ready_at": rec.ready_at}, (rec.live or {}).get("wire"))
         self._records[lab["id"]] = ((st.st_mtime, st.st_size), picture)
         return picture
 
@@ -349,9 +383,24 @@ class Supervisor:
                 continue  # it starts in turn, as if nothing had happened
             if (self.folder(lab["id"]) / OUTCOME).exists() or self._worker_alive(lab):
                 continue  # the next tick reads its outcome, or goes on watching it
+            rec = record.load(lab["lab"]) if lab["mode"] == "hands-on" and lab["state"] == "running" else None
+            if rec is not None and rec.status == record.READY and handson.keeper_alive(rec):
+                self._reattach(lab)  # its worker is gone but its keeper, which owns the lab, lives on
+                continue
             self.store.update(lab["id"], state="failed", ended=time.time(),
                               error="the server stopped while this lab ran, and its worker is gone: it was torn down")
             self._remove(lab)
+
+    def _reattach(self, lab: dict[str, Any]) -> None:
+        """A new worker for a hands-on lab whose keeper lives on: it waits for the finish, as the first one did."""
+        folder = self.folder(lab["id"])
+        job = json.loads((folder / JOB).read_text())
+        (folder / JOB).write_text(json.dumps({**job, "attach": True}))
+        with open(folder / LOG, "ab") as log:
+            p = self._worker([str(folder)], log)
+        self._children[lab["id"]] = p
+        self.store.update(lab["id"], worker_pid=p.pid, worker_start=procs.start_time(p.pid))
+        self.note(lab, "progress", "re-attached after a restart of the server")
 
     async def shutdown(self, grace: float = 60.0) -> None:
         """Ctrl-C: every active lab ended (hands-on ones finished and judged), waited for up to `grace` seconds."""

@@ -41,8 +41,10 @@ class Terminal:
         argv, cwd, added = direct or ([sys.executable, "-m", "lab.session.terminal", lab, host], str(REPO), {})
         env.update(added)
         env["TERM"] = "xterm-256color"
-        self.proc = subprocess.Popen(argv, cwd=cwd or str(REPO), stdin=slave, stdout=slave, stderr=slave, env=env,
-                                     start_new_session=True, preexec_fn=_controlling_tty, close_fds=True)
+        # setsid --ctty: a session of its own whose controlling terminal is the pty (Ctrl-C and job control work),
+        # without a preexec_fn, which is not safe in a process with threads (the server's).
+        self.proc = subprocess.Popen(["setsid", "--ctty", *argv], cwd=cwd or str(REPO), stdin=slave, stdout=slave, stderr=slave,
+                                     env=env, close_fds=True)
         os.close(slave)
         self.start = procs.start_time(self.proc.pid)
         os.set_blocking(self.master, False)
@@ -117,26 +119,24 @@ class Terminal:
         if self.closed:
             return
         self.closed = True
-        try:
-            asyncio.get_running_loop().remove_reader(self.master)
-        except RuntimeError:
-            pass
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.master)
         os.close(self.master)
-        # The shell's session is ours (we made it): a hang-up to it, then SIGKILL to the shell we started if it stays.
+        # A hang-up to the shell's session (ours: we made it), then SIGKILL a second later to the shell we started
+        # if it is still there; the event loop does not wait for it.
         if procs.same_process(self.proc.pid, self.start):
             try:
                 os.killpg(self.proc.pid, signal.SIGHUP)
             except ProcessLookupError:
                 pass
-            procs.stop(self.proc.pid, self.start, signal.SIGHUP, grace=1.0)
-        self.proc.poll()
+            loop.call_later(1.0, self._reap)
         for q in list(self.listeners):
             q.put_nowait(None)
 
-
-def _controlling_tty() -> None:
-    """In the child, after setsid: the pty becomes its controlling terminal, so Ctrl-C and job control work."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    def _reap(self) -> None:
+        if self.proc.poll() is None and procs.same_process(self.proc.pid, self.start):
+            self.proc.kill()
+            self.proc.poll()
 
 
 class Terminals:

@@ -38,7 +38,7 @@ def lab_json(lab: dict[str, Any], events: Optional[list[dict[str, Any]]] = None,
     }
     if not brief:
         out["events"] = events or []
-        out["wire"] = picture.get("wire")
+        out["wire"] = lab.get("wire")
         out["intro"] = picture.get("intro") or ""
         out["next"] = picture.get("next") or ""
         out["told"] = picture.get("told") or []

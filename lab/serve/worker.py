@@ -99,11 +99,12 @@ def _auto(job: dict[str, Any]) -> tuple[int, Optional[Path]]:
 
 def _hands_on(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
     lab = job["lab"]
-    try:
-        handson.start(job["exercise"], lab, job["backend"], job["sets"], assigned=job.get("assigned") or [])
-    except handson.Interrupted as e:
-        ui.error(str(e))
-        return EXIT_INTERRUPTED, None
+    if not job.get("attach"):  # (a worker re-attached after a restart of the server finds its lab up already)
+        try:
+            handson.start(job["exercise"], lab, job["backend"], job["sets"], assigned=job.get("assigned") or [])
+        except handson.Interrupted as e:
+            ui.error(str(e))
+            return EXIT_INTERRUPTED, None
     try:
         while True:
             action = _request(folder)

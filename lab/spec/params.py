@@ -47,6 +47,8 @@ class Parameter:
                 raise ValueError
         except (TypeError, ValueError):
             raise LabError(f"{origin}: {self.name}={raw!r} is not {'an integer' if self.type == 'int' else 'a ' + self.type}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LabError(f"{origin}: {self.name}={raw!r} is not a finite number")
         why = f": {self.range_hint}" if self.range_hint else f" ({self.help})"
         if self.min is not None and value < self.min:
             raise LabError(f"{origin}: {self.name}={value} is below the minimum {_number(self.min)}{why}")

@@ -13,8 +13,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from .conftest import EX2_FAST, invoke, pid_alive
-from .serving import start, write_class
+from .conftest import EX2_FAST, REPO, invoke, invoke_argv, pid_alive
+from .serving import free_port, start, write_class
 
 FAST = {k: int(v) for k, v in (s.split("=") for s in EX2_FAST)}
 
@@ -79,9 +79,11 @@ def test_sigkill_of_the_server_then_serve_again(tmp_path: Path):
     workers = {row["id"]: row["worker_pid"] for row in _rows(db)}
     served.proc.kill()
     served.proc.wait(10)
-    # The server is gone; the labs' workers live on (each in a session of its own). One of them dies too.
+    # The server is gone; the labs' workers live on (each in a session of its own). Two of them die too: an
+    # automated lab's (its lab goes with it) and the hands-on lab's (its keeper, which owns the lab, lives on).
     assert all(pid_alive(workers[i]) for i in (hands["id"], slow["id"], doomed["id"]))
     os.kill(workers[doomed["id"]], signal.SIGKILL)
+    os.kill(workers[hands["id"]], signal.SIGKILL)
     time.sleep(0.5)
     assert any(c.startswith(f"tcplab-sv{doomed['id']}-") for c in lab_containers()), "the doomed lab's containers should still be there"
 
@@ -96,8 +98,9 @@ def test_sigkill_of_the_server_then_serve_again(tmp_path: Path):
         # The automated run whose worker lived on is watched to its verdict.
         finished = again.wait(tok["cat"], slow["id"])
         assert finished["state"] == "done" and finished["verdict"]["passed"], finished
-        # The hands-on lab is re-attached: still running, and finished and judged on request.
-        assert again.lab(tok["ben"], hands["id"])["state"] == "running"
+        # The hands-on lab is re-attached through its keeper: still running, and finished and judged on request.
+        reattached = again.lab(tok["ben"], hands["id"])
+        assert reattached["state"] == "running" and any("re-attached" in e["text"] for e in reattached["events"]), reattached
         r = again.request("POST", f"/api/labs/{hands['id']}/finish", tok["ben"])
         assert r.status == 202, r.body
         judged = again.wait(tok["ben"], hands["id"])
@@ -125,7 +128,7 @@ def _rows(db: Path) -> list[dict]:
         con.close()
 
 
-def test_an_idle_hands_on_lab_is_finished_and_judged(tmp_path: Path):
+def test_an_idle_hands_on_lab_is_finished_and_judged_and_a_stopped_one_started_again(tmp_path: Path):
     served = start(tmp_path, "--backend", "netns", "--idle-minutes", "0.1")
     tok = served.tokens["instructor"]
     try:
@@ -140,6 +143,16 @@ def test_an_idle_hands_on_lab_is_finished_and_judged(tmp_path: Path):
         assert any("no keystroke and no packet" in e["text"] for e in judged["events"]), judged["events"]
         assert "report.json" in judged["files"]
         assert (served.data / "results" / "instructor" / f"exercise2-{lab['id']}" / "report.json").exists()
+        # A lab that ended without a verdict (stopped here) is one click from a new start with the same values.
+        auto = served.request("POST", "/api/labs", tok, {"exercise": "exercise2", "set": {**FAST, "keepidle": 5}}).json()
+        _running(served, tok, auto["id"])
+        assert served.request("POST", f"/api/labs/{auto['id']}/stop", tok).status == 202
+        stopped = served.wait(tok, auto["id"])
+        assert stopped["state"] == "failed" and stopped["error"] == "stopped by the instructor", stopped
+        r = served.request("POST", f"/api/labs/{auto['id']}/retry", tok)
+        assert r.status == 201 and r.json()["retry_of"] == auto["id"] and r.json()["set"]["keepidle"] == 5, r.body
+        again = served.wait(tok, r.json()["id"])
+        assert again["state"] == "done" and again["verdict"]["passed"], again
     finally:
         assert served.stop() == 0
 
@@ -162,3 +175,38 @@ def test_bad_serve_input_is_one_line_and_nothing_starts(tmp_path: Path, args: li
     r = invoke("serve", "--data", str(tmp_path / "data"), *listen, *args, timeout=60)
     lines = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
     assert r.returncode == 2 and len(lines) == 1 and said in lines[0] and "Traceback" not in r.stderr, (r.returncode, lines)
+
+
+def test_tls_with_a_certificate_of_ones_own(tmp_path: Path):
+    import ssl
+    import urllib.request
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(invoke_argv("serve", "--backend", "netns", "--listen", f"127.0.0.1:{port}", "--data", str(data),
+                                        "--certfile", str(cert), "--keyfile", str(key)),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                token = json.loads((data / "tokens.json").read_text())["instructor"]
+                req = urllib.request.Request(f"https://127.0.0.1:{port}/api/me", headers={"Authorization": f"Bearer {token}"})
+                with urllib.request.urlopen(req, context=context, timeout=5) as r:
+                    assert json.loads(r.read())["role"] == "instructor"
+                break
+            except (OSError, ValueError, KeyError):
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "no answer"
+                time.sleep(0.3)
+        # Plain HTTP on the TLS port is no way in.
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/me", timeout=5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert f"https://127.0.0.1:{port}/join/" in out and "without TLS" not in out

@@ -122,3 +122,23 @@ def test_the_class_results_as_csv_and_junit():
     failure = suites["bob"].find("testcase[@name='b']/failure")
     assert failure.get("message") == "0 probes" and "hint: step 4" in failure.text
     assert suites["cat"].get("tests") == "0"
+
+
+def test_the_address_to_listen_on():
+    from lab.serve.main import _loopback, parse_listen
+
+    assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert parse_listen("[::1]:9000") == ("::1", 9000)
+    assert parse_listen(":8080") == ("127.0.0.1", 8080)
+    for bad in ("8080", "localhost", "1.2.3.4:0", "1.2.3.4:70000", "example.org:80", "1.2.3.4:http"):
+        with pytest.raises(LabError, match="--listen"):
+            parse_listen(bad)
+    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
+    assert not _loopback("0.0.0.0") and not _loopback("192.0.2.7")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_a_value_that_is_not_a_finite_number_is_refused(value):
+    # No bound holds for NaN (every comparison with it is false): refused as what it is, on the command line too.
+    with pytest.raises(LabError, match="not a finite number"):
+        exercise_mod.load("persist-timer", [f"duration={value}"])

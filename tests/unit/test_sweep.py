@@ -41,7 +41,7 @@ def test_a_string_parameter_keeps_its_commas(tmp_path):
     (["port=9100,9100"], "9100 is listed twice"),
     (["latency=1,"], "an empty value"),
     (["latency=1,2", "port=1,2"], "a sweep varies one parameter, and latency and port"),
-    (["latency=1,nan"], "nan is not a number a run can use"),
+    (["latency=1,nan"], "latency='nan' is not a finite number"),
 ])
 def test_bad_lists_are_refused_before_anything_runs(sets, words):
     with pytest.raises(LabError, match=words):

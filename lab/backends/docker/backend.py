@@ -43,6 +43,8 @@ from . import images
 
 NETNS_DIR = Path("/run/netns")
 LAB_LABEL, NODE_LABEL = "tcplab.lab", "tcplab.node"
+PIDS_LIMIT = 512  # processes in one host container
+MEM_LIMIT = "1g"  # memory of one host container
 API_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -161,7 +163,10 @@ class DockerBackend(LocalFiles, Backend):
                 network_mode="none", volumes=mounts,
                 # /proc/sys is read-only inside a container: sysctls are given at creation, as Docker allows.
                 sysctls=self.sysctls.get(node) or None,
-                labels={LAB_LABEL: self.lab, NODE_LABEL: node}, **{"cap_add": ["NET_ADMIN", "NET_RAW"], **self.run_options},
+                labels={LAB_LABEL: self.lab, NODE_LABEL: node},
+                # Bounds for a host whose shell a person has (the lab server's students): a fork bomb or a runaway
+                # program stops at its own container, not at the machine every other lab runs on.
+                **{"cap_add": ["NET_ADMIN", "NET_RAW"], "pids_limit": PIDS_LIMIT, "mem_limit": MEM_LIMIT, **self.run_options},
             )
 
     def destroy(self, state: LabState) -> list[str]:

@@ -223,6 +223,26 @@ export function explain(error) {
   return error && error.message ? error.message : String(error);
 }
 
+// Who is signed in, shown in the header; null (with the reason shown, and the page's sections
+// hidden) when nobody is, or when the page is for another role than theirs.
+export async function signIn(role = null) {
+  let user;
+  try {
+    user = await me();
+  } catch (e) {
+    notice(explain(e));
+    for (const section of document.querySelectorAll('main > section')) section.hidden = true;
+    return null;
+  }
+  showUser(user);
+  if (role && user.role !== role) {
+    notice(`This page is the ${role}'s.`);
+    for (const section of document.querySelectorAll('main > section')) section.hidden = true;
+    return null;
+  }
+  return user;
+}
+
 // Fills the header's user slot.
 export function showUser(user) {
   const el = document.getElementById('user');

@@ -1,17 +1,9 @@
 // The student's page: the catalogue, then their own labs, newest first.
-import { me, get, h, fill, showUser, notice, explain, checksPassed, dateTime } from '/static/api.js';
+import { signIn, get, h, fill, explain, checksPassed, dateTime } from '/static/api.js';
 import { showCatalogue } from '/static/catalogue.js';
 
 async function main() {
-  let user;
-  try {
-    user = await me();
-  } catch (e) {
-    notice(explain(e));
-    for (const section of document.querySelectorAll('main > section')) section.hidden = true;
-    return;
-  }
-  showUser(user);
+  if (!(await signIn())) return;
   await Promise.all([showCatalogue(document.getElementById('catalogue')), showLabs()]);
 }
 

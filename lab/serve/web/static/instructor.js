@@ -1,26 +1,13 @@
 // The instructor's page: every lab of the class in one table, live from /api/class.stream (each
 // message is the whole list), with the time since each lab's last keystroke counted here every second.
-import { me, post, stream, h, fill, showUser, notice, explain, duration, serverNow, ACTIVE, checksPassed, stepsDone } from '/static/api.js';
+import { signIn, post, stream, h, fill, explain, duration, serverNow, ACTIVE, checksPassed, stepsDone } from '/static/api.js';
 import { showCatalogue } from '/static/catalogue.js';
 
 const $ = (id) => document.getElementById(id);
 const rows = new Map(); // lab id -> {tr, cells, lab}
 
 async function main() {
-  let user;
-  try {
-    user = await me();
-  } catch (e) {
-    notice(explain(e));
-    for (const section of document.querySelectorAll('main > section')) section.hidden = true;
-    return;
-  }
-  showUser(user);
-  if (user.role !== 'instructor') {
-    notice('This page is the instructor\'s.');
-    for (const section of document.querySelectorAll('main > section')) section.hidden = true;
-    return;
-  }
+  if (!(await signIn('instructor'))) return;
   stream('/api/class/stream', render, live);
   setInterval(tick, 1000);
   // The catalogue is loaded when first opened: the class table is what this page is for.
