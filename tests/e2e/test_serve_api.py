@@ -26,7 +26,7 @@ from xml.etree import ElementTree as ET
 
 import docker
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
 from lab.backends.docker import images
@@ -409,6 +409,14 @@ def test_terminals_open_only_on_the_callers_own_hosts_and_from_the_servers_pages
             assert b"owner-16" in read_until(watcher, b"owner-16")
             assert b"watcher" not in seen, seen[-400:]
     assert s.lab(box.tok("instructor"), lab["id"])["last_input"], "a keystroke was not noted"
+    # `exit` ends the shell (the server closes the socket, 1000); the next connection is a new shell on the same host.
+    with connect(url, additional_headers=alice, open_timeout=10) as owner:
+        owner.send(json.dumps({"type": "input", "data": "exit\r"}))
+        with pytest.raises(ConnectionClosedOK):
+            read_until(owner, b"never printed", timeout=10)
+    with connect(url, additional_headers=alice, open_timeout=10) as owner:
+        owner.send(json.dumps({"type": "input", "data": "echo new-$((3*3)) $$\r"}))
+        read_until(owner, b"new-9")
     # The instructor stops it: a hands-on lab is finished and judged (its end, meanwhile, is awaited by the CSV test).
     r = s.request("POST", f"/api/labs/{lab['id']}/stop", box.tok("instructor"))
     assert r.status == 202, r.body

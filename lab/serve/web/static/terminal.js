@@ -40,7 +40,15 @@ export class HostTerminal {
     this.fit = new FitAddon();
     this.term.loadAddon(this.fit);
     if (!readOnly) {
-      this.term.onData((data) => this.send({ type: 'input', data }));
+      this.term.onData((data) => {
+        if (this.ended && this.wanted) {
+          // The shell was left (`exit`) while the lab runs: a key opens a new one.
+          this.ended = false;
+          this.open();
+          return;
+        }
+        this.send({ type: 'input', data });
+      });
       this.term.onResize(({ cols, rows }) => this.send({ type: 'resize', cols, rows }));
     }
     this.setStatus('idle', 'not connected');
@@ -132,9 +140,15 @@ export class HostTerminal {
     };
     socket.onclose = (event) => {
       if (this.socket === socket) this.socket = null;
-      // 1000: the server closed it because the shell ended (the lab is being finished): nothing to re-attach to.
+      // 1000: the server closed it because the shell ended: nothing to re-attach to. While the lab runs
+      // (someone typed `exit`), a new shell is one key away; never an automatic reconnect, which the server
+      // would refuse once the lab is over.
       if (this.wanted && event.code !== 1000) {
         this.retry();
+      } else if (this.wanted && !this.readOnly) {
+        this.ended = true;
+        this.term.write('\r\n[the shell ended: press a key for a new one]\r\n');
+        this.setStatus('closed', 'shell ended');
       } else {
         this.wanted = false;
         this.setStatus('closed', event.reason || 'closed');
