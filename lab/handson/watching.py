@@ -12,6 +12,7 @@ from typing import Any, Optional
 from .. import ui
 from ..analysis import tcpflow
 from ..backends.base import Backend
+from ..backends.labstate import LabState
 from ..errors import LabError
 from ..naming import HANDSON_BASELINE, state_dir
 from ..onhost.handson import added
@@ -20,6 +21,9 @@ from ..run.timeline import Run
 from ..spec.exercise import Exercise
 from . import live, record
 from .conditions import Scene, holds
+
+FACTS = "handson-facts.json"  # in a host's work folder: what its watching process saw last
+STALE = 5.0  # s: a facts file older than this is not taken (its process is gone); the host is asked at once
 
 
 class Watcher:
@@ -38,17 +42,45 @@ class Watcher:
         self.hz: Optional[int] = int(hz) if hz else None
         self.conditions = [[(kind, args) for kind, args in step["when"]] for step in rec.steps]  # filled in by the keeper
         self.baseline: dict[str, list[str]] = {}  # host -> its iptables rules before the person came
+        self._watched: dict[str, str] = {}  # host -> the file its watching process writes its facts to
         # The window exercises (their measures show the window) draw the server's window even before it closes.
         self.window_view = any("window" in TOPICS.get(m.get("measure", ""), ()) for m in ex.measures)
         self._viewed: Optional[tuple[tuple, dict[str, Any]]] = None  # the last reading of the wire and what it was read from
 
-    def look(self) -> None:
-        """One look at the hosts and the wire; the record updated (not saved)."""
+    def watch_hosts(self, state: LabState, seconds: float) -> None:
+        """On a host of this machine (netns, Docker), one process of the lab's that writes the host's facts to a
+        file every `seconds` (onhost/handson.py watch): a look then reads a file, where a `docker exec` of its own
+        cost a fifth of a core per lab. Over SSH each look asks the machine, as before."""
+        if not self.backend.local:
+            return
         for host in self.hosts:
             h = self.rec.hosts[host]
+            out = self.backend.work_path(host, FACTS)
+            self.backend.spawn(host, "handson-watch", self.backend.onhost(host, "handson.py") +
+                               ["watch", h["mark"], h["dir"], h["events"], out, str(seconds)], state)
+            self._watched[host] = out
+
+    def _facts(self, host: str, fresh: bool) -> dict[str, Any]:
+        """The host's facts: from its watching process's file, unless asked `fresh` or that file is missing or
+        old (its process gone: a person at a container's shell may kill it); then asked of the host at once."""
+        out = self._watched.get(host)
+        if out is not None and not fresh:
             try:
-                r = self.backend.run(host, self.backend.onhost(host, "handson.py") + ["facts", h["mark"], h["dir"], h["events"]], timeout=20)
-                facts = json.loads(r.stdout)
+                facts = json.loads(self.backend.read_file(host, out) or b"null")
+            except (LabError, ValueError):
+                facts = None
+            if isinstance(facts, dict) and time.time() - float(facts.get("time", 0)) < STALE:
+                return facts
+        h = self.rec.hosts[host]
+        r = self.backend.run(host, self.backend.onhost(host, "handson.py") + ["facts", h["mark"], h["dir"], h["events"]], timeout=20)
+        return json.loads(r.stdout)
+
+    def look(self, hosts: bool = True, fresh: bool = True) -> None:
+        """One look at the wire and (unless `hosts` is False) at the hosts, asked at once (`fresh`) or read from
+        their watching processes; the record updated (not saved)."""
+        for host in self.hosts if hosts else ():
+            try:
+                facts = self._facts(host, fresh)
                 facts["iptables_added"] = added(facts.get("iptables", []), self._baseline(host))
                 self.facts[host] = facts
                 self._read_events(host)

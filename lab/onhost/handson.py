@@ -4,6 +4,9 @@
                                            the processes the student started (their environment holds
                                            TCPLAB_MARK=MARK, which `invoke shell` and `invoke exec` set), its
                                            drop rules, and the captures in WORKDIR and event logs in EVENTS
+    handson.py watch MARK WORKDIR EVENTS OUT SECONDS
+                                           the same facts written to OUT (by rename) every SECONDS, until OUT's
+                                           folder is gone: one process for the whole session instead of one a look
     handson.py baseline FILE               write what the host had before the student came (iptables rules,
                                            nftables tables, TCP sysctls) to FILE
     handson.py undo FILE MARK DIR...       stop the student's processes; remove the rules, tables and sysctl
@@ -279,9 +282,24 @@ def readable(folders: list) -> None:
                 pass
 
 
+def watch(mark: str, workdir: str, events: str, out: str, seconds: float) -> None:
+    tmp = out + ".tmp"
+    while os.path.isdir(os.path.dirname(out) or "."):
+        data = json.dumps(facts(mark, workdir, events))
+        try:
+            with open(tmp, "w") as f:
+                f.write(data)
+            os.replace(tmp, out)
+        except OSError:
+            return  # the lab's folder went with its teardown
+        time.sleep(seconds)
+
+
 def main(args: list) -> None:
     if args[:1] == ["facts"] and len(args) == 4:
         print(json.dumps(facts(args[1], args[2], args[3])))
+    elif args[:1] == ["watch"] and len(args) == 6:
+        watch(args[1], args[2], args[3], args[4], float(args[5]))
     elif args[:1] == ["baseline"] and len(args) == 2:
         baseline(args[1])
     elif args[:1] == ["now"] and len(args) == 1:
