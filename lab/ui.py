@@ -30,6 +30,10 @@ class Sink:
     def error(self, text: str) -> None:
         console.print(f"[bold red]error:[/bold red] {escape(text)}")
 
+    def rule(self, text: str) -> None:
+        """A heading between parts of the work (a sweep's runs)."""
+        console.rule(escape(text))
+
     def relay(self, line: str) -> None:
         """A progress line another process printed (a hands-on lab's keeper), shown as it is."""
         console.print(escape(line), soft_wrap=True)
@@ -66,6 +70,10 @@ def error(text: str) -> None:
 
 def relay(line: str) -> None:
     _sink.relay(line)
+
+
+def rule(text: str) -> None:
+    _sink.rule(text)
 
 
 def stage(name: str) -> None:

@@ -66,6 +66,10 @@ class EventSink(ui.Sink):
         super().error(text)
         self._write("error", text)
 
+    def rule(self, text: str) -> None:
+        super().rule(text)
+        self._write("progress", text)
+
     def relay(self, line: str) -> None:
         super().relay(line)
         text = TIMED.sub("", line.strip())

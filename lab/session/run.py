@@ -122,7 +122,7 @@ def series(lab: str, folder: Path, parameter: str, runs: list[SeriesRun], progre
     outcome = DONE
     progress(finished)
     for i, r in enumerate(runs):
-        ui.console.rule(f"run {i + 1} of {len(runs)}: {r.label}{r.detail}")
+        ui.rule(f"run {i + 1} of {len(runs)}: {r.label}{r.detail}")
         sub = folder / r.folder
         try:
             backend, ex = r.start()
@@ -142,7 +142,7 @@ def series(lab: str, folder: Path, parameter: str, runs: list[SeriesRun], progre
         if outcome == INTERRUPTED:
             interrupted(lab, sub)
             break
-    ui.console.rule(f"comparison: {parameter}")
+    ui.rule(f"comparison: {parameter}")
     try:
         passed = comparison.compare(folder, sweepfile.read(folder))
     except KeyboardInterrupt:
