@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from .. import ui
+from ..errors import LabError
 from ..handson import record
 from ..naming import check_lab_name
 from ..session import handson

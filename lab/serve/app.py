@@ -139,10 +139,14 @@ def _full(server: Server, lab: dict[str, Any]) -> dict[str, Any]:
 def build(server: Server, lifespan=None) -> Starlette:
     """The application, for uvicorn; `lifespan` runs the supervisor beside it."""
 
-    def guarded(handler, csrf: bool = False):
+    def guarded(handler, csrf: bool = False, instructor: bool = False):
+        """The handler called with the caller; `instructor`: for the instructor alone (404 to anyone else, as
+        a route that is not there); `csrf`: a cookie-borne request must repeat the CSRF token."""
         async def endpoint(request: Request) -> Response:
             try:
                 user, by_cookie = _who(server, request)
+                if instructor and not user.instructor:
+                    raise Denied(404, "not found")
                 if csrf and by_cookie and not server.users.csrf_ok(user, request.headers.get("x-csrf-token")):
                     raise Denied(403, "missing or wrong X-CSRF-Token header (GET /api/me gives it)")
                 response = await handler(request, user)
@@ -361,8 +365,6 @@ def build(server: Server, lifespan=None) -> Starlette:
           202:
             description: the lab is being ended (a hands-on one finished and judged, an automated one interrupted)
         """
-        if not user.instructor:
-            raise Denied(404, "not found")
         lab = _lab_for(server, user, request.path_params["id"])
         if lab["state"] not in ACTIVE:
             raise Denied(409, f"lab {lab['id']} is {lab['state']}")
@@ -429,8 +431,6 @@ def build(server: Server, lifespan=None) -> Starlette:
           200:
             description: server-sent events (instructor), every lab each time one changes
         """
-        if not user.instructor:
-            raise Denied(404, "not found")
 
         return _sse(request, server.class_snapshot)
 
@@ -460,8 +460,6 @@ def build(server: Server, lifespan=None) -> Starlette:
           200:
             description: (instructor) the class's results, a line per lab
         """
-        if not user.instructor:
-            raise Denied(404, "not found")
         return PlainTextResponse(views.class_csv(server.store.labs()), media_type="text/csv",
                                  headers={"Content-Disposition": f'attachment; filename="{server.klass.name}.csv"'})
 
@@ -471,8 +469,6 @@ def build(server: Server, lifespan=None) -> Starlette:
           200:
             description: (instructor) the class's results as JUnit XML, a test suite per student
         """
-        if not user.instructor:
-            raise Denied(404, "not found")
         return Response(views.class_junit(server.klass.name, server.users.names(), server.store.labs()), media_type="application/xml",
                         headers={"Content-Disposition": f'attachment; filename="{server.klass.name}.xml"'})
 
@@ -550,12 +546,12 @@ def build(server: Server, lifespan=None) -> Starlette:
         Route("/api/labs/{id}", guarded(delete_lab, csrf=True), methods=["DELETE"]),
         Route("/api/labs/{id}/finish", guarded(finish_lab, csrf=True), methods=["POST"]),
         Route("/api/labs/{id}/retry", guarded(retry_lab, csrf=True), methods=["POST"]),
-        Route("/api/labs/{id}/stop", guarded(stop_lab, csrf=True), methods=["POST"]),
+        Route("/api/labs/{id}/stop", guarded(stop_lab, csrf=True, instructor=True), methods=["POST"]),
         Route("/api/labs/{id}/files/{name}", guarded(lab_file)),
         Route("/api/labs/{id}/stream", guarded(lab_stream)),
-        Route("/api/class/stream", guarded(class_stream)),
-        Route("/api/class.csv", guarded(class_csv)),
-        Route("/api/class.xml", guarded(class_xml)),
+        Route("/api/class/stream", guarded(class_stream, instructor=True)),
+        Route("/api/class.csv", guarded(class_csv, instructor=True)),
+        Route("/api/class.xml", guarded(class_xml, instructor=True)),
         Route("/openapi.json", openapi, include_in_schema=False),
         WebSocketRoute("/ws/labs/{id}/terminal/{host}", terminal),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -96,7 +97,7 @@ class Supervisor:
 
     def _finish(self, lab: dict[str, Any]) -> None:
         if lab["state"] == "queued":
-            self.store.update(lab["id"], state="failed", error="stopped before it started", ended=time.time())
+            self._stop(lab, "stopped before it started")
         elif lab["state"] in ("starting", "running"):
             self._ask(lab, "finish" if lab["mode"] == "hands-on" and lab["state"] == "running" else "stop")
 
@@ -129,7 +130,7 @@ class Supervisor:
 
     def _signal(self, lab: dict[str, Any]) -> None:
         if lab.get("worker_pid") and procs.same_process(lab["worker_pid"], lab.get("worker_start")):
-            os.kill(lab["worker_pid"], 15)
+            os.kill(lab["worker_pid"], signal.SIGTERM)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -249,7 +250,7 @@ class Supervisor:
                     fields["stage"] = str(e.get("text", ""))[:300]
         if lab["mode"] == "hands-on":
             seen = self._picture(lab)
-            if seen is not None and seen[0] != lab["picture"]:
+            if seen is not None:
                 fields["picture"], fields["wire"] = seen
                 segments = (seen[1] or {}).get("segments") or []
                 if segments:
@@ -293,7 +294,8 @@ class Supervisor:
 
     def _picture(self, lab: dict[str, Any]) -> Optional[tuple[dict[str, Any], Optional[dict[str, Any]]]]:
         """A hands-on lab's steps, hosts and what the wire told (the picture), and its live view of the
-        wire, from its keeper's record while there is one (read again only when the keeper has written it since)."""
+        wire, from its keeper's record while there is one; None unless either changed since the last look
+        (the keeper writes its record every quarter of a second, mostly unchanged)."""
         path = state_dir(lab["lab"]) / record.FILE
         try:
             st = path.stat()
@@ -301,10 +303,9 @@ class Supervisor:
             return None
         seen = self._records.get(lab["id"])
         if seen is not None and seen[0] == (st.st_mtime, st.st_size):
-            return seen[1]
+            return None
         rec = record.load(lab["lab"])
         if rec is None or rec.status not in (record.READY, record.FINISHING):
-            self._records[lab["id"]] = ((st.st_mtime, st.st_size), None)
             return None
         steps = [{k: s.get(k) for k in ("do", "why", "host", "run", "done_at")} for s in rec.steps]
         # A terminal on the hosts the steps use: the observer, which holds the lab's own capture, only where a step is there.
@@ -313,7 +314,7 @@ class Supervisor:
         picture = ({"steps": steps, "hosts": hosts, "intro": rec.intro, "told": (rec.live or {}).get("events") or [],
                     "next": (rec.live or {}).get("next") or "", "ready_at": rec.ready_at}, (rec.live or {}).get("wire"))
         self._records[lab["id"]] = ((st.st_mtime, st.st_size), picture)
-        return picture
+        return picture if seen is None or seen[1] != picture else None
 
     def _ended(self, lab: dict[str, Any], outcome: Path) -> dict[str, Any]:
         try:

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
-from typing import Callable, Optional
+from typing import Callable
 
 from ..errors import LabError
 from ..onhost import procs
@@ -153,10 +153,6 @@ class Terminals:
             self._open[(lab_id, host)] = t
         return t
 
-    def existing(self, lab_id: str, host: str) -> Optional[Terminal]:
-        t = self._open.get((lab_id, host))
-        return t if t is not None and not t.closed else None
-
     def close_lab(self, lab_id: str) -> None:
         for key in [k for k in self._open if k[0] == lab_id]:
             self._open.pop(key).close()
@@ -165,6 +161,3 @@ class Terminals:
         for t in self._open.values():
             t.close()
         self._open.clear()
-
-    def labs(self) -> set[str]:
-        return {k[0] for k in self._open}

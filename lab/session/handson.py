@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from .. import backends, ui
 from ..backends import labstate
@@ -46,13 +46,12 @@ def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory
     ui.reset_clock()
     ui.stage("starting")
     backend = backends.get(backend_name, lab, inventory, accept_new_host_keys)
-    declared = exercise_mod.load(name, (), lab, addresses=backend.addresses()).parameters  # their types, for a list's commas
+    plain = exercise_mod.load(name, (), lab, addresses=backend.addresses())
     for item in sets:
         param, _, value = item.partition("=")
-        kind = declared.get(param.strip())
+        kind = plain.parameters.get(param.strip())  # its type: a string's commas are its own
         if "," in value and kind is not None and kind.type != "str":
             raise LabError(f"--set {item}: a hands-on lab takes one value per parameter; sweeps are for `invoke up`")
-    plain = exercise_mod.load(name, (), lab, addresses=backend.addresses())
     if plain.hands_on is None:
         raise LabError(f"{plain.file}: {plain.name} has no hands_on steps, so it cannot be done by hand: `invoke up {name}` runs it")
     given = {item.partition("=")[0].strip() for item in sets}

@@ -383,6 +383,8 @@ def test_sigkill_of_the_keeper_then_down_removes_the_persons_processes(person, t
     os.kill(rec["keeper"], signal.SIGKILL)
     time.sleep(0.5)
     assert f"{lab}: netns, left over" in " ".join(invoke("status").stdout.split())
+    watched = invoke("watch", "--lab", lab)  # one line saying why, not a traceback
+    assert watched.returncode == 2 and "keeper is gone" in watched.stderr and "Traceback" not in watched.stderr, watched.stderr
     r = invoke("down", "--lab", lab)
     assert r.returncode == 0, r.stdout + r.stderr
     assert_lab_gone(lab, [rec["keeper"], *map(int, ps)])
