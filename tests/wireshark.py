@@ -21,11 +21,12 @@ FIELDS = {
     "window_update": "tcp.analysis.window_update",
     "window_full": "tcp.analysis.window_full",
     "retransmission": "tcp.analysis.retransmission",
+    "fast_retransmission": "tcp.analysis.fast_retransmission",
     "out_of_order": "tcp.analysis.out_of_order",
     "reset": "tcp.flags.reset",
 }
 COMPARED = ["keep_alive", "zero_window", "zero_window_probe", "window_update", "window_full", "retransmission",
-            "out_of_order", "reset"]
+            "fast_retransmission", "out_of_order", "reset"]
 
 
 def tshark_flags(path: Path) -> dict[int, set[str]]:
@@ -66,7 +67,9 @@ def our_flags(path: Path) -> dict[int, set[str]]:
             "zero_window_probe": has(tf.RFC_ZERO_WINDOW_PROBE),
             "window_update": has(tf.WINDOW_UPDATE),
             "window_full": has(tf.WINDOW_FULL),
-            "retransmission": has(tf.RETRANSMISSION),
+            # Our SYN, tail-loss-probe and RTO labels refine Wireshark's retransmission; they are never without it.
+            "retransmission": has(tf.RETRANSMISSION) | has(tf.SYN_RETRANSMISSION) | has(tf.TAIL_LOSS_PROBE) | has(tf.RTO_RETRANSMISSION),
+            "fast_retransmission": has(tf.FAST_RETRANSMISSION),
             "out_of_order": has(tf.OUT_OF_ORDER),
             "reset": has(tf.RST_),
         }

@@ -168,6 +168,220 @@ class PersistModel:
         return list(range(certain, due + 1))
 
 
+def to_jiffies(seconds: float, hz: Optional[int]) -> float:
+    """A duration rounded up to whole jiffies, as usecs_to_jiffies and msecs_to_jiffies do."""
+    j = jiffy(hz)
+    return math.ceil(seconds / j - 1e-9) * j
+
+
+def backoff_boundary(retries: int, rto_base: float, rto_max: float = TCP_RTO_MAX) -> float:
+    """tcp_model_timeout: the time `retries` doublings of `rto_base` take, the part past rto_max counted
+    at rto_max. tcp_retries2 and tcp_syn_retries are this time, not a count of retransmissions."""
+    thresh = int(math.log2(rto_max / rto_base))  # ilog2(TCP_RTO_MAX / rto_base)
+    if retries <= thresh:
+        return ((2 << retries) - 1) * rto_base
+    return ((2 << thresh) - 1) * rto_base + (retries - thresh) * rto_max
+
+
+@dataclass(frozen=True)
+class RetransmitModel:
+    """Data in flight to a peer that went silent (tcp_retransmit_timer, tcp_write_timeout), times from
+    the send of the data nobody acknowledges.
+
+    A tail loss probe first (the PTO: 2 x SRTT plus the RTO floor with one segment out, no later than
+    the RTO), then RTO retransmissions: the first one an RTO after the probe, each later one twice the
+    interval before, capped at rto_max. The connection is aborted, without an RST, at the first RTO
+    expiry at which the time since the first RTO retransmission reaches the boundary: tcp_retries2's
+    modelled time (backoff_boundary with a 200 ms base), or the user timeout U, whose last timer is
+    clamped to end at exactly first RTO retransmission + U (tcp_clamp_rto_to_user_timeout).
+    """
+
+    rto: float  # seconds, the RTO when the data was sent (TCP_INFO's tcpi_rto)
+    srtt: float  # seconds (TCP_INFO's tcpi_rtt)
+    retries2: int
+    user_timeout_ms: int
+    hz: Optional[int]
+    rto_min: float = TCP_RTO_MIN
+    rto_max: float = TCP_RTO_MAX
+    tlp: bool = True  # net.ipv4.tcp_early_retrans >= 3 (the default) sends the probe
+    measure_slack: float = 0.001
+
+    @property
+    def pto(self) -> float:
+        return min(to_jiffies(2 * self.srtt, self.hz) + self.rto_min, self.rto)
+
+    @property
+    def boundary(self) -> float:
+        """Seconds after the first RTO retransmission at or past which the connection is aborted."""
+        if self.user_timeout_ms > 0:
+            return self.user_timeout_ms / 1000.0
+        return backoff_boundary(self.retries2, TCP_RTO_MIN, self.rto_max)
+
+    def intervals(self, n: int) -> list[float]:
+        """Nominal intervals before each of the first n expiries (the probe's first, if any)."""
+        out = [self.pto] if self.tlp else []
+        k = 0
+        while len(out) < n:
+            out.append(min(self.rto * (1 << min(k, 30)), self.rto_max))
+            k += 1
+        return out[:n]
+
+    def _expiries(self) -> tuple[list[float], list[float], list[float]]:
+        """Every RTO expiry up to the abort: nominal times, the lateness they may have accumulated,
+        and each one's interval (from the probe, or the send without one)."""
+        first = 1 if self.tlp else 0
+        ivs = self.intervals(first + 64)
+        times, late, gaps = [], [], []
+        t = lt = 0.0
+        for k, iv in enumerate(ivs):
+            t += iv
+            lt += timer_lateness(iv, self.hz)
+            if k < first:
+                continue
+            times.append(t)
+            late.append(lt)
+            gaps.append(iv)
+            if t - times[0] >= self.boundary:
+                break
+        return times, late, gaps
+
+    def retransmission_counts(self) -> list[int]:
+        """How many RTO retransmissions come before the abort: expiries whose time since the first one
+        is below the boundary; one within timer slack of it may or may not be sent."""
+        times, late, _ = self._expiries()
+        e1 = times[0]
+        nominal = sum(1 for t in times if t - e1 < self.boundary)
+        if self.user_timeout_ms > 0:
+            return [nominal]  # the last timer is clamped to the boundary itself
+        earliest = sum(1 for t, lt in zip(times, late) if t - e1 + (lt - late[0]) < self.boundary)
+        return list(range(earliest, nominal + 1))
+
+    def retransmission_times(self, n: int) -> list[float]:
+        times, _, _ = self._expiries()
+        return times[:n]
+
+    def probe(self) -> Window:
+        p = self.pto
+        return Window(p, p - self.jiffy - self.measure_slack, p + timer_lateness(p, self.hz) + self.measure_slack)
+
+    def interval(self, nominal: float) -> Window:
+        return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(nominal, self.hz) + self.measure_slack)
+
+    @property
+    def jiffy(self) -> float:
+        return jiffy(self.hz)
+
+    def abort(self, retransmissions: int, first_rto: float) -> Window:
+        """When the connection is aborted, from the send, given the measured first RTO retransmission
+        (the kernel's clock for the boundary starts there)."""
+        if self.user_timeout_ms > 0:
+            # the clamped timer: what is left of U, in whole jiffies, plus its lateness
+            u = self.user_timeout_ms / 1000.0
+            nominal = first_rto + u
+            return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(u, self.hz) + 2 * self.jiffy + self.measure_slack)
+        times, late, gaps = self._expiries()
+        k = min(retransmissions, len(times) - 1)
+        nominal = first_rto + (times[k] - times[0])
+        return Window(nominal, nominal - self.measure_slack, nominal + (late[k] - late[0]) + self.measure_slack)
+
+
+TCP_TIMEOUT_INIT = 1.0  # the first SYN's RTO
+
+
+@dataclass(frozen=True)
+class SynRetryModel:
+    """connect() to a peer that never answers (tcp_retransmit_timer and tcp_write_timeout in SYN-SENT).
+
+    SYNs are resent from a 1 s initial RTO; on kernels with net.ipv4.tcp_syn_linear_timeouts (6.18
+    here; `linear` is 0 where the sysctl does not exist) the first `linear` retransmissions keep that
+    RTO and only then it doubles. connect() fails with ETIMEDOUT at the first SYN timer expiry where
+    the retransmissions reach syn_retries (TCP_SYNCNT, else tcp_syn_retries) + linear, or, where the
+    kernel also has the time limit (`time_limit`), the time since the first SYN reaches
+    backoff_boundary(syn_retries, 1 s); a user timeout U ends it at the first SYN + U instead when
+    that comes first (`user_timeout_applies`).
+    """
+
+    syn_retries: int
+    linear: int
+    user_timeout_ms: int
+    hz: Optional[int]
+    time_limit: bool = True
+    user_timeout_applies: bool = True
+    measure_slack: float = 0.001
+
+    def _interval(self, k: int) -> float:
+        """Before retransmission k (1-based)."""
+        doublings = max(0, k - 1 - self.linear)
+        return min(TCP_TIMEOUT_INIT * (1 << min(doublings, 30)), TCP_RTO_MAX)
+
+    @property
+    def time_boundary(self) -> float:
+        return backoff_boundary(self.syn_retries, TCP_TIMEOUT_INIT)
+
+    @property
+    def user_timeout(self) -> Optional[float]:
+        return self.user_timeout_ms / 1000.0 if self.user_timeout_ms > 0 and self.user_timeout_applies else None
+
+    def outcome(self) -> tuple[int, float, str]:
+        """(SYN retransmissions, nominal failure time from the first SYN, what ended it)."""
+        t, k = 0.0, 0
+        while True:
+            t_next = t + self._interval(k + 1)
+            u = self.user_timeout
+            if u is not None and t_next >= u:
+                return k, u, f"the user timeout ({self.user_timeout_ms} ms)"
+            t = t_next
+            if k >= self.syn_retries + self.linear:
+                return k, t, f"the count ({self.syn_retries} retries + {self.linear} linear = {self.syn_retries + self.linear} retransmissions)"
+            if self.time_limit and t >= self.time_boundary:
+                return k, t, f"the time limit ((2 << {self.syn_retries}) - 1) x 1 s = {self.time_boundary:g} s"
+            k += 1
+
+    def syn_times(self) -> list[float]:
+        """Nominal times of the SYN retransmissions, from the first SYN."""
+        n, _, _ = self.outcome()
+        out, t = [], 0.0
+        for k in range(1, n + 1):
+            t += self._interval(k)
+            out.append(t)
+        return out
+
+    def interval(self, k: int) -> Window:
+        nominal = self._interval(k)
+        return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(nominal, self.hz) + self.measure_slack)
+
+    def failure(self) -> Window:
+        n, at, _ = self.outcome()
+        late = sum(timer_lateness(self._interval(k), self.hz) for k in range(1, n + 2))
+        if self.user_timeout is not None and at == self.user_timeout:
+            late = timer_lateness(at, self.hz) + 2 * jiffy(self.hz)
+        return Window(at, at - self.measure_slack, at + late + self.measure_slack)
+
+    def textbook(self) -> list[float]:
+        """tcp(7) and the textbook: 1, 3, 7, 15 ... s, tcp_syn_retries retransmissions."""
+        return [float((2 << k) - 1) for k in range(self.syn_retries)]
+
+
+# The delayed-ACK timer: TCP_DELACK_MIN is HZ/25 jiffies (40 ms at every HZ), and a receiver in
+# ping-pong mode (it has answered before) holds each ACK that long; quick-ACK mode at a connection's start
+# acknowledges at once.
+TCP_DELACK_MIN = 0.040
+
+
+def delayed_ack(hz: Optional[int], slack: float = 0.001) -> Window:
+    """The wait a delayed ACK adds, as seen on the wire: the 40 ms timer plus its lateness."""
+    return Window(TCP_DELACK_MIN, TCP_DELACK_MIN - slack, TCP_DELACK_MIN + timer_lateness(TCP_DELACK_MIN, hz) + slack)
+
+
+# TIME_WAIT: TCP_TIMEWAIT_LEN, fixed at build time (no sysctl; tcp_fin_timeout is FIN_WAIT2's).
+TCP_TIMEWAIT_LEN = 60.0
+
+
+def time_wait(hz: Optional[int], slack: float = 0.001) -> Window:
+    """How long the side that closed first keeps its TIME_WAIT socket: 60 s, reaped by a timer of that length."""
+    return Window(TCP_TIMEWAIT_LEN, TCP_TIMEWAIT_LEN - slack, TCP_TIMEWAIT_LEN + timer_lateness(TCP_TIMEWAIT_LEN, hz) + slack)
+
+
 def textbook_persist_schedule(until: float) -> list[float]:
     out, t, k = [], 0.0, 0
     while k < 64:

@@ -44,6 +44,7 @@ class Segment(NamedTuple):
     win: int  # raw window field, not yet scaled
     plen: int  # payload length from the IP header, so a short snaplen does not hide data
     wscale: Optional[int]  # window scale option, on SYN segments only
+    mss: Optional[int] = None  # MSS option, on SYN segments only
 
 
 @dataclass
@@ -63,16 +64,21 @@ class SegmentTable:
     plen: np.ndarray  # int64
     wscale: np.ndarray  # int64, -1 where absent or not a SYN
     addresses: list  # id -> text address
+    mss: np.ndarray = None  # int64, -1 where absent or not a SYN (None: all absent)
+
+    def __post_init__(self) -> None:
+        if self.mss is None:
+            self.mss = np.full(len(self.index), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def segment(self, i: int) -> Segment:
-        ws = int(self.wscale[i])
+        ws, mss = int(self.wscale[i]), int(self.mss[i])
         return Segment(
             int(self.index[i]), float(self.ts[i]), self.addresses[self.src[i]], int(self.sport[i]),
             self.addresses[self.dst[i]], int(self.dport[i]), int(self.seq[i]), int(self.ack[i]),
-            int(self.flags[i]), int(self.win[i]), int(self.plen[i]), ws if ws >= 0 else None,
+            int(self.flags[i]), int(self.win[i]), int(self.plen[i]), ws if ws >= 0 else None, mss if mss >= 0 else None,
         )
 
 
@@ -270,20 +276,24 @@ def _tcp(buf, w: _Words, b, starts, lengths, net, etype, ok, index, ts) -> Segme
         return out
 
     wscale = np.full(len(rows), -1, dtype=np.int64)
+    mss = np.full(len(rows), -1, dtype=np.int64)
     for k in np.nonzero(flags & SYN)[0].tolist():  # options are parsed on SYNs only: few
-        ws = _window_scale(buf, int(t[k]) + 20, min(int(t[k] + thl[k]), int(end[rows[k]])))
+        ws, ms = _syn_options(buf, int(t[k]) + 20, min(int(t[k] + thl[k]), int(end[rows[k]])))
         if ws is not None:
             wscale[k] = ws
+        if ms is not None:
+            mss[k] = ms
     return SegmentTable(
         index=index[rows], ts=ts[rows], src=address_ids(12, 8), dst=address_ids(16, 24),
         sport=ports >> 16, dport=ports & 0xFFFF, seq=w.u32(t + 4), ack=w.u32(t + 8),
         flags=flags, win=doff_flags_win & 0xFFFF,
-        plen=np.maximum(0, ip_payload[rows] - thl), wscale=wscale, addresses=addresses,
+        plen=np.maximum(0, ip_payload[rows] - thl), wscale=wscale, addresses=addresses, mss=mss,
     )
 
 
-def _window_scale(data: bytes, start: int, end: int) -> Optional[int]:
-    i = start
+def _syn_options(data: bytes, start: int, end: int) -> tuple[Optional[int], Optional[int]]:
+    """The window scale and MSS options of a SYN's option bytes (None where absent)."""
+    i, ws, mss = start, None, None
     while i < end:
         kind = data[i]
         if kind == 0:
@@ -295,8 +305,10 @@ def _window_scale(data: bytes, start: int, end: int) -> Optional[int]:
             break
         length = data[i + 1]
         if kind == 3 and length == 3 and i + 2 < end:
-            return data[i + 2]
+            ws = data[i + 2]
+        if kind == 2 and length == 4 and i + 3 < end:
+            mss = (data[i + 2] << 8) | data[i + 3]
         if length < 2:
             break
         i += length
-    return None
+    return ws, mss

@@ -32,16 +32,32 @@ LABELS = [
     "syn", "syn_ack", "data", "ack", "fin", "rst", "keepalive", "keepalive_ack", "zero_window",
     "zero_window_probe", "zero_window_probe_ack", "window_update", "retransmission", "window_full",
     "rfc_zero_window_probe", "out_of_order",
+    # Timers behind a segment (lab/analysis/tcpflow.py's _timer_labels): not Wireshark's, except that
+    # all three kinds of resend below are also its `retransmission`, and a fast one its `fast_retransmission`.
+    "syn_retransmission", "tail_loss_probe", "rto_retransmission", "fast_retransmission", "delayed_ack", "nagle_held",
 ]
 BIT = {name: 1 << i for i, name in enumerate(LABELS)}
 (SYN_, SYN_ACK, DATA, PURE_ACK, FIN_, RST_, KEEPALIVE, KEEPALIVE_ACK, ZERO_WINDOW,
  ZERO_WINDOW_PROBE, ZERO_WINDOW_PROBE_ACK, WINDOW_UPDATE, RETRANSMISSION, WINDOW_FULL,
- RFC_ZERO_WINDOW_PROBE, OUT_OF_ORDER) = LABELS
+ RFC_ZERO_WINDOW_PROBE, OUT_OF_ORDER, SYN_RETRANSMISSION, TAIL_LOSS_PROBE, RTO_RETRANSMISSION, FAST_RETRANSMISSION,
+ DELAYED_ACK, NAGLE_HELD) = LABELS
 
 # Wireshark's out-of-order window when the handshake was not seen (packet-tcp.c: 3 ms).
 DEFAULT_REORDER_WINDOW = 0.003
 # Wireshark's fast retransmission: at least two duplicate ACKs, and the segment within 20 ms of the last.
 FAST_RETRANSMIT_DUPACKS, FAST_RETRANSMIT_WITHIN = 2, 0.020
+# A pure ACK of data is "delayed" when it left at least this long (beyond the first round trip) after
+# the data it acknowledges: Linux's shortest delayed-ACK timer is TCP_DELACK_MIN, 40 ms (HZ/25 jiffies at
+# any HZ), and a timer never fires early; the margin below 40 ms is for the capture's clock.
+DELAYED_ACK_AT_LEAST = 0.035
+# A small segment held by Nagle leaves as soon as the ACK of the earlier small segment arrives: within
+# this long of it in the sender's capture (the time to wake the sender's softirq), or one first round
+# trip later where the capture was taken elsewhere.
+NAGLE_RELEASE_WITHIN = 0.002
+# A first resend followed by the next one this much later or sooner than twice its own delay is not the
+# start of an RTO doubling: a tail loss probe (whose timer, the PTO, is about the RTO with one segment
+# out), not the first RTO retransmission.
+RTO_DOUBLING_AT_LEAST = 1.5
 
 
 @dataclass(frozen=True)
@@ -308,7 +324,87 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     labels |= np.where(answers & (window != 0), BIT[KEEPALIVE_ACK], 0)
     labels |= np.where(bare & ~answers & ~update, BIT[PURE_ACK], 0)
     labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
+    labels |= np.where((labels & BIT[RETRANSMISSION] != 0) & fast, BIT[FAST_RETRANSMISSION], 0)
+    labels |= _timer_labels(t, rows, from_server, flags, ts, plen, rel_seq, rel_ack, labels, nxt_before, nxt_time,
+                            peer_ack, _reorder_window(flags, ts))
     return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
+
+
+def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, flags: np.ndarray, ts: np.ndarray,
+                  plen: np.ndarray, rel_seq: np.ndarray, rel_ack: np.ndarray, labels: np.ndarray,
+                  nxt_before: np.ndarray, nxt_time: np.ndarray, peer_ack: np.ndarray, rtt: np.ndarray) -> np.ndarray:
+    """The labels that name the timer behind a segment: a SYN resent (the SYN timer), a tail loss probe
+    and RTO retransmissions (the retransmission timer), a delayed ACK (the receiver's delayed-ACK
+    timer), and a small segment Nagle held until the peer acknowledged the one before it.
+
+    Read from the wire alone, as Linux sends them (tcp_timer.c, tcp_output.c):
+    - after a silent spell, the first resend of data is a tail loss probe when it resends the last
+      segment sent (the PTO resends the tail; an RTO resends SND.UNA) and either that is not the first
+      unacknowledged byte, or the next resend follows it sooner than an RTO doubling would; every other
+      resend in the spell (no new acknowledgement between them) is an RTO retransmission;
+    - a pure ACK of the peer's data is delayed when it left DELAYED_ACK_AT_LEAST after that data (less
+      the first round trip), with nothing sent by its side in between;
+    - a small data segment is Nagle-held when the side's previous segment of new data was small and
+      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it.
+    """
+    out = np.zeros(len(rows), dtype=np.int64)
+    syn_only = (flags & (SYN | ACK)) == SYN
+    resent = (labels & BIT[RETRANSMISSION]) != 0
+    out |= np.where(syn_only & resent, BIT[SYN_RETRANSMISSION], 0)
+
+    # Resends of data or FIN, by spell: one side, no new acknowledgement from the peer since.
+    fast = (labels & BIT[FAST_RETRANSMISSION]) != 0
+    candidates = np.flatnonzero(resent & ~syn_only & ~fast & ((flags & RST) == 0))
+    spells: dict[tuple[bool, int], list[int]] = {}
+    for k in candidates.tolist():
+        spells.setdefault((bool(from_server[k]), int(peer_ack[k])), []).append(k)
+    synfin = ((flags & (SYN | FIN)) != 0).astype(np.int64)
+    for (_, acked), ks in spells.items():
+        first = ks[0]
+        tail = rel_seq[first] + plen[first] + synfin[first] == nxt_before[first]
+        head = rel_seq[first] <= max(acked, 0)
+        probe = False
+        if tail and not head:
+            probe = True
+        elif tail and len(ks) > 1:
+            waited = ts[first] - nxt_time[first]
+            probe = waited > 0 and ts[ks[1]] - ts[first] < RTO_DOUBLING_AT_LEAST * waited
+        out[first] |= BIT[TAIL_LOSS_PROBE] if probe else BIT[RTO_RETRANSMISSION]
+        for k in ks[1:]:
+            out[k] |= BIT[RTO_RETRANSMISSION]
+
+    pos = np.arange(len(rows))
+    sides = (~from_server, from_server)
+    data = (labels & BIT[DATA]) != 0
+    new_data = data & ~resent & ((labels & BIT[OUT_OF_ORDER]) == 0)
+    pure = (labels & (BIT[PURE_ACK] | BIT[WINDOW_UPDATE])) != 0
+    # Delayed ACKs: the peer's last data segment before the ACK, its end, its time; the side's own last segment.
+    end = rel_seq + plen
+    peer_data_end = np.where(from_server, *[_last_before(mine & data, end, pos) for mine in sides])
+    peer_data_ts = np.where(from_server, *[_last_before(mine & data, ts, pos) for mine in sides])
+    peer_data_at = np.where(from_server, *[_prev_index(mine & data, pos) for mine in sides])
+    own_prev = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
+    covers = pure & (peer_data_at >= 0) & (rel_ack >= peer_data_end) & (own_prev < peer_data_at)
+    held = ts - peer_data_ts - np.maximum(rtt, 0)
+    out |= np.where(covers & (held >= DELAYED_ACK_AT_LEAST), BIT[DELAYED_ACK], 0)
+
+    # Nagle: the MSS is the smaller of the two SYNs' options (unknown without both: no label).
+    mss_seen = t.mss[rows][(flags & SYN) != 0]
+    mss_seen = mss_seen[mss_seen > 0]
+    if len(mss_seen) >= 2:
+        mss = int(mss_seen.min())
+        own_new_at = np.where(from_server, _prev_index(from_server & new_data, pos), _prev_index(~from_server & new_data, pos))
+        pa = np.where(from_server, _prev_index(~from_server & ((flags & ACK) != 0), pos), _prev_index(from_server & ((flags & ACK) != 0), pos))
+        pa_safe = np.maximum(pa, 0)
+        # The peer's ACK before that one: it had not yet acknowledged the previous small segment.
+        pa_before = np.where(pa >= 0, np.where(from_server, *[_prev_index(mine & ((flags & ACK) != 0), pos) for mine in sides])[pa_safe], -1)
+        prev_safe = np.maximum(own_new_at, 0)
+        nagle = (new_data & (plen < mss) & (own_new_at >= 0) & (plen[prev_safe] < mss) & (pa >= 0) & pure[pa_safe]
+                 & (pa > own_new_at) & (rel_ack[pa_safe] == rel_seq)
+                 & ((pa_before < 0) | (rel_ack[np.maximum(pa_before, 0)] < rel_seq) | (pa_before < own_new_at))
+                 & (ts - ts[pa_safe] <= NAGLE_RELEASE_WITHIN + np.maximum(rtt, 0)))
+        out |= np.where(nagle, BIT[NAGLE_HELD], 0)
+    return out
 
 
 def _reorder_window(flags: np.ndarray, ts: np.ndarray) -> np.ndarray:

@@ -188,14 +188,39 @@ class Backend(ABC):
     # the chain removes every rule the lab added and nothing else.
     def firewall_drop(self, host: str, chain: str, protocol: str, port: int) -> list[list[str]]:
         """Drops every packet to or from `port` on the host, in both directions. Returns the commands run."""
+        commands = self._ensure_chain(host, chain)
+        p = str(port)
+        drops = [["iptables", "-w", "-A", chain, "-p", protocol, side, p, "-j", "DROP"] for side in ("--dport", "--sport")]
+        for argv in drops:
+            self.run(host, argv)
+        return commands + drops
+
+    def forget_connections(self, host: str, chain: str, port: int) -> tuple[list[list[str]], int]:
+        """Destroys the host's established TCP sockets of `port` (local side) without a packet leaving:
+        the RST that tcp_abort sends is dropped on the way out. Returns the commands run and how many
+        sockets were destroyed."""
+        self._ensure_chain(host, chain)
+        drop = ["-p", "tcp", "--sport", str(port), "-j", "DROP"]
+        listed = ["ss", "-H", "-tn", "state", "established", f"( sport = :{port} )"]
+        before = self.run(host, listed).stdout.strip().splitlines()
+        commands = [["iptables", "-w", "-I", chain, *drop], ["ss", "-K", "-tn", "state", "established", f"( sport = :{port} )"]]
+        for argv in commands:
+            self.run(host, argv)
+        after = self.run(host, listed).stdout.strip().splitlines()
+        undo = ["iptables", "-w", "-D", chain, *drop]
+        self.run(host, undo)
+        if after:
+            raise LabError(f"`ss -K` left {len(after)} connection(s) of port {port} on {host}: its kernel cannot destroy sockets "
+                           "(CONFIG_INET_DIAG_DESTROY); use a kernel that has it")
+        return commands + [undo], len(before)
+
+    def _ensure_chain(self, host: str, chain: str) -> list[list[str]]:
+        """The lab's own iptables chain on the host, hooked into INPUT and OUTPUT (made if missing)."""
         commands = []
         if self.run(host, ["iptables", "-w", "-n", "-L", chain], check=False).returncode != 0:
             commands.append(["iptables", "-w", "-N", chain])
             commands.append(["iptables", "-w", "-I", "INPUT", "-j", chain])
             commands.append(["iptables", "-w", "-I", "OUTPUT", "-j", chain])
-        p = str(port)
-        commands.append(["iptables", "-w", "-A", chain, "-p", protocol, "--dport", p, "-j", "DROP"])
-        commands.append(["iptables", "-w", "-A", chain, "-p", protocol, "--sport", p, "-j", "DROP"])
         for argv in commands:
             self.run(host, argv)
         return commands

@@ -12,6 +12,7 @@ from ..analysis.context import Context
 from ..spec import functions
 from . import hints
 from . import keepalive, latency, lost_update, persist, states, student  # noqa: F401  (importing registers the checks)
+from . import half_open, nagle, retransmission, syn_retries, time_wait  # noqa: F401
 from .result import CheckResult
 
 # What a check that could not run shows as observed, and what it needed.

@@ -16,6 +16,14 @@ TCP_SYSCTLS = [
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_retries2",
     "net.ipv4.tcp_invalid_ratelimit",
+    "net.ipv4.tcp_syn_retries",
+    "net.ipv4.tcp_syn_linear_timeouts",  # 6.18 here; absent (None) on older kernels
+    "net.ipv4.tcp_early_retrans",
+    "net.ipv4.tcp_rto_min_us",
+    "net.ipv4.tcp_rto_max_ms",
+    "net.ipv4.tcp_autocorking",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_fin_timeout",
 ]
 VERSION_COMMANDS = {
     "tcpdump": ["tcpdump", "--version"],

@@ -153,3 +153,18 @@ def _request_socket_ms(flow: tf.Flow) -> Optional[float]:
         return None
     acks = [k for k in flow.where(sender=tf.CLIENT, after=syn.ts) if flow.flags[k] & ACK and flow.rel_ack[k] == 1]
     return _ms(syn.ts, float(flow.ts[acks[0]])) if acks else None
+
+
+# --- retransmission-timeout ---
+
+
+# --- syn-retries ---
+
+
+# --- nagle-delayed-ack ---
+
+
+# --- time-wait ---
+
+
+# --- half-open ---

@@ -46,6 +46,20 @@ class ResultsFolder:
                 if isinstance(i, dict)]
         return max([float(x) for x in late if isinstance(x, (int, float))], default=0.0)
 
+    def sysctl(self, host: str, name: str) -> Optional[int]:
+        """A TCP sysctl as the host's network namespace had it when the run began (manifest "sysctls");
+        None where the kernel has no such sysctl or the folder does not say."""
+        value = ((self.manifest.get("sysctls") or {}).get(host) or {}).get(name)
+        try:
+            return int(str(value).split()[0]) if value is not None else None
+        except (ValueError, IndexError):
+            return None
+
+    @property
+    def kernel_release(self) -> str:
+        """The capturing machine's kernel release ("6.18.15+deb14-amd64"), "" where unknown."""
+        return str((self.manifest.get("kernel") or {}).get("release") or "")
+
     @property
     def hz(self) -> Optional[int]:
         """The capturing machine's HZ; None when it was unknown (the model then takes the widest tolerance)."""

@@ -16,14 +16,14 @@ from ..topology import Topology
 from ..yamlfile import Fields
 from .base import HOST, MAPPING, NUMBER, PORT, PROGRAM, Capture, Program, Scenario, Step, StepKind
 from .captures import CaptureStep, Collect, StopCaptures
-from .network import BridgeDrop, BridgeRestore, Firewall, Impair, Unimpair
+from .network import BridgeDrop, BridgeRestore, Firewall, Forget, Impair, Unimpair
 from .programs import Start, Stop
 from .tracing import TraceStates
 from .waits import Sleep, Wait, WaitExit
 
 KINDS: dict[str, StepKind] = {k.name: k() for k in (
     CaptureStep, Start, Wait, Firewall, WaitExit, Stop, StopCaptures, Sleep, Collect,
-    BridgeDrop, BridgeRestore, Impair, Unimpair, TraceStates,
+    BridgeDrop, BridgeRestore, Impair, Unimpair, TraceStates, Forget,
 )}
 
 

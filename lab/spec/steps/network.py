@@ -38,6 +38,23 @@ class Firewall(StepKind):
         entry["commands"] = run.hosts.firewall_drop(host, iptables_chain(run.hosts.lab), proto, port)
 
 
+class Forget(StepKind):
+    """The host loses its established connections of a port without a word, as a reboot would: its
+    outgoing packets of the port are dropped while `ss -K` destroys the sockets (tcp_abort sends an
+    RST of its own, which a rebooting host would not), then the drop is lifted, so the host answers
+    whatever comes next for those connections with a RST."""
+
+    name = "forget"
+    fields = {"host": HOST, "port": PORT}
+    required = ("host", "port")
+    tools = {"ss": "iproute2"}
+
+    def execute(self, run: Run, step: Step, entry: dict[str, Any]) -> None:
+        host, port = step.args["host"], int(step.args["port"])
+        ui.step(f"{host} forgets its connections of port {port} (sockets destroyed, nothing sent)")
+        entry["commands"], entry["destroyed"] = run.hosts.forget_connections(host, iptables_chain(run.hosts.lab), port)
+
+
 class BridgeDrop(StepKind):
     """Drops frames of a port from one host to another on the bridge a third host holds (on-path loss)."""
 

@@ -1,0 +1,2 @@
+"""Checks for the retransmission exercise (being written)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Checks for the syn_retries exercise (being written)."""
+from __future__ import annotations
