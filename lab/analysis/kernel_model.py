@@ -285,81 +285,181 @@ class RetransmitModel:
         return Window(nominal, nominal - self.measure_slack, nominal + (late[k] - late[0]) + self.measure_slack)
 
 
-TCP_TIMEOUT_INIT = 1.0  # the first SYN's RTO
+TCP_TIMEOUT_INIT = 1.0  # the first SYN's RTO (TCP_TIMEOUT_INIT; a BPF program could change it, none does here)
+
+
+@dataclass(frozen=True)
+class SynExpiry:
+    """One expiry of the SYN timer, on the path where every timer fires on time."""
+
+    retransmissions: int  # SYNs resent before this expiry
+    nominal: float  # seconds from the first SYN
+    late: float  # the most the timers up to this one can have added, together
+    interval: float  # the timer that ends here (clamped to the user timeout where it was)
+    clamped: bool  # the timer was cut short to end at the user timeout
 
 
 @dataclass(frozen=True)
 class SynRetryModel:
-    """connect() to a peer that never answers (tcp_retransmit_timer and tcp_write_timeout in SYN-SENT).
+    """connect() to a peer that never answers: tcp_retransmit_timer and tcp_write_timeout in SYN-SENT.
 
-    SYNs are resent from a 1 s initial RTO; on kernels with net.ipv4.tcp_syn_linear_timeouts (6.18
-    here; `linear` is 0 where the sysctl does not exist) the first `linear` retransmissions keep that
-    RTO and only then it doubles. connect() fails with ETIMEDOUT at the first SYN timer expiry where
-    the retransmissions reach syn_retries (TCP_SYNCNT, else tcp_syn_retries) + linear, or, where the
-    kernel also has the time limit (`time_limit`), the time since the first SYN reaches
-    backoff_boundary(syn_retries, 1 s); a user timeout U ends it at the first SYN + U instead when
-    that comes first (`user_timeout_applies`).
+    Times count from the first SYN (tcp_connect sets retrans_stamp there). The SYN timer starts at 1 s.
+    On kernels with net.ipv4.tcp_syn_linear_timeouts (6.5 and later; 4 by default) the RTO stays at 1 s
+    for that many retransmissions and doubles after; before 6.5 (`linear` 0) it doubles from the first.
+    At each expiry, in this order (tcp_write_timeout):
+    - the count: expired when the SYNs resent reach `syn_retries` (TCP_SYNCNT, else tcp_syn_retries)
+      plus `linear`;
+    - a time, checked only once a SYN was resent (retransmits_timed_out): with TCP_USER_TIMEOUT U, the
+      time since the first SYN reaches U; without, it reaches backoff_boundary(syn_retries, 1 s), the
+      time syn_retries doublings of 1 s take ((2 << r) - 1 s). U *replaces* that limit, so a large U
+      lets a connect run past it, up to the count.
+    Every re-armed timer is clamped to what is left of U (tcp_clamp_rto_to_user_timeout), so the user
+    timeout ends the connect at U itself; the first SYN's timer is not (tcp_connect), so a U under 1 s
+    still sends one retransmission at 1 s and fails a jiffy later. No RST is sent: connect() returns
+    ETIMEDOUT. The same code in 6.1, 6.12 and 6.18 apart from the linear timeouts.
     """
 
-    syn_retries: int
-    linear: int
+    syn_retries: int  # effective: TCP_SYNCNT where set, else net.ipv4.tcp_syn_retries
+    linear: int  # net.ipv4.tcp_syn_linear_timeouts; 0 where the kernel has no such sysctl
     user_timeout_ms: int
     hz: Optional[int]
-    time_limit: bool = True
-    user_timeout_applies: bool = True
     measure_slack: float = 0.001
 
-    def _interval(self, k: int) -> float:
-        """Before retransmission k (1-based)."""
+    @property
+    def jiffy(self) -> float:
+        return jiffy(self.hz)
+
+    def rto(self, k: int) -> float:
+        """The RTO armed before retransmission k (1-based): 1 s, kept for `linear` retransmissions, then doubling."""
         doublings = max(0, k - 1 - self.linear)
         return min(TCP_TIMEOUT_INIT * (1 << min(doublings, 30)), TCP_RTO_MAX)
 
     @property
     def time_boundary(self) -> float:
+        """Seconds after the first SYN at or past which an expiry fails, without a user timeout."""
         return backoff_boundary(self.syn_retries, TCP_TIMEOUT_INIT)
 
     @property
     def user_timeout(self) -> Optional[float]:
-        return self.user_timeout_ms / 1000.0 if self.user_timeout_ms > 0 and self.user_timeout_applies else None
+        return self.user_timeout_ms / 1000.0 if self.user_timeout_ms > 0 else None
+
+    @property
+    def limit(self) -> float:
+        """The time limit in force: the user timeout where set, else the one syn_retries gives."""
+        u = self.user_timeout
+        return u if u is not None else self.time_boundary
+
+    @property
+    def max_retransmissions(self) -> int:
+        return self.syn_retries + self.linear
+
+    def _expired(self, retransmissions: int, elapsed: float) -> Optional[str]:
+        if retransmissions >= self.max_retransmissions:
+            return "count"
+        if retransmissions > 0 and elapsed >= self.limit - 1e-9:
+            return "user timeout" if self.user_timeout is not None else "time limit"
+        return None
+
+    def expiries(self) -> tuple[list[SynExpiry], str]:
+        """Every expiry of the SYN timer up to the one that fails the connect, with every timer on time,
+        and what failed it ("count", "time limit" or "user timeout")."""
+        out: list[SynExpiry] = []
+        t = late = 0.0
+        k = 0
+        interval, clamped = self.rto(1), False  # tcp_connect arms the first timer unclamped
+        while True:
+            t += interval
+            late += timer_lateness(interval, self.hz)
+            out.append(SynExpiry(k, t, late, interval, clamped))
+            reason = self._expired(k, t)
+            if reason is not None or k > 256:
+                return out, reason or "count"
+            k += 1
+            interval, clamped = self.rto(k + 1), False
+            u = self.user_timeout
+            if u is not None and t + interval > u - 1e-9:
+                # what is left of U, in whole jiffies (msecs_to_jiffies rounds up); 1 jiffy once it has passed
+                interval, clamped = max(to_jiffies(u - t, self.hz), self.jiffy), True
 
     def outcome(self) -> tuple[int, float, str]:
-        """(SYN retransmissions, nominal failure time from the first SYN, what ended it)."""
-        t, k = 0.0, 0
-        while True:
-            t_next = t + self._interval(k + 1)
-            u = self.user_timeout
-            if u is not None and t_next >= u:
-                return k, u, f"the user timeout ({self.user_timeout_ms} ms)"
-            t = t_next
-            if k >= self.syn_retries + self.linear:
-                return k, t, f"the count ({self.syn_retries} retries + {self.linear} linear = {self.syn_retries + self.linear} retransmissions)"
-            if self.time_limit and t >= self.time_boundary:
-                return k, t, f"the time limit ((2 << {self.syn_retries}) - 1) x 1 s = {self.time_boundary:g} s"
-            k += 1
+        """(SYN retransmissions, nominal failure time from the first SYN, what ended it) with every timer on time."""
+        expiries, reason = self.expiries()
+        last = expiries[-1]
+        return last.retransmissions, last.nominal, reason
 
-    def syn_times(self) -> list[float]:
-        """Nominal times of the SYN retransmissions, from the first SYN."""
-        n, _, _ = self.outcome()
+    def why(self) -> str:
+        """What ends the connect, in words, for a report line."""
+        n, _, reason = self.outcome()
+        if reason == "count":
+            total = f"{self.max_retransmissions} retransmission{'s' if self.max_retransmissions != 1 else ''}"
+            return (f"the count: {self.syn_retries} retries + {self.linear} linear = {total}" if self.linear else f"the count: {total}")
+        if reason == "user timeout":
+            return f"the user timeout, {self.user_timeout_ms} ms after the first SYN"
+        return f"the time limit ((2 << {self.syn_retries}) - 1) x 1 s = {self.time_boundary:g} s after the first SYN"
+
+    def retransmission_counts(self) -> list[int]:
+        """How many SYNs may be resent before the connect fails: the on-time count, or one fewer... down to
+        the first expiry that, as late as the timer wheel allows, would already be past the time limit."""
+        expiries, reason = self.expiries()
+        nominal = expiries[-1].retransmissions
+        if reason == "count":
+            earliest = nominal
+            for e in expiries[1:-1]:
+                if e.nominal + e.late >= self.limit:
+                    earliest = e.retransmissions
+                    break
+            return list(range(earliest, nominal + 1))
+        earliest = next((e.retransmissions for e in expiries[1:] if e.nominal + e.late >= self.limit), nominal)
+        return list(range(min(earliest, nominal), nominal + 1))
+
+    def syn_times(self, n: Optional[int] = None) -> list[float]:
+        """Nominal times of the first n SYN retransmissions (all of them by default), from the first SYN."""
+        n = self.outcome()[0] if n is None else n
         out, t = [], 0.0
         for k in range(1, n + 1):
-            t += self._interval(k)
+            t += self.rto(k)
             out.append(t)
         return out
 
     def interval(self, k: int) -> Window:
-        nominal = self._interval(k)
+        """The gap between SYN k-1 and SYN k (the first SYN is 0): never early, late by the wheel's slack."""
+        nominal = self.rto(k)
         return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(nominal, self.hz) + self.measure_slack)
 
-    def failure(self) -> Window:
-        n, at, _ = self.outcome()
-        late = sum(timer_lateness(self._interval(k), self.hz) for k in range(1, n + 2))
-        if self.user_timeout is not None and at == self.user_timeout:
-            late = timer_lateness(at, self.hz) + 2 * jiffy(self.hz)
-        return Window(at, at - self.measure_slack, at + late + self.measure_slack)
+    def failure(self, retransmissions: Optional[int] = None) -> Window:
+        """When connect() fails, from the first SYN, after `retransmissions` resent SYNs (the on-time count
+        by default; one of retransmission_counts())."""
+        expiries, reason = self.expiries()
+        n = expiries[-1].retransmissions if retransmissions is None else retransmissions
+        nominal = expiries[-1].nominal
+        if n < expiries[-1].retransmissions:
+            # A timer late enough to be past the limit already: it failed at the expiry after the n-th SYN.
+            e = next(x for x in expiries if x.retransmissions == n)
+            return Window(self.limit, self.limit - self.measure_slack, e.nominal + e.late + self.measure_slack)
+        last = expiries[-1]
+        if last.clamped:
+            # The clamped timer is what is left of U when it is armed, so it ends at U however late the timers
+            # before it were (its own slack only, plus a jiffy each for msecs_to_jiffies and tcp_time_stamp's
+            # milliseconds); where U had already passed when it was armed, one jiffy after that moment.
+            prev = expiries[-2] if len(expiries) > 1 else SynExpiry(0, 0.0, 0.0, 0.0, False)
+            end = max(self.limit, prev.nominal + prev.late + self.jiffy)
+            high = end + timer_lateness(last.interval, self.hz) + 2 * self.jiffy
+        else:
+            high = nominal + last.late
+        return Window(nominal, nominal - self.measure_slack, high + self.measure_slack)
 
     def textbook(self) -> list[float]:
-        """tcp(7) and the textbook: 1, 3, 7, 15 ... s, tcp_syn_retries retransmissions."""
+        """tcp(7) and the textbook: SYNs resent at 1, 3, 7, 15 ... s, syn_retries of them."""
         return [float((2 << k) - 1) for k in range(self.syn_retries)]
+
+    def textbook_failure(self) -> float:
+        """tcp(7): connect() gives up (2 << syn_retries) - 1 s after the first SYN (127 s for the default 6)."""
+        return float((2 << self.syn_retries) - 1)
+
+
+def syn_linear_timeouts(sysctl_value: Optional[int]) -> int:
+    """The linear SYN timeouts a kernel applies: its tcp_syn_linear_timeouts, or 0 where it has none (before 6.5)."""
+    return int(sysctl_value) if sysctl_value is not None else 0
 
 
 # The delayed-ACK timer: TCP_DELACK_MIN is HZ/25 jiffies (40 ms at every HZ), and a receiver in
@@ -371,6 +471,58 @@ TCP_DELACK_MIN = 0.040
 def delayed_ack(hz: Optional[int], slack: float = 0.001) -> Window:
     """The wait a delayed ACK adds, as seen on the wire: the 40 ms timer plus its lateness."""
     return Window(TCP_DELACK_MIN, TCP_DELACK_MIN - slack, TCP_DELACK_MIN + timer_lateness(TCP_DELACK_MIN, hz) + slack)
+
+
+# The ping-pong threshold: how many replies a receiver sends (each within `ato` of the data it answers)
+# before it delays its ACKs. 1 since 5.19 (4d8f24eeedc5 reverted 4a41f453bedf's 3), so in 6.1, 6.12 and
+# 6.18 alike; a sysctl, net.ipv4.tcp_pingpong_thresh, from 6.7 (562b1fdf061b, default 1).
+TCP_PINGPONG_THRESH = 1
+
+
+@dataclass(frozen=True)
+class RequestModel:
+    """Requests on one connection, each `writes` small send()s and then a wait for the reply (write, write, read).
+
+    The first small segment leaves at once; with Nagle on (no TCP_NODELAY) a second small one waits
+    until the first is acknowledged (tcp_nagle_check, Minshall's variant). The receiver acknowledges
+    at once in quick-ACK mode: at the start of a connection (tcp_incr_quickack's credits), and while it
+    is not in ping-pong mode. Once it has sent `pingpong_thresh` replies it is in ping-pong mode
+    (tcp_event_data_sent) and holds each ACK for its delayed-ACK timer (TCP_DELACK_MIN on a path whose
+    RTT is below 40 ms); TCP_QUICKACK set before each recv() takes it out of ping-pong mode each time
+    (the option is not sticky: the next reply puts it back). So request n waits for the delayed-ACK
+    timer when all of: two writes, Nagle on, no TCP_QUICKACK, and n > pingpong_thresh.
+    """
+
+    writes: int
+    nodelay: bool
+    quickack: bool
+    hz: Optional[int]
+    pingpong_thresh: int = TCP_PINGPONG_THRESH
+
+    def quick_acked(self, n: int) -> bool:
+        """Whether the receiver acknowledges request n's first segment at once (1-based)."""
+        return self.quickack or n <= self.pingpong_thresh
+
+    def held(self, n: int) -> bool:
+        """Whether Nagle holds request n's second write back until the first is acknowledged."""
+        return self.writes >= 2 and not self.nodelay
+
+    def delayed(self, n: int) -> bool:
+        """Whether request n pays the delayed-ACK timer: Nagle holds its second write for an ACK the receiver delays."""
+        return self.held(n) and not self.quick_acked(n)
+
+    def ack_wait(self) -> Window:
+        """The delayed ACK's wait after the segment it acknowledges, as the sender sees it (less one round trip)."""
+        return delayed_ack(self.hz)
+
+    def latency(self, n: int, rtt: float, slack: float = 0.001) -> Window:
+        """Request n from its first byte on the wire to the reply: fast ones below the delayed-ACK minimum; a
+        delayed one the timer's window plus two round trips (the first segment's way there and its ACK's back,
+        then the second segment's and the reply's)."""
+        d = delayed_ack(self.hz)
+        if self.delayed(n):
+            return Window(d.nominal + 2 * rtt, d.low, d.high + 2 * rtt + slack)
+        return Window(2 * rtt, 0.0, d.low)
 
 
 # TIME_WAIT: TCP_TIMEWAIT_LEN, fixed at build time (no sysctl; tcp_fin_timeout is FIN_WAIT2's).

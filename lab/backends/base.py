@@ -7,6 +7,7 @@ The timeline and the checks never know which backend they run on.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -202,17 +203,24 @@ class Backend(ABC):
         self._ensure_chain(host, chain)
         drop = ["-p", "tcp", "--sport", str(port), "-j", "DROP"]
         listed = ["ss", "-H", "-tn", "state", "established", f"( sport = :{port} )"]
-        before = self.run(host, listed).stdout.strip().splitlines()
-        commands = [["iptables", "-w", "-I", chain, *drop], ["ss", "-K", "-tn", "state", "established", f"( sport = :{port} )"]]
-        for argv in commands:
-            self.run(host, argv)
-        after = self.run(host, listed).stdout.strip().splitlines()
-        undo = ["iptables", "-w", "-D", chain, *drop]
-        self.run(host, undo)
+        commands = [["iptables", "-w", "-I", chain, *drop], ["ss", "-K", "-tn", "state", "established", f"( sport = :{port} )"],
+                    ["iptables", "-w", "-D", chain, *drop]]
+        insert, kill, undo = (shlex.join(c) for c in commands)
+        # One shell on the host: the sockets go within one command (a container's exec takes a tenth of a
+        # second, and the peer's keepalive may be due soon), and the drop is lifted whatever `ss -K` did.
+        mark = "--tcplab-forget--"
+        script = (f"{shlex.join(listed)}; echo {mark}; {insert} || exit 3; {kill} >/dev/null; rc=$?; {undo} || rc=4; "
+                  f"echo {mark}; {shlex.join(listed)}; exit $rc")
+        r = self.run(host, ["sh", "-c", script], check=False)
+        parts = r.stdout.split(mark)
+        if r.returncode != 0 or len(parts) != 3:
+            detail = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit status {r.returncode}"
+            raise LabError(f"on {host}: forgetting the connections of port {port} (`{insert}; {kill}; {undo}`) failed: {detail}")
+        before, after = (p.strip().splitlines() for p in (parts[0], parts[2]))
         if after:
             raise LabError(f"`ss -K` left {len(after)} connection(s) of port {port} on {host}: its kernel cannot destroy sockets "
                            "(CONFIG_INET_DIAG_DESTROY); use a kernel that has it")
-        return commands + [undo], len(before)
+        return commands, len(before)
 
     def _ensure_chain(self, host: str, chain: str) -> list[list[str]]:
         """The lab's own iptables chain on the host, hooked into INPUT and OUTPUT (made if missing)."""

@@ -10,6 +10,7 @@ what was measured, so runs on several kernels (`--kernels`) show where each one 
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Optional
 
@@ -156,15 +157,153 @@ def _request_socket_ms(flow: tf.Flow) -> Optional[float]:
 
 
 # --- retransmission-timeout ---
+@measure
+def retransmission_times(ctx: Context, capture: str, client: str, retries2, user_timeout=0) -> Figures:
+    """The tail loss probe, each RTO retransmission and the abort (ETIMEDOUT), from the send of the lost
+    request, beside the kernel model's nominal times; a sweep over user_timeout draws the abort against U."""
+    from ..checks.retransmission import model_for as rto_model, observe as observe_rto
+    o = observe_rto(ctx, capture, client)
+    m = rto_model(ctx, o, retries2, user_timeout)
+    n = max(m.retransmission_counts())
+    resends: dict[str, Optional[float]] = {"RTO (TCP_INFO)": m.rto * 1000, "tail loss probe": o.at(o.probes[0]) * 1000 if o.probes else None,
+                                           f"{MODEL}tail loss probe": m.pto * 1000 if m.tlp else None,
+                                           f"RTO retransmissions{COUNT}": float(len(o.rtos)), f"{MODEL}RTO retransmissions{COUNT}": float(n)}
+    model_times = m.retransmission_times(n)
+    for k in range(min(max(n, len(o.rtos)), PROBES_SHOWN)):
+        resends[f"RTO {k + 1}"] = o.at(o.rtos[k]) * 1000 if k < len(o.rtos) else None
+        resends[f"{MODEL}RTO {k + 1}"] = model_times[k] * 1000 if k < len(model_times) else None
+    err = o.error
+    abort = {"abort (ETIMEDOUT)": (err["wall"] - o.lost.ts) * 1000 if err else None,
+             f"{MODEL}abort (ETIMEDOUT)": m.abort(len(o.rtos), o.first_rto).nominal * 1000 if o.first_rto is not None else None}
+    return {"retransmissions": resends, "abort": abort}
+
+
+TOPICS["retransmission_times"] = {"retransmission"}
 
 
 # --- syn-retries ---
+@measure
+def syn_times(ctx: Context, capture: str, client: str, syn_retries, syncnt=0, user_timeout=0, port=None) -> Figures:
+    """connect() to a silent port: each resent SYN and the ETIMEDOUT, from the first SYN, beside the
+    kernel model's nominal times and the textbook's (tcp(7): 1, 3, 7 ... s); and how soon a closed
+    port's RST came."""
+    from ..checks.syn_retries import _port, attempt, model_for as syn_model
+    m = syn_model(ctx, client, syn_retries, syncnt, user_timeout)
+    a = attempt(ctx, capture, client, "silent_port", port if port is not None else _port(ctx))
+    syns = a.syns
+    t0 = a.first_syn.ts
+    at = [s.ts - t0 for s in syns[1:]]
+    counts = m.retransmission_counts()
+    due = len(at) if len(at) in counts else max(counts)
+    model, book = m.syn_times(due), m.textbook()
+    resent: dict[str, Optional[float]] = {f"resent SYNs{COUNT}": float(len(at)), f"{MODEL}resent SYNs{COUNT}": float(due),
+                                          f"textbook: resent SYNs{COUNT}": float(len(book))}
+    for k in range(min(max(len(at), due, len(book)), PROBES_SHOWN)):
+        resent[f"SYN {k + 2}"] = at[k] * 1000 if k < len(at) else None
+        resent[f"{MODEL}SYN {k + 2}"] = model[k] * 1000 if k < len(model) else None
+        resent[f"textbook: SYN {k + 2}"] = book[k] * 1000 if k < len(book) else None
+    ended = None if a.unlogged else a.ended
+    failed = {"ETIMEDOUT": (float(ended["wall"]) - t0) * 1000 if ended and ended.get("error") == "ETIMEDOUT" else None,
+              f"{MODEL}ETIMEDOUT": m.failure(due).nominal * 1000, "textbook: ETIMEDOUT": m.textbook_failure() * 1000}
+    figures: Figures = {"resent SYNs": resent, "connect() fails": failed}
+    closed_port = (ctx.manifest.get("parameters") or {}).get("closed_port")
+    if closed_port:
+        c = attempt(ctx, capture, client, "closed_port", closed_port)
+        rst = c.flow.first(tf.RST_, tf.SERVER)
+        figures["closed port"] = {"RST after the SYN": _ms(c.first_syn.ts, rst.ts) if rst else None}
+    return figures
+
+
+TOPICS["syn_times"] = {"syn"}
 
 
 # --- nagle-delayed-ack ---
+from ..checks import nagle as _nagle  # noqa: E402  (this exercise's block; the imports above are shared)
+
+TOPICS["request_times"] = {"delayed_ack"}
+
+
+@measure
+def request_times(ctx: Context, capture: str, client: str, nodelay, quickack, writes, requests, size) -> Figures:
+    """Each request's latency from the packets (first byte to the reply) and the wait for the server's ACK of its
+    first segment, beside the kernel model's (a fast request's model figure is two round trips; a delayed one's
+    the 40 ms delayed-ACK timer plus them), with the count of delayed requests and the medians."""
+    m = _nagle.model_for(ctx, nodelay, quickack, writes)
+    o = _nagle.observe(ctx, capture, client)
+    lat = [r.latency for r in o.requests]
+    delayed = [r for r in o.requests if r.latency is not None and r.latency >= m.ack_wait().low]
+    n = int(requests)
+    counts: dict[str, Optional[float]] = {
+        f"delayed requests{COUNT}": float(len(delayed)),
+        f"{MODEL}delayed requests{COUNT}": float(sum(m.delayed(k) for k in range(1, n + 1))),
+        f"requests{COUNT}": float(len(o.requests)),
+    }
+    per: dict[str, Optional[float]] = {}
+    for k in range(1, min(max(n, len(o.requests)), PROBES_SHOWN) + 1):
+        per[f"request {k}"] = lat[k - 1] * 1000 if k <= len(lat) and lat[k - 1] is not None else None
+        per[f"{MODEL}request {k}"] = m.latency(k, o.rtt).nominal * 1000
+    fast = [x for x in lat if x is not None and x < m.ack_wait().low]
+    acks = [r.ack_wait for r in o.requests if r.ack_wait is not None and r.first_ack.has(tf.DELAYED_ACK)]
+    medians: dict[str, Optional[float]] = {
+        RTT_MEASURED: o.rtt * 1000,
+        "median fast request": statistics.median(fast) * 1000 if fast else None,
+        "median delayed request": statistics.median([r.latency for r in delayed]) * 1000 if delayed else None,
+        "median delayed ACK": statistics.median(acks) * 1000 if acks else None,
+        f"{MODEL}delayed ACK": m.ack_wait().nominal * 1000,
+    }
+    return {"requests": counts, "request latency": per, "medians": medians}
+
 
 
 # --- time-wait ---
+@measure
+def time_wait_times(ctx: Context, capture: str, client: str, watcher: str) -> Figures:
+    """The client's TIME_WAIT as ss showed it, from its final ACK: the last reading with it and the first
+    without, beside the kernel's 60 s; and the first connect() from the same port that got through."""
+    # Imported here: this block is the time-wait exercise's own part of a shared file.
+    from ..analysis.kernel_model import TCP_TIMEWAIT_LEN
+    from ..checks.time_wait import attempts, observe_close, readings
+    c = observe_close(ctx.client_flow(capture, client))
+    # From the final ACK; after a reset (linger0) there is no TIME_WAIT, and the RST is where the port is free.
+    end = c.final_ack if c.final_ack is not None else c.rst
+    t0 = end.ts if end is not None else None
+    port = int(c.flow.client[1])
+    rs = [r for r in readings(ctx, watcher) if t0 is not None and r.began > t0]
+    held = [r for r in rs if r.of(port, "TIME-WAIT")]
+    gone = next((r for r in rs if held and r.began > held[0].began and not r.of(port, "TIME-WAIT")), None)
+    ok = next((a for a in attempts(ctx, client) if a.result == "connected"), None)
+    return {"TIME_WAIT": {
+        "last reading in TIME-WAIT": (held[-1].began - t0) * 1000 if held and t0 is not None else None,
+        "first reading without it": (gone.began - t0) * 1000 if gone and t0 is not None else None,
+        f"{MODEL}TIME-WAIT ends": TCP_TIMEWAIT_LEN * 1000,
+        "same port connects": (ok.wall - t0) * 1000 if ok and t0 is not None else None,
+        f"readings in TIME-WAIT{COUNT}": float(len(held)),
+    }}
+
+
+TOPICS["time_wait_times"] = {"time_wait"}
 
 
 # --- half-open ---
+@measure
+def half_open_times(ctx: Context, capture: str, client: str, keepalive, keepidle, keepintvl, keepcnt, send_after) -> Figures:
+    """How the client learnt its peer forgot the connection, from the last segment it received: the
+    segment that drew the RST (a probe at KEEPIDLE, or the write at send_after) beside the model's time,
+    the RST after it, and ECONNRESET after the RST."""
+    from ..checks.half_open import PROBE, model_for as half_open_model, observe as observe_half_open
+    o = observe_half_open(ctx, capture, client)
+    m = half_open_model(ctx, keepalive, keepidle, keepintvl, keepcnt, send_after)
+    lead = max(o.idle_from - o.anchor.ts, 0.0) if o.anchor else 0.0
+    err = None if ctx.unlogged(client) else ctx.event(client, "error")
+    probes = o.flow.where(tf.KEEPALIVE, tf.CLIENT, after=o.idle_from)
+    drew = (o.drawer.ts - o.anchor.ts) * 1000 if o.drawer and o.anchor else None
+    return {"half-open": {
+        f"probes{COUNT}": float(len(probes)), f"{MODEL}probes{COUNT}": float(m.due(lead)[0] == PROBE),
+        "segment that drew the RST": drew, f"{MODEL}segment that drew the RST": m.nominal(lead) * 1000,
+        "RST after it": _ms(o.drawer.ts, o.reset.ts) if o.drawer and o.reset else None,
+        "ECONNRESET after the RST": _ms(o.reset.ts, float(err["wall"])) if err and o.reset else None,
+        "ECONNRESET": _ms(o.anchor.ts, float(err["wall"])) if err and o.anchor else None,
+    }}
+
+
+TOPICS["half_open_times"] = {"keepalive"}
