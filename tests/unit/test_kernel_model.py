@@ -1,7 +1,7 @@
 """The kernel model against the timer wheel and the measurements in shared/reference/linux-tcp-timers.md."""
 import pytest
 
-from lab.analysis.kernel_model import KeepaliveModel, timer_lateness, timer_slot
+from lab.analysis.kernel_model import KeepaliveModel, RetransmitModel, SynRetryModel, backoff_boundary, timer_lateness, timer_slot
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,42 @@ def test_kernel_changes_are_named_between_the_kernels_that_differ():
     assert changes_between(["6.1.0-50-amd64", "6.12.117+deb13-amd64", "6.18.44"], {"keepalive"}) == []
     # Kernels on the same side of every change: nothing either.
     assert changes_between(["6.12.1", "6.13.2"], {"window", "persist"}) == []
+
+
+# Retransmission with data in flight (the reference's measurements on 6.18, HZ=250, RTO 204 ms).
+
+
+def test_tcp_retries2_is_a_time_from_the_first_rto_retransmission():
+    assert backoff_boundary(15, 0.2) == pytest.approx(924.6)  # the linear part at 120 s past retries2=9
+    assert backoff_boundary(5, 0.2) == pytest.approx(12.6)
+    m = RetransmitModel(rto=0.204, srtt=0.00005, retries2=5, user_timeout_ms=0, hz=250)
+    assert m.retransmission_counts() == [5]
+    # measured: ETIMEDOUT 13.29-13.40 s after the send, the first RTO retransmission at about 0.414
+    w = m.abort(5, 0.414)
+    assert w.holds(13.30) and w.holds(13.40) and not w.holds(12.9)
+
+
+def test_a_user_timeout_ends_it_at_the_first_rto_retransmission_plus_u():
+    m = RetransmitModel(rto=0.204, srtt=0.00005, retries2=15, user_timeout_ms=3000, hz=250)
+    assert m.retransmission_counts() == [4]
+    w = m.abort(4, 0.414)
+    assert w.holds(3.419) and w.holds(3.422) and not w.holds(3.40)
+
+
+def test_a_boundary_within_timer_slack_of_an_expiry_allows_either_count():
+    assert RetransmitModel(0.204, 0.00005, 4, 0, 250).retransmission_counts() == [4, 5]
+    assert RetransmitModel(0.204, 0.00005, 3, 0, 250).retransmission_counts() == [4]
+
+
+def test_the_probe_comes_after_the_pto_never_later_than_the_rto():
+    assert RetransmitModel(0.204, 0.00005, 15, 0, 250).pto == pytest.approx(0.204)
+    assert RetransmitModel(0.300, 0.020, 15, 0, 250).pto == pytest.approx(0.240)  # 2 x 20 ms + 200 ms
+    assert RetransmitModel(0.204, 0.00005, 15, 0, 250, tlp=False).intervals(2) == [0.204, 0.408]
+
+
+def test_syn_retries_on_6_18_are_linear_first_and_end_on_a_count_or_a_time():
+    assert SynRetryModel(3, 4, 0, 250).outcome()[:2] == (7, 19.0)  # measured 19.45-19.47 s
+    assert SynRetryModel(2, 4, 0, 250).outcome()[:2] == (5, 7.0)  # the time limit first; measured 7.13
+    assert SynRetryModel(6, 4, 0, 250).outcome()[:2] == (10, 131.0)
+    assert SynRetryModel(6, 4, 0, 250).textbook() == [1, 3, 7, 15, 31, 63]
+    assert SynRetryModel(6, 4, 2500, 250).failure().holds(2.53)  # measured 2.524-2.531
