@@ -435,7 +435,8 @@ class SynRetryModel:
         if n < expiries[-1].retransmissions:
             # A timer late enough to be past the limit already: it failed at the expiry after the n-th SYN.
             e = next(x for x in expiries if x.retransmissions == n)
-            return Window(self.limit, self.limit - self.measure_slack, e.nominal + e.late + self.measure_slack)
+            high = max(e.nominal + e.late, self.limit + timer_lateness(self.rto(n + 1), self.hz) + 2 * self.jiffy)
+            return Window(self.limit, self.limit - self.measure_slack, high + self.measure_slack)
         last = expiries[-1]
         if last.clamped:
             # The clamped timer is what is left of U when it is armed, so it ends at U however late the timers
@@ -575,6 +576,16 @@ CHANGES = (
     KernelChange((6, 15), "persist",
                  "the RTO and the probe interval are capped at 120 s",
                  "the cap is per socket, net.ipv4.tcp_rto_max_ms (120000 by default, so the same schedule unless tuned)",
+                 "54a378f43425, 1280c26228bd tcp: add tcp_rto_max_ms (6.15)"),
+    KernelChange((6, 11), "retransmission",
+                 "the RTO floor is 200 ms (TCP_RTO_MIN) unless a route sets rto_min",
+                 "it is per namespace, net.ipv4.tcp_rto_min_us (200000 by default), read when the socket is made; "
+                 "the tail loss probe's 200 ms follows it, tcp_retries2's time does not (TCP_RTO_MIN, a constant)",
+                 "f086edef71be tcp: add sysctl_tcp_rto_min_us (6.11)"),
+    KernelChange((6, 15), "retransmission",
+                 "tcp_retries2's time and the backoff's cap count TCP_RTO_MAX, a constant 120 s",
+                 "they count the socket's own maximum, net.ipv4.tcp_rto_max_ms or TCP_RTO_MAX_MS (120 s unless tuned, "
+                 "so the same times by default)",
                  "54a378f43425, 1280c26228bd tcp: add tcp_rto_max_ms (6.15)"),
 )
 

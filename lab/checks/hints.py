@@ -121,7 +121,7 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
 
 # The keepalive exercises' parameters in the words of the socket options a person sets: name and unit.
 OPTIONS = {"keepidle": ("TCP_KEEPIDLE", " s"), "keepintvl": ("TCP_KEEPINTVL", " s"), "keepcnt": ("TCP_KEEPCNT", ""),
-           "user_timeout": ("TCP_USER_TIMEOUT", " ms")}
+           "user_timeout": ("TCP_USER_TIMEOUT", " ms"), "retries2": ("net.ipv4.tcp_retries2", "")}
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -277,3 +277,38 @@ def _too_early(ctx: Context, flow: tf.Flow, capture: str, hands: dict, last: Opt
                 f"{due:.1f} s: wait for {last} (`invoke watch` shows it coming)")
     except (KeyError, ValueError, TypeError):
         return f"`invoke finish` came {waited:.1f} s after the last segment the client received, before the end: wait for {last}"
+
+
+# --- half-open ---
+# Its checks' failures, said in terms of the step that makes dest forget (the one done when the server
+# logs 'lost'); the details matched are lab/checks/half_open.py's own. Anything else falls to the hints above.
+HALF_OPEN_CHECKS = ("forgotten_quietly", "probe_draws_reset", "reset_reported")
+_hint_before_half_open = _hint
+
+
+def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> str:  # noqa: F811
+    if r.name in HALF_OPEN_CHECKS:
+        said = _half_open_hint(ctx, r, steps)
+        if said:
+            return said
+    return _hint_before_half_open(ctx, r, hands, steps, by_kind)
+
+
+def _half_open_hint(ctx: Context, r: CheckResult, steps: list[Step]) -> str:
+    forget = next((s for s in steps if any(k == "event" and (a or {}).get("event") == "lost" for k, a in s.when)), None)
+    if forget is None:
+        return ""
+    d = r.detail
+    if "dest sent an RST" in d or "the RST came before the client sent anything" in d:
+        return (f"{forget}: `ss -K` alone sends an RST (the kernel's tcp_abort), which tells the client at once; drop dest's "
+                f"outgoing packets of the port before it and lift the drop after, as the step's one command line does")
+    if "dest sent a FIN" in d or "it logged 'stopped'" in d or "it logged 'closed'" in d:
+        return (f"{forget}: the server was stopped (Ctrl-C?), and a socket that closes sends a FIN; leave the server running "
+                f"and destroy its socket with the step's command")
+    if "no 'lost' event" in d or "no RST from dest" in d:
+        return f"{forget} was not seen done: dest still holds the connection" if forget.done_at is None else ""
+    if "had not forgotten" in d:
+        keepidle = (ctx.manifest.get("parameters") or {}).get("keepidle")
+        return (f"{forget} came after the client's first probe, which dest answered: type it while the client idles, "
+                f"within {keepidle} s of the reply")
+    return ""
