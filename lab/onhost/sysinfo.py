@@ -24,6 +24,7 @@ TCP_SYSCTLS = [
     "net.ipv4.tcp_autocorking",
     "net.ipv4.tcp_tw_reuse",
     "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_pingpong_thresh",  # 6.7 and later
 ]
 VERSION_COMMANDS = {
     "tcpdump": ["tcpdump", "--version"],
