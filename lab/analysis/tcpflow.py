@@ -345,7 +345,9 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
     - a pure ACK of the peer's data is delayed when it left DELAYED_ACK_AT_LEAST after that data (less
       the first round trip), with nothing sent by its side in between;
     - a small data segment is Nagle-held when the side's previous segment of new data was small and
-      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it.
+      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it (a
+      write that merely came after a quick ACK, with TCP_NODELAY, looks the same on the wire: the
+      checks read the label together with the delayed ACK before it).
     """
     out = np.zeros(len(rows), dtype=np.int64)
     syn_only = (flags & (SYN | ACK)) == SYN
