@@ -75,7 +75,7 @@ def main():
             seen_tw = True
         elif seen_tw:
             emit("gone", n=n)
-            say("the TIME-WAIT socket is gone: the kernel has reaped it")
+            say("the TIME-WAIT socket is gone (reaped, or taken over by a new connection)")
             return 0
         # The next reading on the interval's grid, however long ss took.
         time.sleep(max(0.0, start + n * a.interval - time.monotonic()))

@@ -170,13 +170,15 @@ def forgotten_quietly(ctx: Context, capture: str, client: str, server: str) -> C
                 problems.append(f"the server's recv() failed with {lost.get('error')}, not ECONNABORTED: the socket was not destroyed on dest")
             if since < last_data.ts:
                 problems.append(f"the socket was destroyed {last_data.ts - since:.3f} s before the server's reply left")
-    # The client's next segment after the forget, as dest received it.
+    # The client's next segment after the forget, as dest received it; and everything dest sent after its
+    # reply until then (tcp_abort's RST leaves before the server's recv() wakes to log 'lost').
     arrived = flow.first(sender=tf.CLIENT, after=since)
     until = arrived.ts if arrived else float("inf")
-    sent = flow.pick(sender=tf.SERVER, after=since, before=until)
+    sent = flow.pick(sender=tf.SERVER, after=last_data.ts, before=until)
     for e in sent:
         what = "an RST" if e.has(tf.RST_) else "a FIN" if e.has(tf.FIN_) else "data" if e.has(tf.DATA) else "a segment"
-        problems.append(f"dest sent {what} {e.ts - since:.3f} s after it forgot, before the client sent anything")
+        dt = e.ts - since
+        problems.append(f"dest sent {what} {abs(dt):.3f} s {'after' if dt >= 0 else 'before'} it forgot, before the client sent anything")
     if arrived is None:
         problems.append("nothing from the client reached dest after the forget")
     at = f"socket destroyed ({lost.get('error')}) {since - last_data.ts:.3f} s after the server's reply" if lost else (

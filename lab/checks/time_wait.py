@@ -147,6 +147,13 @@ def _is_on(linger0) -> bool:
     return int(linger0) != 0
 
 
+def _timestamps_on(ctx: Context, timestamps) -> bool:
+    """net.ipv4.tcp_timestamps on the client's host as recorded when the run began (what the kernel had);
+    the exercise's parameter where the folder does not say."""
+    recorded = ctx.sysctl("source", "net.ipv4.tcp_timestamps")
+    return (recorded if recorded is not None else int(timestamps)) != 0
+
+
 def _window(ctx: Context) -> Window:
     return time_wait(ctx.hz, MEASURE_SLACK)
 
@@ -172,7 +179,7 @@ def active_close(ctx: Context, capture: str, client: str, linger0, server: str =
         observed = f"client RST{',ACK' if c.rst is not None and c.rst.seg.flags & 0x10 else ''} {c.at(c.rst)}; " \
                    f"client FIN {c.at(c.client_fin) if c.client_fin else 'none'}"
         if server:
-            expected += f"; the server's recv() fails with ECONNRESET"
+            expected += "; the server's recv() fails with ECONNRESET"
             if ctx.unlogged(server):
                 observed += f"; {server}.log missing"
             elif srv_error is None:
@@ -249,7 +256,7 @@ def time_wait_held(ctx: Context, capture: str, client: str, watcher: str, linger
     j = jiffy(ctx.hz)
     new = takeover(ctx, capture, c)
     t0 = c.final_ack.ts if c.final_ack is not None else None
-    taken = int(timestamps) != 0
+    taken = _timestamps_on(ctx, timestamps)
     if taken:
         expected = (f"port {port} in TIME-WAIT in every reading from the final ACK until a new connection from the same port "
                     f"takes it over (timestamps on), in none after; ss's timer counting down from 60 s at the final ACK")
@@ -263,6 +270,9 @@ def time_wait_held(ctx: Context, capture: str, client: str, watcher: str, linger
     problems = _seen_before(rs, port, c.client_fin)
     if taken and new is None:
         problems.append(f"no new SYN from port {port}: nothing took the TIME_WAIT over")
+    elif taken and new.ts - t0 >= w.low:
+        problems.append(f"the new connection from port {port} came at {new.ts - t0:.3f} s, after TIME_WAIT's own end: "
+                        f"nothing was taken over")
     # The socket must show in every reading wholly before its end, and in none that began after it.
     if taken:
         must = lambda r: new is None or r.ended < new.ts  # noqa: E731
@@ -353,7 +363,7 @@ def same_port_again(ctx: Context, capture: str, client: str, linger0, interval, 
     new_syn = f"new SYN from port {port} " + (f"at {new.ts - c.flow.ts[0]:.3f} s" if new is not None else "none")
     w = _window(ctx)
     t0 = c.final_ack.ts if c.final_ack is not None else None
-    if _is_on(linger0) or int(timestamps) != 0:
+    if _is_on(linger0) or _timestamps_on(ctx, timestamps):
         if _is_on(linger0):
             expected = f"SO_LINGER {{on, 0}} left no TIME_WAIT: the first attempt from port {port} connects, with a new SYN"
         else:

@@ -25,6 +25,7 @@ TCP_SYSCTLS = [
     "net.ipv4.tcp_tw_reuse",
     "net.ipv4.tcp_fin_timeout",
     "net.ipv4.tcp_pingpong_thresh",  # 6.7 and later
+    "net.ipv4.tcp_timestamps",
 ]
 VERSION_COMMANDS = {
     "tcpdump": ["tcpdump", "--version"],

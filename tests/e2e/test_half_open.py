@@ -19,8 +19,9 @@ from tests.wireshark import disagreements, tshark_flags
 from .conftest import STATE_ROOT, copy_results, edit_manifest, invoke, namespaces, report, run_ok, up, verdicts
 
 CHECKS = {"connection_established", "forgotten_quietly", "probe_draws_reset", "reset_reported"}
-# Short timers: the probe 1 s after the reply; without keepalive, the write 2 s into the idle time.
-KEEPALIVE = ["keepidle=1"]
+# Short timers: the probe 2 s after the reply (the forget takes a few commands on dest, which a loaded
+# machine may stretch towards a second); without keepalive, the write 2 s into the idle time.
+KEEPALIVE = ["keepidle=2"]
 NO_KEEPALIVE = ["keepalive=0", "keepidle=1", "send_after=2"]
 
 
@@ -68,7 +69,7 @@ def is_rst(p) -> bool:
 def test_keepalive_probe_draws_the_reset(probed):
     assert report(probed)["passed"] is True
     assert verdicts(probed) == dict.fromkeys(CHECKS, True)
-    assert check(probed, "probe_draws_reset")["observed"].startswith("a keepalive probe at 1.0")
+    assert check(probed, "probe_draws_reset")["observed"].startswith("a keepalive probe at 2.0")
     assert '"error": "ECONNRESET"' in (probed / "client.log").read_text()
     lost = next(e for e in events(probed, "server") if e["event"] == "lost")
     assert lost["error"] == "ECONNABORTED"
@@ -100,7 +101,7 @@ def test_measure_sets_each_time_beside_the_model(probed, written):
     figures, problems = measures.run(probed)
     half = figures["half-open"]
     assert problems == [] and half["probes (count)"] == 1 == half["model: probes (count)"]
-    assert 1000 <= half["segment that drew the RST"] <= 1040 and half["model: segment that drew the RST"] == 1000
+    assert 2000 <= half["segment that drew the RST"] <= 2040 and half["model: segment that drew the RST"] == 2000
     assert 0 <= half["RST after it"] < 10 and 0 <= half["ECONNRESET after the RST"] < 250
     figures, _ = measures.run(written)
     assert figures["half-open"]["probes (count)"] == 0 and 2000 <= figures["half-open"]["segment that drew the RST"] <= 2050
@@ -121,7 +122,7 @@ def test_probe_check_fails_under_another_keepidle_or_without_keepalive(probed, t
     folder = edit_manifest(copy_results(probed, tmp_path / "a"), keepidle=3)
     v = rejudged(folder)
     assert v["probe_draws_reset"] is False and v["forgotten_quietly"] is True and v["reset_reported"] is True
-    # keepidle 3 with the write at 10 s: the probe is still due first, at 3 s, not 1.
+    # keepidle 3 with the write at 10 s: the probe is still due first, at 3 s, not 2.
     assert "outside 2.995..3.26" in check(folder, "probe_draws_reset")["detail"]
     folder = edit_manifest(copy_results(probed, tmp_path / "b"), keepalive=0)
     assert rejudged(folder)["probe_draws_reset"] is False
@@ -250,5 +251,35 @@ def test_half_open_by_hand(tmp_path):
         m = json.loads((folder / "manifest.json").read_text())
         assert m["mode"] == "hands-on" and m["parameters"]["keepidle"] == 3
         assert namespaces(lab) == [] and not (STATE_ROOT / lab).exists()
+    finally:
+        p.close()
+
+
+def test_ss_k_alone_tells_the_client_and_the_verdict_says_why(tmp_path):
+    """The usual mistake, typed: `ss -K` without the drop. The kernel's tcp_abort sends an RST itself, so the
+    client learns at once, before any probe: forgotten_quietly and probe_draws_reset fail, with the hint."""
+    from .test_handson import Person, wait_step
+
+    lab = "hohalfk"
+    p = Person(lab, "half-open", ["keepidle=3", "send_after=20"])
+    try:
+        for n, (shell, host) in enumerate((("capture", "source"), ("server", "dest"), ("client", "source")), 1):
+            p.type(shell, host, p.commands[n - 1])
+            wait_step(lab, n)
+        p.tmux.wait_for(p.shells["client"], "now idle")
+        p.type("forget", "dest", "ss -K state established '( sport = :8990 )'")
+        wait_step(lab, 4)
+        p.tmux.wait_for(p.shells["client"], "ECONNRESET")
+        r = p.finish(tmp_path / "r")
+        folder = tmp_path / "r"
+        assert r.returncode == 1, r.stdout + r.stderr
+        v = verdicts(folder)
+        assert v["forgotten_quietly"] is False and v["probe_draws_reset"] is False and v["reset_reported"] is True
+        assert "dest sent an RST" in check(folder, "forgotten_quietly")["detail"]
+        for name in ("forgotten_quietly", "probe_draws_reset"):
+            assert "`ss -K` alone sends an RST (the kernel's tcp_abort)" in check(folder, name).get("hint", ""), check(folder, name)
+        # On the wire: RST,ACK at SND.NXT from dest, no probe before it.
+        dest = [q for q in rdpcap(str(folder / "source.pcap")) if q[IP].src == "10.0.1.2" and is_rst(q)]
+        assert [str(q[TCP].flags) for q in dest] == ["RA"]
     finally:
         p.close()
