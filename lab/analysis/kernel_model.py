@@ -208,7 +208,8 @@ class RetransmitModel:
 
     @property
     def pto(self) -> float:
-        return min(to_jiffies(2 * self.srtt, self.hz) + self.rto_min, self.rto)
+        # usecs_to_jiffies(2 x SRTT + rto_min), rounded up as a whole; no later than the RTO left
+        return min(to_jiffies(2 * self.srtt + self.rto_min, self.hz), self.rto)
 
     @property
     def boundary(self) -> float:
@@ -316,13 +317,15 @@ class SynRetryModel:
     Every re-armed timer is clamped to what is left of U (tcp_clamp_rto_to_user_timeout), so the user
     timeout ends the connect at U itself; the first SYN's timer is not (tcp_connect), so a U under 1 s
     still sends one retransmission at 1 s and fails a jiffy later. No RST is sent: connect() returns
-    ETIMEDOUT. The same code in 6.1, 6.12 and 6.18 apart from the linear timeouts.
+    ETIMEDOUT. The same code in 6.1, 6.12 and 6.18 apart from the linear timeouts, and from 6.15 the
+    RTO's cap (and the time limit's part past it) is the socket's tcp_rto_max_ms, 120 s unless tuned.
     """
 
     syn_retries: int  # effective: TCP_SYNCNT where set, else net.ipv4.tcp_syn_retries
     linear: int  # net.ipv4.tcp_syn_linear_timeouts; 0 where the kernel has no such sysctl
     user_timeout_ms: int
     hz: Optional[int]
+    rto_max: float = TCP_RTO_MAX  # seconds: net.ipv4.tcp_rto_max_ms (6.15 and later), else TCP_RTO_MAX
     measure_slack: float = 0.001
 
     @property
@@ -332,12 +335,12 @@ class SynRetryModel:
     def rto(self, k: int) -> float:
         """The RTO armed before retransmission k (1-based): 1 s, kept for `linear` retransmissions, then doubling."""
         doublings = max(0, k - 1 - self.linear)
-        return min(TCP_TIMEOUT_INIT * (1 << min(doublings, 30)), TCP_RTO_MAX)
+        return min(TCP_TIMEOUT_INIT * (1 << min(doublings, 30)), self.rto_max)
 
     @property
     def time_boundary(self) -> float:
         """Seconds after the first SYN at or past which an expiry fails, without a user timeout."""
-        return backoff_boundary(self.syn_retries, TCP_TIMEOUT_INIT)
+        return backoff_boundary(self.syn_retries, TCP_TIMEOUT_INIT, self.rto_max)
 
     @property
     def user_timeout(self) -> Optional[float]:

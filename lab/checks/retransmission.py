@@ -18,6 +18,7 @@ from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count, counted, seconds, spaced, times
 
 HOST = "source"  # where the client runs, whose sysctls the model reads
+MEASURE_SLACK = 0.001  # the capture's clock against the kernel's jiffies
 
 
 @dataclass
@@ -71,8 +72,16 @@ def model_for(ctx: Context, o: Observed, retries2, user_timeout) -> RetransmitMo
     return RetransmitModel(
         rto=o.sent["rto_us"] / 1e6, srtt=o.sent.get("rtt_us", 0) / 1e6, retries2=int(retries2), user_timeout_ms=int(user_timeout),
         hz=ctx.hz, rto_min=rto_min / 1e6 if rto_min else TCP_RTO_MIN, rto_max=rto_max / 1000 if rto_max else TCP_RTO_MAX,
-        tlp=early is None or early >= 3,
+        tlp=early is None or early >= 3, measure_slack=MEASURE_SLACK + _stall(o.flow),
     )
+
+
+def _stall(flow: tf.Flow) -> float:
+    """How late this machine may act beyond its timers: the handshake's round trip as the client saw it.
+    Tens of microseconds on a bridge; on an emulated VM (TCG) a vCPU stalls for milliseconds, and a timer
+    fires that much later than the wheel alone allows (as lab/analysis/states.py allows the path's RTT)."""
+    syn, synack = flow.first(tf.SYN_, tf.CLIENT), flow.first(tf.SYN_ACK, tf.SERVER)
+    return max(0.0, synack.ts - syn.ts) if syn and synack else 0.0
 
 
 def _boundary(m: RetransmitModel) -> str:

@@ -164,7 +164,8 @@ def retransmission_times(ctx: Context, capture: str, client: str, retries2, user
     from ..checks.retransmission import model_for as rto_model, observe as observe_rto
     o = observe_rto(ctx, capture, client)
     m = rto_model(ctx, o, retries2, user_timeout)
-    n = max(m.retransmission_counts())
+    counts = m.retransmission_counts()
+    n = len(o.rtos) if len(o.rtos) in counts else max(counts)  # a boundary within timer slack allows either
     resends: dict[str, Optional[float]] = {"RTO (TCP_INFO)": m.rto * 1000, "tail loss probe": o.at(o.probes[0]) * 1000 if o.probes else None,
                                            f"{MODEL}tail loss probe": m.pto * 1000 if m.tlp else None,
                                            f"RTO retransmissions{COUNT}": float(len(o.rtos)), f"{MODEL}RTO retransmissions{COUNT}": float(n)}
