@@ -42,6 +42,9 @@ class Context(ResultsFolder):
             return found[0]
         connected = self.event(client, "connected")
         if connected is None:
+            # A client whose connect() never completes (syn-retries) logs the port it bound before it: its last attempt.
+            connected = next((e for e in reversed(self.events(client)) if e["event"] == "connecting" and "local_port" in e), None)
+        if connected is None:
             raise MissingInput(f"{client}.log has no 'connected' event: the client never connected")
         port = int(connected["local_port"])
         for flow in self.flows(capture):

@@ -13,7 +13,7 @@ from typing import Optional
 
 from ..analysis import tcpflow as tf
 from ..analysis.context import Context
-from ..analysis.kernel_model import SynRetryModel, release_version, syn_linear_timeouts
+from ..analysis.kernel_model import TCP_RTO_MAX, SynRetryModel, release_version, syn_linear_timeouts
 from ..analysis.pcap import ACK, RST
 from ..errors import MissingInput
 from ..spec.functions import check
@@ -96,7 +96,10 @@ def model_for(ctx: Context, client: str, syn_retries, syncnt, user_timeout) -> S
     """The kernel's SYN timer for this run: TCP_SYNCNT where set (it replaces tcp_syn_retries for the socket)."""
     retries = int(syncnt) if int(syncnt) > 0 else int(syn_retries)
     linear, _ = linear_timeouts(ctx, client)
-    return SynRetryModel(retries, linear, int(user_timeout), ctx.hz)
+    # From 6.15 the RTO's cap is per namespace (tcp_rto_max_ms); the time limit's part past it is counted at it.
+    host = ((ctx.manifest.get("programs") or {}).get(client) or {}).get("host", "source")
+    rto_max_ms = ctx.sysctl(host, "net.ipv4.tcp_rto_max_ms")
+    return SynRetryModel(retries, linear, int(user_timeout), ctx.hz, rto_max=rto_max_ms / 1000 if rto_max_ms else TCP_RTO_MAX)
 
 
 def governs(syn_retries, syncnt) -> str:
@@ -251,7 +254,8 @@ def connect_timed_out(ctx: Context, capture: str, client: str, syn_retries, sync
         name, not problems,
         expected=(f"after {count(n, 'resent SYN')}: ETIMEDOUT at {window} after the first SYN ({m.why()}), and no RST; "
                   f"the textbook (tcp(7)) gives up at {m.textbook_failure():g} s"),
-        observed=f"{observed_end}; {count(len(syns) - 1, 'resent SYN')}, the last at {syns[-1].ts - t0:.3f} s; {rst}",
+        observed=f"{observed_end}; {count(len(syns) - 1, 'resent SYN')}" + (f", the last at {syns[-1].ts - t0:.3f} s" if len(syns) > 1 else "")
+                 + f"; {rst}",
         detail="; ".join(problems + ([unknown] if unknown else [])),
     )
 
