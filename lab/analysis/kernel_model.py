@@ -580,6 +580,21 @@ CHANGES = (
                  "the RTO and the probe interval are capped at 120 s",
                  "the cap is per socket, net.ipv4.tcp_rto_max_ms (120000 by default, so the same schedule unless tuned)",
                  "54a378f43425, 1280c26228bd tcp: add tcp_rto_max_ms (6.15)"),
+    KernelChange((6, 5), "syn",
+                 "SYNs are resent at 1, 3, 7, 15 ... s and connect() fails after tcp_syn_retries of them (default 6: 127 s)",
+                 "the first net.ipv4.tcp_syn_linear_timeouts (4) retransmissions keep the 1 s RTO: 1, 2, 3, 4, 5, 7, 11 ... s; "
+                 "the count is tcp_syn_retries + 4, the time limit unchanged, so the default fails at 131 s",
+                 "ccce324dabfe tcp: make the first N SYN RTO backoffs linear (6.5)"),
+    KernelChange((6, 7), "delayed_ack",
+                 "a delayed ACK waits at most 200 ms (TCP_DELACK_MAX); one quick reply makes the receiver delay (ping-pong, a constant threshold of 1)",
+                 "at most the RTO floor less a jiffy (196 ms at HZ=250), and the ping-pong threshold is net.ipv4.tcp_pingpong_thresh "
+                 "(1 by default): the same 40 ms delay on every request after the first",
+                 "bbf80d713fe7 tcp: derive delack_max from rto_min; 562b1fdf061b tcp: set pingpong threshold via sysctl (6.7)"),
+    KernelChange((6, 14), "time_wait",
+                 "connect() to a loopback peer (or with tcp_tw_reuse=1) may reuse a TIME_WAIT port after 1-2 s (whole seconds of the timestamp)",
+                 "after net.ipv4.tcp_tw_reuse_delay ms (1000 by default); TIME_WAIT itself is still 60 s, and a port bound by hand is "
+                 "taken over with timestamps on in every kernel",
+                 "the make-time-wait-reuse-delay-deterministic-and-configurable series, 154dee7c3265 (6.14)"),
     KernelChange((6, 11), "retransmission",
                  "the RTO floor is 200 ms (TCP_RTO_MIN) unless a route sets rto_min",
                  "it is per namespace, net.ipv4.tcp_rto_min_us (200000 by default), read when the socket is made; "

@@ -25,6 +25,7 @@ from ..analysis.pcap import ACK as _ACK
 from ..errors import MissingInput
 from ..spec.functions import check
 from .keepalive import WAKEUP_SLACK
+from .hints import Step, hint_for
 from .result import CheckResult, count
 
 # The RST is an answer from dest's kernel in the softirq that receives the segment, the same as the
@@ -264,3 +265,27 @@ def reset_reported(ctx: Context, capture: str, client: str) -> CheckResult:
         problems.append(f"{err.get('error')} reached the program {late * 1000:+.3f} ms from the RST (allowed 0..{WAKEUP_SLACK * 1000:.0f})")
     observed = f"{call}() -> {err.get('error')}" + (f" {late * 1000:.3f} ms after the RST" if late is not None else "")
     return CheckResult(name, not problems, expected=expected, observed=observed, detail="; ".join(problems))
+
+
+# --- hints: what a person most likely did wrong, said on a failure of these checks (lab/checks/hints.py) ---
+# Its checks' failures, said in terms of the step that makes dest forget (the one done when the server
+# logs 'lost'); the details matched are lab/checks/half_open.py's own. Anything else falls to the general hints (lab/checks/hints.py).
+@hint_for("forgotten_quietly", "probe_draws_reset", "reset_reported")
+def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
+    forget = next((s for s in steps if any(k == "event" and (a or {}).get("event") == "lost" for k, a in s.when)), None)
+    if forget is None:
+        return None
+    d = r.detail
+    if "dest sent an RST" in d or "the RST came before the client sent anything" in d:
+        return (f"{forget}: `ss -K` alone sends an RST (the kernel's tcp_abort), which tells the client at once; drop dest's "
+                f"outgoing packets of the port before it and lift the drop after, as the step's one command line does")
+    if "dest sent a FIN" in d or "it logged 'stopped'" in d or "it logged 'closed'" in d:
+        return (f"{forget}: the server was stopped (Ctrl-C?), and a socket that closes sends a FIN; leave the server running "
+                f"and destroy its socket with the step's command")
+    if "no 'lost' event" in d or "no RST from dest" in d:
+        return f"{forget} was not seen done: dest still holds the connection" if forget.done_at is None else None
+    if "had not forgotten" in d:
+        keepidle = (ctx.manifest.get("parameters") or {}).get("keepidle")
+        return (f"{forget} came after the client's first probe, which dest answered: type it while the client idles, "
+                f"within {keepidle} s of the reply")
+    return None

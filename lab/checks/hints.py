@@ -23,6 +23,22 @@ from .keepalive import Observed, observe_flow
 from .result import CheckResult, count
 
 
+# An exercise's own hints for its own checks: check name -> hint(ctx, result, hands, steps, by_kind). The
+# exercise's check module registers them with @hint_for; None means "nothing of mine explains it" (the
+# general hints below then try), "" that nothing should be said.
+OwnHint = Callable[..., Optional[str]]
+EXERCISE_HINTS: dict[str, OwnHint] = {}
+
+
+def hint_for(*checks: str) -> Callable[[OwnHint], OwnHint]:
+    """Registers a function as the first hint of these checks' failures."""
+    def add(fn: OwnHint) -> OwnHint:
+        for name in checks:
+            EXERCISE_HINTS[name] = fn
+        return fn
+    return add
+
+
 @dataclass
 class Step:
     number: int
@@ -58,6 +74,10 @@ def attach(ctx: Context, results: list[CheckResult]) -> None:
 
 
 def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> str:
+    own = EXERCISE_HINTS.get(r.name.split(" ", 1)[0])
+    said = own(ctx, r, hands, steps, by_kind) if own else None
+    if said is not None:
+        return said
     capturing, server, client, drop = (by_kind.get(k) for k in ("capturing", "listening", "exchange", "drop_rule"))
     last = steps[-1] if steps else None
     if r.name == "student_capture":
@@ -71,14 +91,14 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
     client_host = starting.host if starting and starting.host else "source"
     program = next((p for p, info in programs.items() if info.get("host") == client_host), None)
     client = client or starting
-    typed_otherwise = _typed_otherwise(ctx, r, hands, lambda: _flow(ctx, program, client))
-    if typed_otherwise:
-        return typed_otherwise
+    typed = typed_otherwise(ctx, r, hands, lambda: _flow(ctx, program, client))
+    if typed:
+        return typed
     if program and not (ctx.folder / f"{program}.log").exists():
         return (f"{client}: the {program}'s log is missing, so what it set could not be known: start it from "
                 f"`invoke shell {client.host}` (its events then reach the lab)")
     flow = _flow(ctx, program, client)
-    refused = any(e.get("event") == "connect_failed" and e.get("error") == "ECONNREFUSED" for e in _events(ctx, program))
+    refused = any(e.get("event") == "connect_failed" and e.get("error") == "ECONNREFUSED" for e in events_of(ctx, program))
     if flow is None or refused:
         if refused or (server and client and (server.done_at is None or (client.done_at and client.done_at < server.done_at))):
             return f"the client was started before the server listened: {server} first, then {client}" if server else ""
@@ -92,7 +112,7 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
     if not len(flow.where(tf.DATA, tf.SERVER)):
         return f"the server never replied: the drop rule ({drop}) came before the first exchange; add it after {client}" if drop else ""
     if drop is not None:
-        wrong = _wrong_rule(hands, drop)
+        wrong = wrong_rule(hands, drop)
         if wrong:
             return f"{drop}: {wrong}"
         if drop.done_at is None:
@@ -103,7 +123,7 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
     if "keepidle" not in (ctx.manifest.get("parameters") or {}):
         # Not a keepalive exercise: the first step not seen done is where it went wrong.
         return f"{undone} was not seen done before `invoke finish`" if undone else ""
-    events = _events(ctx, program)
+    events = events_of(ctx, program)
     # (The flow ends where `finish` began: what came after, stopping the programs made.)
     server_fin, client_fin = flow.first(tf.FIN_, tf.SERVER), flow.first(tf.FIN_, tf.CLIENT)
     if any(e.get("event") == "closed" for e in events) or (server_fin and (client_fin is None or server_fin.ts < client_fin.ts)):
@@ -125,7 +145,7 @@ OPTIONS = {"keepidle": ("TCP_KEEPIDLE", " s"), "keepintvl": ("TCP_KEEPINTVL", " 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
-def _typed_otherwise(ctx: Context, r: CheckResult, hands: dict, flow: Callable[[], Optional[tf.Flow]]) -> str:
+def typed_otherwise(ctx: Context, r: CheckResult, hands: dict, flow: Callable[[], Optional[tf.Flow]]) -> str:
     """Values the lab assigned that the person's programs set otherwise, where this check judges with them:
     what was asked and what was set, what the wire shows of each, and what to type instead."""
     wrong = _differing(ctx.manifest, hands, _judged_with(ctx.manifest, r))
@@ -221,7 +241,7 @@ WIRE: dict[str, Callable[[Observed], str]] = {"keepidle": _first_probe, "keepint
                                               "user_timeout": _abort}
 
 
-def _events(ctx: Context, program: Optional[str]) -> list[dict]:
+def events_of(ctx: Context, program: Optional[str]) -> list[dict]:
     if not program:
         return []
     try:
@@ -245,7 +265,7 @@ def _flow(ctx: Context, program: Optional[str], client: Optional[Step]) -> Optio
     return next((f for f in flows if port is None or f.server[1] == int(port)), None)
 
 
-def _wrong_rule(hands: dict, drop: Step) -> str:
+def wrong_rule(hands: dict, drop: Step) -> str:
     """A drop rule the person added where it does not cut the connection: on another host, or for another port."""
     want_host, port = drop.arg("drop_rule", "host"), drop.arg("drop_rule", "port")
     facts = hands.get("facts") or {}
@@ -277,103 +297,3 @@ def _too_early(ctx: Context, flow: tf.Flow, capture: str, hands: dict, last: Opt
                 f"{due:.1f} s: wait for {last} (`invoke watch` shows it coming)")
     except (KeyError, ValueError, TypeError):
         return f"`invoke finish` came {waited:.1f} s after the last segment the client received, before the end: wait for {last}"
-
-
-# --- half-open ---
-# Its checks' failures, said in terms of the step that makes dest forget (the one done when the server
-# logs 'lost'); the details matched are lab/checks/half_open.py's own. Anything else falls to the hints above.
-HALF_OPEN_CHECKS = ("forgotten_quietly", "probe_draws_reset", "reset_reported")
-_hint_before_half_open = _hint
-
-
-def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> str:  # noqa: F811
-    if r.name in HALF_OPEN_CHECKS:
-        said = _half_open_hint(ctx, r, steps)
-        if said:
-            return said
-    return _hint_before_half_open(ctx, r, hands, steps, by_kind)
-
-
-def _half_open_hint(ctx: Context, r: CheckResult, steps: list[Step]) -> str:
-    forget = next((s for s in steps if any(k == "event" and (a or {}).get("event") == "lost" for k, a in s.when)), None)
-    if forget is None:
-        return ""
-    d = r.detail
-    if "dest sent an RST" in d or "the RST came before the client sent anything" in d:
-        return (f"{forget}: `ss -K` alone sends an RST (the kernel's tcp_abort), which tells the client at once; drop dest's "
-                f"outgoing packets of the port before it and lift the drop after, as the step's one command line does")
-    if "dest sent a FIN" in d or "it logged 'stopped'" in d or "it logged 'closed'" in d:
-        return (f"{forget}: the server was stopped (Ctrl-C?), and a socket that closes sends a FIN; leave the server running "
-                f"and destroy its socket with the step's command")
-    if "no 'lost' event" in d or "no RST from dest" in d:
-        return f"{forget} was not seen done: dest still holds the connection" if forget.done_at is None else ""
-    if "had not forgotten" in d:
-        keepidle = (ctx.manifest.get("parameters") or {}).get("keepidle")
-        return (f"{forget} came after the client's first probe, which dest answered: type it while the client idles, "
-                f"within {keepidle} s of the reply")
-    return ""
-
-
-# --- syn-retries ---
-# Its checks' failures, said in terms of the steps: the drop on dest, the client's two connects, and the wait for
-# the kernel to give up. Read from the client's log (the events of lab/checks/syn_retries.py's client); anything
-# these do not explain gets no hint rather than a keepalive exercise's.
-SYN_CHECKS = ("connection_refused", "syn_retransmissions", "connect_timed_out")
-_hint_before_syn = _hint
-
-
-def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> str:  # noqa: F811
-    if r.name in SYN_CHECKS:
-        return _syn_hint(ctx, r, hands, steps, by_kind)
-    return _hint_before_syn(ctx, r, hands, steps, by_kind)
-
-
-def _step_watching(steps: list[Step], event: str) -> Optional[Step]:
-    return next((s for s in steps if any(k == "event" and (a or {}).get("event") == event for k, a in s.when)), None)
-
-
-def _syn_hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> str:
-    from .syn_retries import model_for as syn_model  # noqa: PLC0415  (this block is appended; its imports stay in it)
-    typed = _typed_otherwise(ctx, r, hands, lambda: None)
-    if typed:
-        return typed
-    drop = by_kind.get("drop_rule")
-    client, end = _step_watching(steps, "closed_port"), _step_watching(steps, "silent_port")
-    if not (ctx.folder / "client.log").exists():
-        return (f"{client}: the client's log is missing, so what connect() returned could not be known: start it from "
-                f"`invoke shell {client.host or 'source'}` (its events then reach the lab)") if client else ""
-    events = _events(ctx, "client")
-    p = ctx.manifest.get("parameters") or {}
-    port, closed = p.get("port"), p.get("closed_port")
-    refused = next((e for e in events if e.get("event") == "closed_port"), None)
-    silent = next((e for e in events if e.get("event") == "silent_port"), None)
-    if drop is not None:
-        wrong = _wrong_rule(hands, drop)
-        if wrong:
-            return f"{drop}: {wrong}"
-    if r.name == "connection_refused" and refused is not None and refused.get("error") != "ECONNREFUSED":
-        if refused.get("error") is None:
-            return f"something listens on dest's port {closed}: stop it, or give the client a --closed-port nothing listens on"
-        return f"port {closed} did not answer with an RST: a rule on dest drops it too; drop only port {port} ({drop})"
-    if silent is not None and silent.get("error") in ("ECONNREFUSED", None):
-        what = "was refused at once" if silent.get("error") else "was answered"
-        tried = next((e for e in events if e.get("event") == "connecting" and e.get("target") == "silent_port"), None)
-        if drop is not None and drop.done_at is not None and tried is not None and drop.done_at > float(tried["wall"]):
-            return (f"the connect to port {port} {what}: {drop} came {drop.done_at - float(tried['wall']):.1f} s after the client "
-                    f"had tried it; drop the port first, then run the client ({client})")
-        return f"the connect to port {port} {what}: nothing dropped the port on dest; {drop} first, then {client}" if drop else ""
-    if silent is None:
-        if any(e.get("event") == "interrupted" for e in events):
-            return f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it until connect() fails with ETIMEDOUT ({end})"
-        tried = next((e for e in events if e.get("event") == "connecting" and e.get("target") == "silent_port"), None)
-        finished = ctx.finish_began("observer")
-        finished = finished if finished is not None else hands.get("finished")
-        if tried is None or not finished:
-            return f"the run did not reach its end: {end}" if end else ""
-        try:
-            due = syn_model(ctx, "client", p["syn_retries"], p.get("syncnt") or 0, p.get("user_timeout") or 0).failure().nominal
-        except (KeyError, ValueError, TypeError, MissingInput):
-            return f"`invoke finish` came {float(finished) - float(tried['wall']):.1f} s after the first SYN, before the end: wait for {end}"
-        return (f"`invoke finish` came {float(finished) - float(tried['wall']):.1f} s after the first SYN; the kernel was due to give "
-                f"up at {due:.1f} s: wait for {end} (`invoke watch` counts the SYNs sent again)")
-    return ""

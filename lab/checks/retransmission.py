@@ -65,7 +65,7 @@ def observe(ctx: Context, capture: str, client: str) -> Observed:
 
 def model_for(ctx: Context, o: Observed, retries2, user_timeout) -> RetransmitModel:
     if "rto_us" not in o.sent:
-        raise MissingInput(f"the client's log has no TCP_INFO figures for its last request, so the RTO in force is unknown")
+        raise MissingInput("the client's log has no TCP_INFO figures for its last request, so the RTO in force is unknown")
     rto_min = ctx.sysctl(HOST, "net.ipv4.tcp_rto_min_us")
     rto_max = ctx.sysctl(HOST, "net.ipv4.tcp_rto_max_ms")  # 6.15 and later; 120 s fixed before
     early = ctx.sysctl(HOST, "net.ipv4.tcp_early_retrans")

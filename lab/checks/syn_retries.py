@@ -17,6 +17,7 @@ from ..analysis.kernel_model import TCP_RTO_MAX, SynRetryModel, release_version,
 from ..analysis.pcap import ACK, RST
 from ..errors import MissingInput
 from ..spec.functions import check
+from .hints import Step, events_of, hint_for, typed_otherwise, wrong_rule
 from .result import CheckResult, count, counted, seconds, spaced, times
 
 # connect() returns when the kernel wakes the blocked caller, right after the packet or timer that
@@ -265,3 +266,60 @@ def _port(ctx: Context) -> int:
     if port is None:
         raise MissingInput("the manifest's parameters have no port")
     return int(port)
+
+
+# --- hints: what a person most likely did wrong, said on a failure of these checks (lab/checks/hints.py) ---
+# Its checks' failures, said in terms of the steps: the drop on dest, the client's two connects, and the wait for
+# the kernel to give up. Read from the client's log (the events of lab/checks/syn_retries.py's client); anything
+# these do not explain gets no hint rather than a keepalive exercise's.
+
+
+def _step_watching(steps: list[Step], event: str) -> Optional[Step]:
+    return next((s for s in steps if any(k == "event" and (a or {}).get("event") == event for k, a in s.when)), None)
+
+
+@hint_for("connection_refused", "syn_retransmissions", "connect_timed_out")
+def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
+    typed = typed_otherwise(ctx, r, hands, lambda: None)
+    if typed:
+        return typed
+    drop = by_kind.get("drop_rule")
+    client, end = _step_watching(steps, "closed_port"), _step_watching(steps, "silent_port")
+    if not (ctx.folder / "client.log").exists():
+        return (f"{client}: the client's log is missing, so what connect() returned could not be known: start it from "
+                f"`invoke shell {client.host or 'source'}` (its events then reach the lab)") if client else ""
+    events = events_of(ctx, "client")
+    p = ctx.manifest.get("parameters") or {}
+    port, closed = p.get("port"), p.get("closed_port")
+    refused = next((e for e in events if e.get("event") == "closed_port"), None)
+    silent = next((e for e in events if e.get("event") == "silent_port"), None)
+    if drop is not None:
+        wrong = wrong_rule(hands, drop)
+        if wrong:
+            return f"{drop}: {wrong}"
+    if r.name == "connection_refused" and refused is not None and refused.get("error") != "ECONNREFUSED":
+        if refused.get("error") is None:
+            return f"something listens on dest's port {closed}: stop it, or give the client a --closed-port nothing listens on"
+        return f"port {closed} did not answer with an RST: a rule on dest drops it too; drop only port {port} ({drop})"
+    if silent is not None and silent.get("error") in ("ECONNREFUSED", None):
+        what = "was refused at once" if silent.get("error") else "was answered"
+        tried = next((e for e in events if e.get("event") == "connecting" and e.get("target") == "silent_port"), None)
+        if drop is not None and drop.done_at is not None and tried is not None and drop.done_at > float(tried["wall"]):
+            return (f"the connect to port {port} {what}: {drop} came {drop.done_at - float(tried['wall']):.1f} s after the client "
+                    f"had tried it; drop the port first, then run the client ({client})")
+        return f"the connect to port {port} {what}: nothing dropped the port on dest; {drop} first, then {client}" if drop else ""
+    if silent is None:
+        if any(e.get("event") == "interrupted" for e in events):
+            return f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it until connect() fails with ETIMEDOUT ({end})"
+        tried = next((e for e in events if e.get("event") == "connecting" and e.get("target") == "silent_port"), None)
+        finished = ctx.finish_began("observer")
+        finished = finished if finished is not None else hands.get("finished")
+        if tried is None or not finished:
+            return f"the run did not reach its end: {end}" if end else ""
+        try:
+            due = model_for(ctx, "client", p["syn_retries"], p.get("syncnt") or 0, p.get("user_timeout") or 0).failure().nominal
+        except (KeyError, ValueError, TypeError, MissingInput):
+            return f"`invoke finish` came {float(finished) - float(tried['wall']):.1f} s after the first SYN, before the end: wait for {end}"
+        return (f"`invoke finish` came {float(finished) - float(tried['wall']):.1f} s after the first SYN; the kernel was due to give "
+                f"up at {due:.1f} s: wait for {end} (`invoke watch` counts the SYNs sent again)")
+    return ""

@@ -18,7 +18,7 @@ from ..analysis.kernel_model import changes_between
 from ..results.folder import write_json
 from ..spec.sweep import shown
 from . import measures
-from .measures import COUNT, MODEL, NOT_MS, RTT_CONFIGURED, RTT_MEASURED
+from .measures import COUNT, MODEL, NOT_MS, REFERENCES, RTT_CONFIGURED, RTT_MEASURED
 from .plots import pyplot
 
 # Below this round trip a ratio to it says more about the clock than about TCP.
@@ -119,7 +119,7 @@ def _differences(runs: list[dict], groups: dict[str, list[str]]) -> list[str]:
     out = []
     for names in groups.values():
         for name in names:
-            if name.startswith(MODEL):
+            if name.startswith(REFERENCES):
                 continue
             values = [measures.flat(r["figures"]).get(name) for r in done]
             known = [v for v in values if v is not None]
@@ -179,8 +179,8 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
                 ratio = _ratio(ms, r) if _in_round_trips(name) else None
                 cells.append(_cell(name, ms) + (f" ({ratio:.2f})" if ratio is not None else ""))
             label = escape(f" {name}")
-            table.add_row(f"[dim]{label}[/dim]" if name.startswith(MODEL) else label,
-                          *[f"[dim]{c}[/dim]" if name.startswith(MODEL) else c for c in cells])
+            table.add_row(f"[dim]{label}[/dim]" if name.startswith(REFERENCES) else label,
+                          *[f"[dim]{c}[/dim]" if name.startswith(REFERENCES) else c for c in cells])
     ui.console.print(table)
     for r in runs:
         if r["failed"]:
@@ -192,7 +192,7 @@ def _print(sweep: dict, runs: list[dict], groups: dict[str, list[str]]) -> None:
 def _in_round_trips(name: str) -> bool:
     """Whether a figure is also shown in round trips: a time measured, not the RTT itself, a count or
     bytes, or the model's figure."""
-    return name not in (RTT_CONFIGURED, RTT_MEASURED) and not name.endswith(NOT_MS) and not name.startswith(MODEL)
+    return name not in (RTT_CONFIGURED, RTT_MEASURED) and not name.endswith(NOT_MS) and not name.startswith(REFERENCES)
 
 
 def _categories(ax, done: list[dict], numeric: bool) -> None:
@@ -228,9 +228,11 @@ def _draw(folder: Path, sweep: dict, runs: list[dict], groups: dict[str, list[st
                     continue  # a number (packets, bytes), not ms: in the table only
                 ys = [measures.flat(r["figures"]).get(name) for r in done]
                 style: dict = dict(ls="--", color="grey") if name == RTT_CONFIGURED else dict(marker="o")
-                if name.startswith(MODEL) and name[len(MODEL):] in colours:
-                    # The model's figure in its measured figure's colour, dotted: the gap between them shows.
-                    style = dict(ls=":", marker="x", color=colours[name[len(MODEL):]])
+                ref = next((r for r in REFERENCES if name.startswith(r)), None)
+                if ref and name[len(ref):] in colours:
+                    # The model's (dotted) or the textbook's (dashed) figure in its measured figure's colour:
+                    # the gap between them shows.
+                    style = dict(ls=":" if ref == MODEL else "--", marker="x" if ref == MODEL else "+", color=colours[name[len(ref):]])
                 line, = ax.plot(xs, [float("nan") if y is None else y for y in ys], label=name, **style)
                 colours[name] = line.get_color()
             ax.set_title(group, fontsize=10)

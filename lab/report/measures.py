@@ -28,6 +28,10 @@ RTT_MEASURED, RTT_CONFIGURED = "RTT measured", "RTT configured"
 COUNT, BYTES = " (count)", " (bytes)"
 NOT_MS = (COUNT, BYTES)
 MODEL = "model: "
+# A figure the textbook (tcp(7), the RFCs) gives, beside the measured one: like the model's, a reference,
+# never a difference between runs.
+TEXTBOOK = "textbook: "
+REFERENCES = (MODEL, TEXTBOOK)
 # What each measure's figures show of the kernel, for naming where Linux changed between the kernels
 # compared (lab/analysis/kernel_model.py's CHANGES).
 TOPICS = {"keepalive_times": {"keepalive"}, "persist_times": {"persist", "window"}, "state_times": {"states"}}
@@ -198,14 +202,14 @@ def syn_times(ctx: Context, capture: str, client: str, syn_retries, syncnt=0, us
     due = len(at) if len(at) in counts else max(counts)
     model, book = m.syn_times(due), m.textbook()
     resent: dict[str, Optional[float]] = {f"resent SYNs{COUNT}": float(len(at)), f"{MODEL}resent SYNs{COUNT}": float(due),
-                                          f"textbook: resent SYNs{COUNT}": float(len(book))}
+                                          f"{TEXTBOOK}resent SYNs{COUNT}": float(len(book))}
     for k in range(min(max(len(at), due, len(book)), PROBES_SHOWN)):
         resent[f"SYN {k + 2}"] = at[k] * 1000 if k < len(at) else None
         resent[f"{MODEL}SYN {k + 2}"] = model[k] * 1000 if k < len(model) else None
-        resent[f"textbook: SYN {k + 2}"] = book[k] * 1000 if k < len(book) else None
+        resent[f"{TEXTBOOK}SYN {k + 2}"] = book[k] * 1000 if k < len(book) else None
     ended = None if a.unlogged else a.ended
     failed = {"ETIMEDOUT": (float(ended["wall"]) - t0) * 1000 if ended and ended.get("error") == "ETIMEDOUT" else None,
-              f"{MODEL}ETIMEDOUT": m.failure(due).nominal * 1000, "textbook: ETIMEDOUT": m.textbook_failure() * 1000}
+              f"{MODEL}ETIMEDOUT": m.failure(due).nominal * 1000, f"{TEXTBOOK}ETIMEDOUT": m.textbook_failure() * 1000}
     figures: Figures = {"resent SYNs": resent, "connect() fails": failed}
     closed_port = (ctx.manifest.get("parameters") or {}).get("closed_port")
     if closed_port:
