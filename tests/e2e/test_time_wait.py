@@ -15,7 +15,7 @@ from scapy.utils import rdpcap, wrpcap
 
 from tests.wireshark import COMPARED, disagreements
 
-from .conftest import copy_results, edit_manifest, invoke, report, run_ok, start, verdicts, with_sets
+from .conftest import copy_results, early_results, edit_manifest, invoke, report, run_ok, verdicts
 from .test_handson import Person, handson_record, wait_step
 
 CHECKS = {"connection_established", "active_close", "time_wait_held", "same_port_again"}
@@ -24,14 +24,9 @@ SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory) -> dict[str, Path]:
-    """The default run (linger0=0, timestamps=0), about 65 s, on namespaces and in containers at once."""
-    base = tmp_path_factory.mktemp("twfull")
-    runs = {"netns": ("e2etwn", []), "docker": ("e2etwd", ["--backend", "docker"])}
-    procs = {b: start(*with_sets("time-wait", lab, [], "--results", str(base / b), *extra)) for b, (lab, extra) in runs.items()}
-    for b, p in procs.items():
-        out, _ = p.communicate(timeout=240)
-        assert p.returncode == 0, f"{b}: {out}"
-    return {b: base / b for b in runs}
+    """The default run (linger0=0, timestamps=0), about 65 s, on namespaces and in containers at once,
+    started when the session began (tests/e2e/conftest.py's EARLY_RUNS)."""
+    return early_results("test_time_wait.py")
 
 
 @pytest.fixture(scope="module")
