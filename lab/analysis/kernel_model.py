@@ -168,6 +168,17 @@ class PersistModel:
         return list(range(certain, due + 1))
 
 
+# A machine whose vCPUs stall (an emulated VM: QEMU's TCG) fires each timer late by up to a stall beyond
+# the wheel's slack. The run's own handshake round trip measures it (tens of microseconds on a bridge,
+# a few milliseconds between TCG guests); it is allowed on the late side only, and never beyond this.
+VCPU_STALL_CAP = 0.020
+
+
+def vcpu_stall(handshake_rtt: float) -> float:
+    """The stall a model allows beyond timer slack, from the handshake's round trip (Flow.handshake_rtt)."""
+    return min(max(handshake_rtt, 0.0), VCPU_STALL_CAP)
+
+
 def to_jiffies(seconds: float, hz: Optional[int]) -> float:
     """A duration rounded up to whole jiffies, as usecs_to_jiffies and msecs_to_jiffies do."""
     j = jiffy(hz)
@@ -205,6 +216,7 @@ class RetransmitModel:
     rto_max: float = TCP_RTO_MAX
     tlp: bool = True  # net.ipv4.tcp_early_retrans >= 3 (the default) sends the probe
     measure_slack: float = 0.001
+    stall: float = 0.0  # vcpu_stall(): how late an emulated machine may act beyond the wheel
 
     @property
     def pto(self) -> float:
@@ -252,9 +264,10 @@ class RetransmitModel:
         times, late, _ = self._expiries()
         e1 = times[0]
         nominal = sum(1 for t in times if t - e1 < self.boundary)
-        if self.user_timeout_ms > 0:
-            return [nominal]  # the last timer is clamped to the boundary itself
-        earliest = sum(1 for t, lt in zip(times, late) if t - e1 + (lt - late[0]) < self.boundary)
+        # An expiry due before the boundary may fire past it, late by the slack its timers gathered since the
+        # first: the kernel then aborts there, one retransmission sooner (with U too: only a timer that
+        # would run past U is clamped to it).
+        earliest = sum(1 for t, lt in zip(times, late) if t - e1 + (lt - late[0]) + self.stall < self.boundary)
         return list(range(earliest, nominal + 1))
 
     def retransmission_times(self, n: int) -> list[float]:
@@ -263,10 +276,10 @@ class RetransmitModel:
 
     def probe(self) -> Window:
         p = self.pto
-        return Window(p, p - self.jiffy - self.measure_slack, p + timer_lateness(p, self.hz) + self.measure_slack)
+        return Window(p, p - self.jiffy - self.measure_slack, p + timer_lateness(p, self.hz) + self.stall + self.measure_slack)
 
     def interval(self, nominal: float) -> Window:
-        return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(nominal, self.hz) + self.measure_slack)
+        return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(nominal, self.hz) + self.stall + self.measure_slack)
 
     @property
     def jiffy(self) -> float:
@@ -279,11 +292,12 @@ class RetransmitModel:
             # the clamped timer: what is left of U, in whole jiffies, plus its lateness
             u = self.user_timeout_ms / 1000.0
             nominal = first_rto + u
-            return Window(nominal, nominal - self.measure_slack, nominal + timer_lateness(u, self.hz) + 2 * self.jiffy + self.measure_slack)
+            return Window(nominal, nominal - self.measure_slack,
+                          nominal + timer_lateness(u, self.hz) + 2 * self.jiffy + self.stall + self.measure_slack)
         times, late, gaps = self._expiries()
         k = min(retransmissions, len(times) - 1)
         nominal = first_rto + (times[k] - times[0])
-        return Window(nominal, nominal - self.measure_slack, nominal + (late[k] - late[0]) + self.measure_slack)
+        return Window(nominal, nominal - self.measure_slack, nominal + (late[k] - late[0]) + self.stall + self.measure_slack)
 
 
 TCP_TIMEOUT_INIT = 1.0  # the first SYN's RTO (TCP_TIMEOUT_INIT; a BPF program could change it, none does here)
@@ -492,9 +506,12 @@ class RequestModel:
     at once in quick-ACK mode: at the start of a connection (tcp_incr_quickack's credits), and while it
     is not in ping-pong mode. Once it has sent `pingpong_thresh` replies it is in ping-pong mode
     (tcp_event_data_sent) and holds each ACK for its delayed-ACK timer (TCP_DELACK_MIN on a path whose
-    RTT is below 40 ms); TCP_QUICKACK set before each recv() takes it out of ping-pong mode each time
-    (the option is not sticky: the next reply puts it back). So request n waits for the delayed-ACK
-    timer when all of: two writes, Nagle on, no TCP_QUICKACK, and n > pingpong_thresh.
+    RTT is below 40 ms); the timer's firing takes it out of ping-pong mode (tcp_delack_timer_handler),
+    so `pingpong_thresh` more replies put it back: with a threshold N, requests N+1, 2N+1, 3N+1 ... pay
+    the timer (every one after the first when N is 1, the default). TCP_QUICKACK set before each recv()
+    takes it out of ping-pong mode each time (the option is not sticky: the next reply puts it back). So
+    request n waits for the delayed-ACK timer when all of: two writes, Nagle on, no TCP_QUICKACK, and n
+    is one of those.
     """
 
     writes: int
@@ -505,7 +522,8 @@ class RequestModel:
 
     def quick_acked(self, n: int) -> bool:
         """Whether the receiver acknowledges request n's first segment at once (1-based)."""
-        return self.quickack or n <= self.pingpong_thresh
+        thresh = max(self.pingpong_thresh, 1)
+        return self.quickack or n <= thresh or (n - thresh - 1) % thresh != 0
 
     def held(self, n: int) -> bool:
         """Whether Nagle holds request n's second write back until the first is acknowledged."""

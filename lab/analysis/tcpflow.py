@@ -154,6 +154,13 @@ class Flow:
         pos = self.where(*args, **kw)
         return self.event(int(pos[-1])) if len(pos) else None
 
+    def handshake_rtt(self) -> float:
+        """The round trip the handshake took where this capture saw it (the client's SYN to the server's
+        SYN-ACK; 0 where either is missing): tens of microseconds on a bridge, milliseconds between
+        emulated VMs, whose vCPUs stall."""
+        syn, synack = self.first(SYN_, CLIENT), self.first(SYN_ACK, SERVER)
+        return max(synack.ts - syn.ts, 0.0) if syn and synack else 0.0
+
     def __str__(self) -> str:
         return f"{self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"
 
@@ -326,13 +333,13 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
     labels |= np.where((labels & BIT[RETRANSMISSION] != 0) & fast, BIT[FAST_RETRANSMISSION], 0)
     labels |= _timer_labels(t, rows, from_server, flags, ts, plen, rel_seq, rel_ack, labels, nxt_before, nxt_time,
-                            peer_ack, _reorder_window(flags, ts))
+                            peer_ack, _reorder_window(flags, ts)[-1] if m else 0.0)
     return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
 
 
 def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, flags: np.ndarray, ts: np.ndarray,
                   plen: np.ndarray, rel_seq: np.ndarray, rel_ack: np.ndarray, labels: np.ndarray,
-                  nxt_before: np.ndarray, nxt_time: np.ndarray, peer_ack: np.ndarray, rtt: np.ndarray) -> np.ndarray:
+                  nxt_before: np.ndarray, nxt_time: np.ndarray, peer_ack: np.ndarray, handshake: float) -> np.ndarray:
     """The labels that name the timer behind a segment: a SYN resent (the SYN timer), a tail loss probe
     and RTO retransmissions (the retransmission timer), a delayed ACK (the receiver's delayed-ACK
     timer), and a small segment Nagle held until the peer acknowledged the one before it.
@@ -342,8 +349,10 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
       segment sent (the PTO resends the tail; an RTO resends SND.UNA) and either that is not the first
       unacknowledged byte, or the next resend follows it sooner than an RTO doubling would; every other
       resend in the spell (no new acknowledgement between them) is an RTO retransmission;
-    - a pure ACK of the peer's data is delayed when it left DELAYED_ACK_AT_LEAST after that data (less
-      the first round trip), with nothing sent by its side in between;
+    - a pure ACK of the peer's data is delayed when it left DELAYED_ACK_AT_LEAST after that data, less
+      the path's round trip (the smallest of the handshake's and of any ACK's of data: a round trip never
+      takes less, so a delayed ACK is never missed where round trips vary), with nothing sent by its side
+      in between;
     - a small data segment is Nagle-held when the side's previous segment of new data was small and
       unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it (a
       write that merely came after a quick ACK, with TCP_NODELAY, looks the same on the wire: the
@@ -386,9 +395,11 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
     peer_data_ts = np.where(from_server, *[_last_before(mine & data, ts, pos) for mine in sides])
     peer_data_at = np.where(from_server, *[_prev_index(mine & data, pos) for mine in sides])
     own_prev = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
-    covers = pure & (peer_data_at >= 0) & (rel_ack >= peer_data_end) & (own_prev < peer_data_at)
-    held = ts - peer_data_ts - np.maximum(rtt, 0)
-    out |= np.where(covers & (held >= DELAYED_ACK_AT_LEAST), BIT[DELAYED_ACK], 0)
+    covers = (flags & ACK != 0) & ~syn_only & (peer_data_at >= 0) & (rel_ack >= peer_data_end) & (own_prev < peer_data_at)
+    gaps = (ts - peer_data_ts)[covers]
+    rtt = min([g for g in (handshake, float(gaps.min()) if len(gaps) else 0.0) if g > 0], default=0.0)
+    held = ts - peer_data_ts - rtt
+    out |= np.where(pure & covers & (held >= DELAYED_ACK_AT_LEAST), BIT[DELAYED_ACK], 0)
 
     # Nagle: the MSS is the smaller of the two SYNs' options (unknown without both: no label).
     mss_seen = t.mss[rows][(flags & SYN) != 0]
@@ -404,7 +415,7 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
         nagle = (new_data & (plen < mss) & (own_new_at >= 0) & (plen[prev_safe] < mss) & (pa >= 0) & pure[pa_safe]
                  & (pa > own_new_at) & (rel_ack[pa_safe] == rel_seq)
                  & ((pa_before < 0) | (rel_ack[np.maximum(pa_before, 0)] < rel_seq) | (pa_before < own_new_at))
-                 & (ts - ts[pa_safe] <= NAGLE_RELEASE_WITHIN + np.maximum(rtt, 0)))
+                 & (ts - ts[pa_safe] <= NAGLE_RELEASE_WITHIN + rtt))
         out |= np.where(nagle, BIT[NAGLE_HELD], 0)
     return out
 

@@ -219,7 +219,8 @@ class Backend(ABC):
         before, after = (p.strip().splitlines() for p in (parts[0], parts[2]))
         if after:
             raise LabError(f"`ss -K` left {len(after)} connection(s) of port {port} on {host}: its kernel cannot destroy sockets "
-                           "(CONFIG_INET_DIAG_DESTROY); use a kernel that has it")
+                           "(CONFIG_INET_DIAG_DESTROY), or the host lacks CAP_NET_ADMIN in its network namespace; use a kernel "
+                           "with it, and a host that may manage its own network")
         return commands, len(before)
 
     def _ensure_chain(self, host: str, chain: str) -> list[list[str]]:

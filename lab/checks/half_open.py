@@ -93,9 +93,7 @@ def model_for(ctx: Context, keepalive, keepidle, keepintvl, keepcnt, send_after)
 
 def reset_bound(flow: tf.Flow) -> float:
     """How soon after the segment that drew it the RST must come: see RESET_MARGIN."""
-    syn, synack = flow.first(tf.SYN_, tf.CLIENT), flow.first(tf.SYN_ACK, tf.SERVER)
-    rtt = max(synack.ts - syn.ts, 0.0) if syn and synack else 0.0
-    return 2 * rtt + RESET_MARGIN
+    return 2 * flow.handshake_rtt() + RESET_MARGIN
 
 
 @dataclass

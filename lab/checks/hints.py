@@ -132,7 +132,7 @@ def _hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind:
                 f"running, and type the drop rule in another shell{where}")
     if any(e.get("event") == "interrupted" for e in events) or (
             client_fin is not None and not len(flow.where(tf.RST_, tf.CLIENT))):
-        return (f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails"
+        return ("the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails"
                 + (f" ({last})" if last else ""))
     if not any(e.get("event") == "error" for e in events) and not len(flow.where(tf.RST_, tf.CLIENT)):
         return _too_early(ctx, flow, client.host if client and client.host else "source", hands, last)

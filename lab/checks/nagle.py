@@ -58,8 +58,7 @@ class Observed:
 def observe(ctx: Context, capture: str, client: str) -> Observed:
     """The client's requests on its connection, each with its segments, the ACK of its first one and the reply."""
     flow = ctx.client_flow(capture, client)
-    syn, synack = flow.first(tf.SYN_, tf.CLIENT), flow.first(tf.SYN_ACK, tf.SERVER)
-    rtt = synack.ts - syn.ts if syn and synack else 0.0
+    rtt = flow.handshake_rtt()
     sent = flow.where(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION, tf.OUT_OF_ORDER))
     replies = flow.where(tf.DATA, tf.SERVER, without=(tf.RETRANSMISSION,))
     if not len(sent):
@@ -281,7 +280,7 @@ def quickack_at_start(ctx: Context, capture: str, client: str, nodelay, quickack
                             f"timer ({d.low * 1000:.1f}..{d.high * 1000:.1f} ms)")
     if not o.requests:
         problems.append("no request on the wire")
-    said_quick = (f"with TCP_QUICKACK before each recv(), every request's first segment acknowledged at once" if m.quickack else
+    said_quick = ("with TCP_QUICKACK before each recv(), every request's first segment acknowledged at once" if m.quickack else
                   f"quick-ACK mode at the start: {_requests_word([n for n in range(1, m.pingpong_thresh + 1)])} acknowledged at once "
                   f"(ping-pong after {count(m.pingpong_thresh, 'reply', 'replies')}, {PINGPONG_SYSCTL}"
                   f"{'' if ctx.sysctl('dest', PINGPONG_SYSCTL) is not None else ' not recorded: the kernel default'})")

@@ -11,14 +11,14 @@ from typing import Optional
 
 from ..analysis import tcpflow as tf
 from ..analysis.context import Context
-from ..analysis.kernel_model import TCP_RTO_MAX, TCP_RTO_MIN, RetransmitModel
+from ..analysis.kernel_model import TCP_RTO_MAX, TCP_RTO_MIN, RetransmitModel, vcpu_stall
 from ..errors import MissingInput
 from ..spec.functions import check
+from .hints import Step, events_of, hint_for
 from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count, counted, seconds, spaced, times
 
 HOST = "source"  # where the client runs, whose sysctls the model reads
-MEASURE_SLACK = 0.001  # the capture's clock against the kernel's jiffies
 
 
 @dataclass
@@ -65,23 +65,20 @@ def observe(ctx: Context, capture: str, client: str) -> Observed:
 
 def model_for(ctx: Context, o: Observed, retries2, user_timeout) -> RetransmitModel:
     if "rto_us" not in o.sent:
-        raise MissingInput("the client's log has no TCP_INFO figures for its last request, so the RTO in force is unknown")
+        raise MissingInput("client.log: the last 'sent' event has no rto_us (TCP_INFO), so the RTO in force is unknown; "
+                           "run the exercise's client.py, which logs it before each request")
     rto_min = ctx.sysctl(HOST, "net.ipv4.tcp_rto_min_us")
     rto_max = ctx.sysctl(HOST, "net.ipv4.tcp_rto_max_ms")  # 6.15 and later; 120 s fixed before
     early = ctx.sysctl(HOST, "net.ipv4.tcp_early_retrans")
     return RetransmitModel(
         rto=o.sent["rto_us"] / 1e6, srtt=o.sent.get("rtt_us", 0) / 1e6, retries2=int(retries2), user_timeout_ms=int(user_timeout),
         hz=ctx.hz, rto_min=rto_min / 1e6 if rto_min else TCP_RTO_MIN, rto_max=rto_max / 1000 if rto_max else TCP_RTO_MAX,
-        tlp=early is None or early >= 3, measure_slack=MEASURE_SLACK + _stall(o.flow),
+        tlp=early is None or early >= 3, stall=vcpu_stall(o.flow.handshake_rtt()),
     )
 
 
-def _stall(flow: tf.Flow) -> float:
-    """How late this machine may act beyond its timers: the handshake's round trip as the client saw it.
-    Tens of microseconds on a bridge; on an emulated VM (TCG) a vCPU stalls for milliseconds, and a timer
-    fires that much later than the wheel alone allows (as lab/analysis/states.py allows the path's RTT)."""
-    syn, synack = flow.first(tf.SYN_, tf.CLIENT), flow.first(tf.SYN_ACK, tf.SERVER)
-    return max(0.0, synack.ts - syn.ts) if syn and synack else 0.0
+def _stall_said(m: RetransmitModel) -> str:
+    return f"; plus {m.stall * 1000:.1f} ms, the handshake's round trip: this machine's vCPUs stall" if m.stall >= 0.001 else ""
 
 
 def _boundary(m: RetransmitModel) -> str:
@@ -152,7 +149,8 @@ def rto_backoff(ctx: Context, capture: str, client: str, retries2, user_timeout=
         name, not problems,
         expected=(f"{counted(counts, 'RTO retransmission')} ({_boundary(m)}), at {seconds(m.retransmission_times(n))} s after the request: "
                   f"intervals {seconds(m.intervals(n + (1 if m.tlp else 0))[1 if m.tlp else 0:])} s from RTO {m.rto * 1000:g} ms, "
-                  f"doubling, each up to its timer's slack late ({f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown: widest tolerance'})"),
+                  f"doubling, each up to its timer's slack late ({f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown: widest tolerance'}"
+                  f"{_stall_said(m)})"),
         observed="; ".join(filter(None, [" ".join(filter(None, [count(len(o.rtos), "RTO retransmission"), times("at", [o.at(r) for r in o.rtos])])),
                                          spaced("interval", gaps)])),
         detail="; ".join(problems),
@@ -203,3 +201,27 @@ def retransmission_abort(ctx: Context, capture: str, client: str, retries2, user
         expected=f"ETIMEDOUT at {w} after the request ({_boundary(m)}, counted from the first RTO retransmission), no RST, then EPIPE",
         observed=observed, detail="; ".join(problems),
     )
+
+
+# --- hints: what a person most likely did wrong, said on a failure of these checks (lab/checks/hints.py) ---
+@hint_for("tail_loss_probe", "rto_backoff", "retransmission_abort")
+def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
+    """The usual mistakes after the drop: the client stopped, or `finish`, before its kernel gave up. Earlier
+    ones (the drop before the first exchange, on the wrong host or port) the general hints say."""
+    events = events_of(ctx, "client")
+    if not events or any(e.get("event") == "error" for e in events) or by_kind.get("drop_rule") is None:
+        return None
+    end = next((s for s in steps if any(k == "event" and (a or {}).get("event") == "error" for k, a in s.when)), None)
+    if any(e.get("event") == "interrupted" for e in events):
+        return f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails with ETIMEDOUT ({end})"
+    try:
+        o = observe(ctx, "source", "client")
+        m = model_for(ctx, o, (ctx.manifest.get("parameters") or {}).get("retries2", 15), (ctx.manifest.get("parameters") or {}).get("user_timeout", 0))
+    except MissingInput:
+        return None
+    finished = ctx.finish_began("source")
+    if finished is None or o.first_rto is None:
+        return None
+    due = m.abort(max(m.retransmission_counts()), o.first_rto).nominal
+    return (f"`invoke finish` came {finished - o.lost.ts:.1f} s after the lost request; its kernel was due to give up at "
+            f"{due:.1f} s: wait for {end} (`invoke watch` shows each resend)")

@@ -18,11 +18,9 @@ from ..analysis.pcap import ACK, RST
 from ..errors import MissingInput
 from ..spec.functions import check
 from .hints import Step, events_of, hint_for, typed_otherwise, wrong_rule
+from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count, counted, seconds, spaced, times
 
-# connect() returns when the kernel wakes the blocked caller, right after the packet or timer that
-# decided it; the gap between the two is process scheduling, not a TCP timer.
-WAKEUP_SLACK = 0.25
 # A port nobody listens on is answered by the peer's kernel at once: measured 0.05 ms on a bridge.
 # The limit leaves room for a slower path (VMs), and is far below the 1 s a resent SYN would take.
 REFUSED_WITHIN = 0.010
@@ -89,7 +87,8 @@ def linear_timeouts(ctx: Context, client: str) -> tuple[int, str]:
         return syn_linear_timeouts(value), "the manifest" if value is not None else "the manifest: no such sysctl"
     version = release_version(ctx.kernel_release)
     if version is None:
-        raise MissingInput(f"neither {client}.log nor the manifest says whether the kernel has {LINEAR_SYSCTL}")
+        raise MissingInput(f"neither {client}.log's 'options' event nor manifest.json (sysctls, kernel.release) says whether the "
+                           f"kernel has {LINEAR_SYSCTL}; run the exercise's client.py, which reads it")
     return (LINEAR_DEFAULT, f"Linux {version[0]}.{version[1]}'s default") if version >= LINEAR_SINCE else (0, f"Linux {version[0]}.{version[1]}")
 
 
@@ -179,14 +178,10 @@ def syn_retransmissions(ctx: Context, capture: str, client: str, syn_retries, sy
     """The silent port: how many SYNs the kernel resends and each interval, against the kernel model
     (linear timeouts, count and time limits, the user timeout), the textbook's schedule said beside it."""
     name = "syn_retransmissions"
-    m = model_for(ctx, client, syn_retries, syncnt, user_timeout)
-    a = attempt(ctx, capture, client, "silent_port", port if port is not None else _port(ctx))
-    f = a.flow
-    syns = a.syns
-    t0 = a.first_syn.ts
+    m, a, counts = _silent(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
+    f, syns, t0 = a.flow, a.syns, a.first_syn.ts
     offsets = [s.ts - t0 for s in syns[1:]]
     intervals = [b.ts - x.ts for x, b in zip(syns, syns[1:])]
-    counts = m.retransmission_counts()
     problems = []
     unlabelled = len(syns) - 1 - len(f.where(tf.SYN_RETRANSMISSION, tf.CLIENT))
     if unlabelled:
@@ -220,12 +215,8 @@ def connect_timed_out(ctx: Context, capture: str, client: str, syn_retries, sync
     """The silent port: connect() fails with ETIMEDOUT at the model's failure time after the resent SYNs,
     and the client sends nothing more (no RST: a connection in SYN-SENT has nothing to reset)."""
     name = "connect_timed_out"
-    m = model_for(ctx, client, syn_retries, syncnt, user_timeout)
-    a = attempt(ctx, capture, client, "silent_port", port if port is not None else _port(ctx))
-    f = a.flow
-    syns = a.syns
-    t0 = a.first_syn.ts
-    counts = m.retransmission_counts()
+    m, a, counts = _silent(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
+    f, syns, t0 = a.flow, a.syns, a.first_syn.ts
     n = len(syns) - 1 if len(syns) - 1 in counts else max(counts)
     window = m.failure(n)
     problems = []
@@ -264,8 +255,15 @@ def connect_timed_out(ctx: Context, capture: str, client: str, syn_retries, sync
 def _port(ctx: Context) -> int:
     port = (ctx.manifest.get("parameters") or {}).get("port")
     if port is None:
-        raise MissingInput("the manifest's parameters have no port")
+        raise MissingInput("manifest.json: parameters.port is missing; give the check a port: field, or re-run the exercise")
     return int(port)
+
+
+def _silent(ctx: Context, capture: str, client: str, syn_retries, syncnt, user_timeout, port) -> tuple[SynRetryModel, Attempt, list[int]]:
+    """The model, the connect() to the silent port, and the retransmission counts the model allows."""
+    m = model_for(ctx, client, syn_retries, syncnt, user_timeout)
+    a = attempt(ctx, capture, client, "silent_port", port if port is not None else _port(ctx))
+    return m, a, m.retransmission_counts()
 
 
 # --- hints: what a person most likely did wrong, said on a failure of these checks (lab/checks/hints.py) ---

@@ -18,10 +18,10 @@ from ..analysis.context import Context
 from ..analysis.kernel_model import Window, jiffy, time_wait
 from ..errors import MissingInput
 from ..spec.functions import check
+from .hints import Step, events_of, hint_for
+from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count
 
-# Between the kernel's doing something and the program's logging it: process scheduling, not a timer.
-WAKEUP_SLACK = 0.25
 # The capture's clock against the kernel's jiffies, on top of one jiffy.
 MEASURE_SLACK = 0.002
 # A connect() from a port bound by hand meets the TIME_WAIT socket in __inet_check_established, which
@@ -57,7 +57,8 @@ def ss_duration(text: str) -> SsTime:
     if sep == "." and ms is None:
         raise ValueError(f"not an ss timer value: {text!r}")
     value = minutes * 60 + secs + (int(ms) / 1000 if ms else 0.0)
-    resolution = 600.0 if minutes > 9 else 1.0 if (minutes or secs > 9) else 0.001
+    # print_ms_timer: milliseconds below 10 s, whole seconds below 10 min, whole minutes from there
+    resolution = 60.0 if minutes > 9 else 1.0 if (minutes or secs > 9) else 0.001
     return SsTime(value, resolution)
 
 
@@ -405,3 +406,26 @@ def same_port_again(ctx: Context, capture: str, client: str, linger0, interval, 
                    "; never connected" if ok_try is None else "")
                 + f"; {new_syn}")
     return CheckResult(name, not problems, expected=expected, observed=observed, detail="; ".join(problems))
+
+
+# --- hints: what a person most likely did wrong, said on a failure of these checks (lab/checks/hints.py) ---
+@hint_for("time_wait_held", "same_port_again")
+def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
+    """The watcher started late or stopped early, or the client stopped during its attempts on the old port."""
+    def step(program: str, event: str) -> Optional[Step]:
+        return next((s for s in steps if any(k == "event" and (a or {}).get("program") == program and (a or {}).get("event") == event
+                                             for k, a in s.when)), None)
+
+    watch, client, end = step("watcher", "watching"), step("client", "closed"), step("client", "done")
+    closed = next((e for e in events_of(ctx, "client") if e.get("event") == "closed"), None)
+    if r.name == "time_wait_held" and watch is not None:
+        if not (ctx.folder / "watcher.log").exists():
+            return f"{watch}: the watcher's log is missing: start it from `invoke shell {watch.host or 'source'}` (its readings then reach the lab)"
+        rs = readings(ctx, "watcher")
+        if closed is not None and (not rs or rs[0].began > float(closed["wall"])):
+            return f"the watcher started after the client had closed: {watch} first, then {client}, so ss is read before the close too"
+        if any(e.get("event") == "stopped" for e in events_of(ctx, "watcher")) and closed is not None:
+            return f"the watcher was stopped (Ctrl-C?) before the TIME-WAIT socket was gone: leave it running until it says so ({end})"
+    if any(e.get("event") == "interrupted" for e in events_of(ctx, "client")):
+        return f"the client was stopped (Ctrl-C?) during its attempts on its old port: leave it until one connects ({end})"
+    return None

@@ -179,7 +179,7 @@ def retransmission_times(ctx: Context, capture: str, client: str, retries2, user
         resends[f"{MODEL}RTO {k + 1}"] = model_times[k] * 1000 if k < len(model_times) else None
     err = o.error
     abort = {"abort (ETIMEDOUT)": (err["wall"] - o.lost.ts) * 1000 if err else None,
-             f"{MODEL}abort (ETIMEDOUT)": m.abort(len(o.rtos), o.first_rto).nominal * 1000 if o.first_rto is not None else None}
+             f"{MODEL}abort (ETIMEDOUT)": m.abort(n, o.first_rto).nominal * 1000 if o.first_rto is not None else None}
     return {"retransmissions": resends, "abort": abort}
 
 
@@ -223,8 +223,6 @@ TOPICS["syn_times"] = {"syn"}
 
 
 # --- nagle-delayed-ack ---
-from ..checks import nagle as _nagle  # noqa: E402  (this exercise's block; the imports above are shared)
-
 TOPICS["request_times"] = {"delayed_ack"}
 
 
@@ -233,8 +231,9 @@ def request_times(ctx: Context, capture: str, client: str, nodelay, quickack, wr
     """Each request's latency from the packets (first byte to the reply) and the wait for the server's ACK of its
     first segment, beside the kernel model's (a fast request's model figure is two round trips; a delayed one's
     the 40 ms delayed-ACK timer plus them), with the count of delayed requests and the medians."""
-    m = _nagle.model_for(ctx, nodelay, quickack, writes)
-    o = _nagle.observe(ctx, capture, client)
+    from ..checks import nagle
+    m = nagle.model_for(ctx, nodelay, quickack, writes)
+    o = nagle.observe(ctx, capture, client)
     lat = [r.latency for r in o.requests]
     delayed = [r for r in o.requests if r.latency is not None and r.latency >= m.ack_wait().low]
     n = int(requests)
@@ -280,13 +279,20 @@ def time_wait_times(ctx: Context, capture: str, client: str, watcher: str) -> Fi
     return {"TIME_WAIT": {
         "last reading in TIME-WAIT": (held[-1].began - t0) * 1000 if held and t0 is not None else None,
         "first reading without it": (gone.began - t0) * 1000 if gone and t0 is not None else None,
-        f"{MODEL}TIME-WAIT ends": TCP_TIMEWAIT_LEN * 1000,
+        # none to end where SO_LINGER 0 sent an RST, or where the same port took it over (timestamps on)
+        f"{MODEL}TIME-WAIT ends": None if _no_full_time_wait(ctx) else TCP_TIMEWAIT_LEN * 1000,
         "same port connects": (ok.wall - t0) * 1000 if ok and t0 is not None else None,
         f"readings in TIME-WAIT{COUNT}": float(len(held)),
     }}
 
 
 TOPICS["time_wait_times"] = {"time_wait"}
+
+
+def _no_full_time_wait(ctx: Context) -> bool:
+    p = ctx.manifest.get("parameters") or {}
+    stamps = ctx.sysctl("source", "net.ipv4.tcp_timestamps")
+    return bool(int(p.get("linger0") or 0)) or bool(stamps if stamps is not None else int(p.get("timestamps") or 0))
 
 
 # --- half-open ---

@@ -150,3 +150,19 @@ def test_by_hand_in_tmux(person, tmp_path):  # noqa: F811  (the fixture)
     assert r.returncode == 0, r.stdout + r.stderr
     v = verdicts(tmp_path / "r")
     assert set(v) == CHECKS | {"student_capture"} and all(v.values()), v  # the person's own capture is judged too
+
+
+def test_the_client_stopped_before_its_kernel_gave_up_fails_with_its_hint(person, tmp_path):  # noqa: F811  (the fixture)
+    p = person("horto2", EX, ["retries2=5", "pause=0.5"])
+    for n, (shell, host) in enumerate([("capture", "source"), ("server", "dest"), ("client", "source"), ("firewall", "dest")], 1):
+        p.type(shell, host, p.commands[n - 1])
+        wait_step(p.lab, n)
+    p.tmux.wait_for(p.shells["client"], "reply in", timeout=10)
+    import time
+    time.sleep(2.5)  # the probe and a few RTO retransmissions, far from the abort at about 13 s
+    p.tmux.keys(p.shells["client"], "C-c")
+    p.tmux.wait_for(p.shells["client"], "interrupted (Ctrl-C)")
+    r = p.finish(tmp_path / "r")
+    assert r.returncode == 1, r.stdout + r.stderr
+    abort = next(c for c in report(tmp_path / "r")["checks"] if c["name"] == "retransmission_abort")
+    assert abort["passed"] is False and "the client was stopped (Ctrl-C?) before its kernel gave up" in abort["hint"], abort

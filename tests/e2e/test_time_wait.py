@@ -217,3 +217,22 @@ def test_by_hand_on_namespaces(tmp_path):
         assert m["mode"] == "hands-on" and m["parameters"]["linger0"] == 1
     finally:
         p.close()
+
+
+def test_the_watcher_started_after_the_close_fails_with_its_hint(tmp_path):
+    """A usual mistake by hand: the client first, the watcher only after it closed."""
+    lab = "hotw2"
+    p = Person(lab, "time-wait", ["linger0=1"])
+    try:
+        for n, (shell, host) in [(1, ("capture", "source")), (2, ("server", "dest")), (4, ("client", "source"))]:
+            p.type(shell, host, p.commands[n - 1])
+            wait_step(lab, n)
+        p.type("watcher", "source", p.commands[2])
+        wait_step(lab, 3)
+        p.tmux.wait_for(p.shells["client"], "connected again from port")
+        r = p.finish(tmp_path / "r")
+        assert r.returncode == 1, r.stdout + r.stderr
+        held = check(tmp_path / "r", "time_wait_held")
+        assert held["passed"] is False and "the watcher started after the client had closed" in held["hint"], held
+    finally:
+        p.close()

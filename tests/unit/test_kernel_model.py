@@ -108,3 +108,14 @@ def test_syn_retries_on_6_18_are_linear_first_and_end_on_a_count_or_a_time():
     assert SynRetryModel(6, 4, 0, 250).outcome()[:2] == (10, 131.0)
     assert SynRetryModel(6, 4, 0, 250).textbook() == [1, 3, 7, 15, 31, 63]
     assert SynRetryModel(6, 4, 2500, 250).failure().holds(2.53)  # measured 2.524-2.531
+
+
+def test_an_expiry_due_just_before_u_may_fire_past_it_and_abort_there():
+    # The 4th RTO expiry is due 2.856 s after the first; its timers may run 0.108 s late, past U=2.9 s.
+    assert RetransmitModel(0.204, 0.00005, 15, 2900, 250).retransmission_counts() == [3, 4]
+
+
+def test_a_vcpu_stall_widens_only_the_late_side():
+    plain, stalled = RetransmitModel(0.204, 0.00005, 3, 0, 250), RetransmitModel(0.204, 0.00005, 3, 0, 250, stall=0.004)
+    assert stalled.probe().low == plain.probe().low and stalled.probe().high == pytest.approx(plain.probe().high + 0.004)
+    assert stalled.interval(0.408).low == plain.interval(0.408).low

@@ -22,8 +22,9 @@ def test_only_two_writes_with_nagle_and_without_quickack_pay_the_timer_after_the
     assert not any(model(nodelay=True).delayed(n) for n in range(1, 10))
     assert not any(model(writes=1).delayed(n) for n in range(1, 10))
     assert not any(model(quickack=True).delayed(n) for n in range(1, 10))
-    # A ping-pong threshold of 3 (5.1 to 5.18, or the sysctl): three fast requests first.
-    assert [model(thresh=3).delayed(n) for n in (1, 2, 3, 4)] == [False, False, False, True]
+    # A ping-pong threshold of 3 (5.1 to 5.18, or the sysctl): three fast requests first; the timer's firing
+    # ends ping-pong mode, and three more replies start it again.
+    assert [model(thresh=3).delayed(n) for n in range(1, 9)] == [False, False, False, True, False, False, True, False]
 
 
 def test_quick_acks_and_nagle():
@@ -127,9 +128,13 @@ def test_checks_fail_where_the_packets_differ_from_the_model(tmp_path, waits, pa
 def test_a_recorded_pingpong_threshold_is_the_models(tmp_path):
     # With tcp_pingpong_thresh 3 the server quick-acks the first three requests: the kernel's 1 fails.
     bad, out = failing(results(tmp_path / "t", KERNEL, sysctls={"net.ipv4.tcp_pingpong_thresh": "3"}))
-    assert "request_latency" in bad and "requests 1-3 fast" in out["request_latency"].expected
-    ok, _ = failing(results(tmp_path / "t3", [0.00005] * 3 + [0.0432, 0.0438], sysctls={"net.ipv4.tcp_pingpong_thresh": "3"}))
+    assert "request_latency" in bad and "requests 1-3, 5 fast" in out["request_latency"].expected
+    ok, _ = failing(results(tmp_path / "t3", [0.00005] * 3 + [0.0432] + [0.00005] * 2 + [0.0438],
+                            sysctls={"net.ipv4.tcp_pingpong_thresh": "3"}))
     assert ok == set()
+    # ...and every request after the third paying the timer is not what the kernel does with it
+    bad, _ = failing(results(tmp_path / "t4", [0.00005] * 3 + [0.0432, 0.0438], sysctls={"net.ipv4.tcp_pingpong_thresh": "3"}))
+    assert "request_latency" in bad
 
 
 def test_one_write_passes_only_as_one_write(tmp_path):

@@ -17,7 +17,7 @@ from lab.checks.time_wait import SsTime, parse_ss_line, ss_duration
         ("5ms", 0.005, 0.001),
         ("1min", 60.0, 1.0),  # a fresh TIME_WAIT, 60 s left, read in the same jiffy
         ("1min5sec", 65.0, 1.0),
-        ("12min", 720.0, 600.0),  # from 10 min up the seconds go too
+        ("12min", 720.0, 60.0),  # from 10 min up the seconds go too
         ("", 0.0, 0.001),  # expired and not reaped yet: timer:(timewait,,0)
     ],
 )
