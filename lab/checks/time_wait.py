@@ -33,6 +33,8 @@ HELD_ERROR = "EADDRNOTAVAIL"
 SS_TIMER = re.compile(r"timer:\((\w+),([^,)]*),(\d+)\)")
 # ss's print_ms_timer: "[<m>min][<s>sec | <s>.]<ms>ms" with the parts it leaves out (misc/ss.c).
 SS_DURATION = re.compile(r"^(?:(\d+)min)?(?:(\d+)(sec|\.))?(?:(\d+)ms)?$")
+# Newer ss (Debian 13's iproute2) prints seconds and milliseconds below 10 s as "9.720sec", not "9.720ms".
+SS_SECONDS = re.compile(r"^(?:(\d+)min)?(\d+)\.(\d{3})sec$")
 ADDRESS = re.compile(r"^(\[?[0-9A-Fa-f.:*%\w-]*\]?):(\d+|\*)$")
 
 
@@ -46,10 +48,14 @@ class SsTime:
 
 
 def ss_duration(text: str) -> SsTime:
-    """'59sec' -> 59 s (to 1 s); '8.908ms' -> 8.908 s (not 8.9 ms); '908ms' -> 0.908 s; '1min' -> 60 s;
+    """'59sec' -> 59 s (to 1 s); '8.908ms' -> 8.908 s (not 8.9 ms; newer ss prints '8.908sec'); '908ms' -> 0.908 s;
+    '1min' -> 60 s;
     '' -> 0 (the timer expired and the socket is not reaped yet)."""
     if text == "":
         return SsTime(0.0, 0.001)
+    newer = SS_SECONDS.match(text)
+    if newer:
+        return SsTime(int(newer.group(1) or 0) * 60 + int(newer.group(2)) + int(newer.group(3)) / 1000, 0.001)
     m = SS_DURATION.match(text)
     if not m or not any(m.group(k) for k in (1, 2, 4)):
         raise ValueError(f"not an ss timer value: {text!r}")

@@ -12,6 +12,7 @@ from lab.checks.time_wait import SsTime, parse_ss_line, ss_duration
         ("59sec", 59.0, 1.0),  # from 10 s up ss drops the milliseconds
         ("10sec", 10.0, 1.0),
         ("8.908ms", 8.908, 0.001),  # the trap: 8 s and 908 ms, not 8.9 ms
+        ("9.720sec", 9.720, 0.001),  # the same from Debian 13's ss, which names the unit right
         ("1.005ms", 1.005, 0.001),
         ("908ms", 0.908, 0.001),
         ("5ms", 0.005, 0.001),
