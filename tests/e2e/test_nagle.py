@@ -17,7 +17,7 @@ from lab.report import measures
 from tests.wireshark import COMPARED, disagreements
 
 from .conftest import copy_results, edit_manifest, invoke, report, run_ok, up, verdicts
-from .test_handson import Person, wait_step
+from .test_handson import person, wait_step  # noqa: F401  (person: the fixture)
 
 EX = "nagle-delayed-ack"
 CHECKS = {"connection_established", "request_latency", "nagle_holds_second_write", "quickack_at_start"}
@@ -168,20 +168,7 @@ def test_in_docker_as_on_namespaces(tmp_path):
     assert ms[0] < 5 and 39 <= statistics.median(ms[1:]) <= 50
 
 
-@pytest.fixture
-def person():
-    made: list[Person] = []
-
-    def make(*args, **kw) -> Person:
-        made.append(Person(*args, **kw))
-        return made[-1]
-
-    yield make
-    for p in made:
-        p.close()
-
-
-def test_by_hand_in_tmux(person, tmp_path):
+def test_by_hand_in_tmux(person, tmp_path):  # noqa: F811  (the fixture)
     """The three steps typed at shells on source and dest; `finish` judges them with the same checks."""
     p = person("honagle", EX, ["requests=5"])
     flat = " ".join(p.started.split())
@@ -199,7 +186,7 @@ def test_by_hand_in_tmux(person, tmp_path):
     assert m["mode"] == "hands-on" and m["parameters"]["requests"] == 5 and m["parameters"]["nodelay"] == 0
 
 
-def test_a_remedy_typed_where_the_lab_assigned_none_fails_with_its_hint(person, tmp_path):
+def test_a_remedy_typed_where_the_lab_assigned_none_fails_with_its_hint(person, tmp_path):  # noqa: F811  (the fixture)
     """`start --strict`: the lab's values are judged, not what was typed. TCP_NODELAY typed anyway makes every
     request fast, where the lab's variant wants the delayed-ACK timer; the hint says what to type instead."""
     p = person("honaglex", EX, ["requests=4"], "--strict")
