@@ -354,7 +354,8 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
       takes less, so a delayed ACK is never missed where round trips vary), with nothing sent by its side
       in between;
     - a small data segment is Nagle-held when the side's previous segment of new data was small and
-      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it (a
+      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it, sooner
+      than that ACK had come after the small segment before (a
       write that merely came after a quick ACK, with TCP_NODELAY, looks the same on the wire: the
       checks read the label together with the delayed ACK before it).
     """
@@ -415,7 +416,9 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
         nagle = (new_data & (plen < mss) & (own_new_at >= 0) & (plen[prev_safe] < mss) & (pa >= 0) & pure[pa_safe]
                  & (pa > own_new_at) & (rel_ack[pa_safe] == rel_seq)
                  & ((pa_before < 0) | (rel_ack[np.maximum(pa_before, 0)] < rel_seq) | (pa_before < own_new_at))
-                 & (ts - ts[pa_safe] <= NAGLE_RELEASE_WITHIN + rtt))
+                 & (ts - ts[pa_safe] <= NAGLE_RELEASE_WITHIN + rtt)
+                 # it waited for that ACK longer than it took to follow it: held, not merely written after it
+                 & (ts[pa_safe] - ts[prev_safe] > ts - ts[pa_safe]))
         out |= np.where(nagle, BIT[NAGLE_HELD], 0)
     return out
 

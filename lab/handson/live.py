@@ -1,7 +1,8 @@
 """What `invoke watch` shows as it happens: the lab's capture told as events (a connection, the first
 exchange, the peer gone silent, each keepalive probe with its time since the last received segment,
-a zero window, window probes and their intervals, the window open again, RST, FIN), and the kernel
-model's next expected event beside them.
+a zero window, window probes and their intervals, the window open again, a request nobody acknowledges
+and its tail loss probe and RTO retransmissions, RST, FIN), and the kernel model's next expected event
+beside them.
 
 The same reading gives the lab server's page its live view of the wire (`wire`, in
 docs/lab-server.md): the last connection's segments that matter, the model's next expected event
@@ -15,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..analysis import tcpflow as tf
-from ..analysis.kernel_model import KeepaliveModel, PersistModel
+from ..analysis.kernel_model import KeepaliveModel, PersistModel, RetransmitModel, SynRetryModel, syn_linear_timeouts
 
 MAX_SEGMENTS = 500  # the wire's segments: the latest ones
 MAX_WINDOW = 2000  # the wire's window points
@@ -24,12 +25,15 @@ MAX_WINDOW = 2000  # the wire's window points
 # takes the first: what it does to the connection (a resent SYN is still the handshake) before how it was sent.
 KINDS = [
     ("rst", tf.RST_), ("syn-ack", tf.SYN_ACK), ("syn", tf.SYN_), ("fin", tf.FIN_),
-    ("zero-window-probe", tf.ZERO_WINDOW_PROBE), ("keepalive", tf.KEEPALIVE), ("retransmission", tf.RETRANSMISSION),
+    ("zero-window-probe", tf.ZERO_WINDOW_PROBE), ("keepalive", tf.KEEPALIVE), ("tail-loss-probe", tf.TAIL_LOSS_PROBE),
+    ("rto-retransmission", tf.RTO_RETRANSMISSION), ("retransmission", tf.RETRANSMISSION), ("nagle-held", tf.NAGLE_HELD),
     ("data", tf.DATA), ("window-update", tf.WINDOW_UPDATE), ("keepalive-ack", tf.KEEPALIVE_ACK),
-    ("zero-window", tf.ZERO_WINDOW),
+    ("zero-window", tf.ZERO_WINDOW), ("delayed-ack", tf.DELAYED_ACK),
 ]
 MATTERS = sum(tf.BIT[label] for _, label in KINDS)
 KEEPALIVE_PROBE, WINDOW_PROBE, ABORT = "keepalive", "window", "abort"
+TAIL_PROBE, RTO_RESEND, SILENT_ABORT = "tail-loss-probe", "rto", "silent-abort"  # data in flight to a silent peer
+SYN_AGAIN, CONNECT_FAILS = "syn", "connect-fails"  # a connect() nobody answers
 
 
 @dataclass
@@ -41,9 +45,10 @@ class Told:
 @dataclass(frozen=True)
 class Expected:
     """The kernel model's next expected event. Times are seconds after `origin` (the last received
-    segment for keepalive, the zero window for the persist timer), computed as the text shows them."""
+    segment for keepalive, the zero window for the persist timer, the lost request for the retransmission
+    timer), computed as the text shows them."""
 
-    event: str  # KEEPALIVE_PROBE, WINDOW_PROBE or ABORT
+    event: str  # KEEPALIVE_PROBE, WINDOW_PROBE, ABORT, TAIL_PROBE, RTO_RESEND or SILENT_ABORT
     number: int  # which probe is due (1 = the first); 0 for the abort
     origin: float  # wall clock, the capture's
     nominal: float
@@ -54,13 +59,19 @@ class Expected:
     @property
     def what(self) -> str:
         return {KEEPALIVE_PROBE: f"keepalive probe {self.number}", WINDOW_PROBE: f"window probe {self.number}",
-                ABORT: "abort (RST, ETIMEDOUT)"}[self.event]
+                ABORT: "abort (RST, ETIMEDOUT)", TAIL_PROBE: "tail loss probe", RTO_RESEND: f"RTO retransmission {self.number}",
+                SILENT_ABORT: "abort (ETIMEDOUT, no RST)", SYN_AGAIN: f"SYN {self.number + 1} (resent {self.number})",
+                CONNECT_FAILS: "connect() fails (ETIMEDOUT)"}[self.event]
 
     def text(self) -> str:
         """The `next` line `invoke watch` shows."""
         if self.event == WINDOW_PROBE:
             return (f"next window probe due {self.gap:.3f} s after the {'last probe' if self.number > 1 else 'zero window'}, "
                     f"at {self.nominal:.3f} s into the zero window (window {self.low:.3f}..{self.high:.3f})")
+        if self.event in (TAIL_PROBE, RTO_RESEND, SILENT_ABORT):
+            return f"{self.what} due at {self.nominal:.3f} s after the lost request (window {self.low:.3f}..{self.high:.3f})"
+        if self.event in (SYN_AGAIN, CONNECT_FAILS):
+            return f"{self.what} due at {self.nominal:.3f} s after the first SYN (window {self.low:.3f}..{self.high:.3f})"
         what = "next keepalive probe" if self.event == KEEPALIVE_PROBE else self.what
         return f"{what} due at {self.nominal:.2f} s after the last received segment, window {self.low:.3f}..{self.high:.3f}"
 
@@ -79,28 +90,30 @@ class Reading:
     anchor: Optional[float]  # the last segment the client received before its keepalive probes
 
 
-def story(flows: list[tf.Flow], options: Optional[dict[str, Any]], rto: Optional[float], hz: Optional[int]) -> tuple[list[Told], str]:
+def story(flows: list[tf.Flow], options: Optional[dict[str, Any]], rto: Optional[float], hz: Optional[int],
+          srtt: Optional[float] = None) -> tuple[list[Told], str]:
     """The events of every connection in the capture, in time order, and what the model expects next
-    (for the last connection). options: the client's logged keepalive options; rto: its logged RTO (s)."""
-    told, last = _read_all(flows, options, rto, hz)
+    (for the last connection). options: the client's logged options; rto, srtt: its last logged RTO
+    and smoothed RTT (s), from TCP_INFO."""
+    told, last = _read_all(flows, options, rto, hz, srtt)
     return told, _next_text(last)
 
 
 def view(flows: list[tf.Flow], options: Optional[dict[str, Any]], rto: Optional[float], hz: Optional[int],
-         window: bool = False) -> dict[str, Any]:
+         window: bool = False, srtt: Optional[float] = None) -> dict[str, Any]:
     """The lab record's `live` (without `updated`): the events and the `next` line of `story`, and the
     wire of the last connection. window: a window exercise, whose wire shows the window even if it never closed."""
-    told, last = _read_all(flows, options, rto, hz)
+    told, last = _read_all(flows, options, rto, hz, srtt)
     return {"events": [[t.ts, t.text] for t in told], "next": _next_text(last),
             "wire": wire(flows[-1], last, window) if flows and last is not None else _no_wire()}
 
 
 def _read_all(flows: list[tf.Flow], options: Optional[dict[str, Any]], rto: Optional[float],
-              hz: Optional[int]) -> tuple[list[Told], Optional[Reading]]:
+              hz: Optional[int], srtt: Optional[float] = None) -> tuple[list[Told], Optional[Reading]]:
     told: list[Told] = []
     last = None
     for flow in flows:
-        last = _flow(flow, options, rto, hz)
+        last = _flow(flow, options, rto, hz, srtt)
         told += last.told
     return sorted(told, key=lambda t: t.ts), last
 
@@ -109,7 +122,8 @@ def _next_text(reading: Optional[Reading]) -> str:
     return reading.expected.text() if reading is not None and reading.expected is not None else ""
 
 
-def _flow(f: tf.Flow, options: Optional[dict[str, Any]], rto: Optional[float], hz: Optional[int]) -> Reading:
+def _flow(f: tf.Flow, options: Optional[dict[str, Any]], rto: Optional[float], hz: Optional[int],
+          srtt: Optional[float] = None) -> Reading:
     out: list[Told] = []
     name = f"{f.client[0]}:{f.client[1]} -> {f.server[0]}:{f.server[1]}"
     syn = f.first(tf.SYN_, tf.CLIENT)
@@ -147,15 +161,76 @@ def _flow(f: tf.Flow, options: Optional[dict[str, Any]], rto: Optional[float], h
             out.append(Told(p.ts, f"window probe {k}, {gap:.3f} s after the {'previous' if k > 1 else 'zero window'}"))
         if opened is not None:
             out.append(Told(opened.ts, f"window open again: {opened.window} bytes"))
+    # Data nobody acknowledges: the tail loss probe and the RTO retransmissions, timed from the lost request.
+    lost = _lost(f)
+    tlps = f.pick(tf.TAIL_LOSS_PROBE, tf.CLIENT, after=lost.ts) if lost else []
+    rtos = f.pick(tf.RTO_RETRANSMISSION, tf.CLIENT, after=lost.ts) if lost else []
+    for p in tlps:
+        out.append(Told(p.ts, f"tail loss probe: the request sent again {p.ts - lost.ts:.3f} s after it, nothing acknowledged it"))
+    for k, p in enumerate(rtos, 1):
+        before = rtos[k - 2] if k > 1 else (tlps[0] if tlps else lost)
+        out.append(Told(p.ts, f"RTO retransmission {k}, {p.ts - lost.ts:.3f} s after the request ({p.ts - before.ts:.3f} s after the "
+                              f"{'previous one' if k > 1 else 'probe' if tlps else 'request'})"))
     for ev in f.pick(tf.RST_):
         out.append(Told(ev.ts, f"RST from the {ev.sender}" + (f", {ev.ts - anchor.ts:.3f} s after the last received segment: the kernel gave up"
                                                               if anchor and ev.sender == tf.CLIENT and probes else "")))
     for ev in f.pick(tf.FIN_):
         out.append(Told(ev.ts, f"FIN from the {ev.sender}"))
-    expected = _next(f, anchor, probes, zero, opened, wprobes, options, rto, hz)
+    expected = _next_resend(lost, tlps, rtos, options, rto, srtt, hz) if lost is not None else None
+    expected = expected or _next_syn(f, options, hz) or _next(f, anchor, probes, zero, opened, wprobes, options, rto, hz)
     # The anchor is where the keepalive clock runs from: shown once probes went out, or while the model awaits the first.
     counts_from_anchor = probes or (expected is not None and expected.event != WINDOW_PROBE)
     return Reading(out, expected, anchor.ts if anchor is not None and counts_from_anchor else None)
+
+
+def _lost(f: tf.Flow) -> Optional[tf.Event]:
+    """The client's last new data, where the client resent it and the server has said nothing since."""
+    new = f.where(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION, tf.OUT_OF_ORDER))
+    if not len(new):
+        return None
+    lost = f.event(int(new[-1]))
+    if f.first(sender=tf.SERVER, after=lost.ts) is not None or not len(f.where(tf.RETRANSMISSION, tf.CLIENT, after=lost.ts)):
+        return None
+    return lost
+
+
+def _next_resend(lost: tf.Event, tlps: list[tf.Event], rtos: list[tf.Event], options: Optional[dict[str, Any]],
+                 rto: Optional[float], srtt: Optional[float], hz: Optional[int]) -> Optional[Expected]:
+    """The retransmission timer's next event, where the client logged what its kernel holds (tcp_retries2,
+    TCP_USER_TIMEOUT and, from TCP_INFO, the RTO and SRTT): the probe, the next RTO retransmission, or the abort."""
+    if not options or "retries2" not in options or rto is None:
+        return None
+    m = RetransmitModel(rto, srtt or 0.0, int(options["retries2"]), int(options.get("user_timeout") or 0), hz)
+    if m.tlp and not tlps and not rtos:
+        w = m.probe()
+        return Expected(TAIL_PROBE, 1, lost.ts, w.nominal, w.low, w.high)
+    k, last = len(rtos), (rtos[-1] if rtos else tlps[0] if tlps else lost)
+    since = last.ts - lost.ts
+    if k < max(m.retransmission_counts()):
+        w = m.interval(m.intervals(k + 1 + (1 if m.tlp else 0))[-1])
+        return Expected(RTO_RESEND, k + 1, lost.ts, since + w.nominal, since + w.low, since + w.high)
+    if not rtos:
+        return None
+    w = m.abort(k, rtos[0].ts - lost.ts)
+    return Expected(SILENT_ABORT, 0, lost.ts, w.nominal, w.low, w.high)
+
+
+def _next_syn(f: tf.Flow, options: Optional[dict[str, Any]], hz: Optional[int]) -> Optional[Expected]:
+    """The SYN timer's next event on a connect() nothing has answered, where the client logged what its
+    kernel holds (tcp_syn_retries or TCP_SYNCNT, tcp_syn_linear_timeouts, TCP_USER_TIMEOUT)."""
+    if not options or options.get("syn_retries") is None or len(f.where(sender=tf.SERVER)):
+        return None
+    syns = f.pick(tf.SYN_, tf.CLIENT)
+    if not syns:
+        return None
+    retries = int(options.get("syncnt") or 0) or int(options["syn_retries"])
+    m = SynRetryModel(retries, syn_linear_timeouts(options.get("syn_linear_timeouts")), int(options.get("user_timeout") or 0), hz)
+    k, since = len(syns) - 1, syns[-1].ts - syns[0].ts
+    if k < max(m.retransmission_counts()):
+        w = m.interval(k + 1)
+        return Expected(SYN_AGAIN, k + 1, syns[0].ts, since + w.nominal, since + w.low, since + w.high)
+    w = m.failure(k)
+    return Expected(CONNECT_FAILS, 0, syns[0].ts, w.nominal, w.low, w.high)
 
 
 def _opened(f: tf.Flow, zero: Optional[tf.Event]) -> Optional[tf.Event]:
@@ -233,15 +308,16 @@ def _kinds(labels: np.ndarray) -> np.ndarray:
 
 
 def _probe_numbers(f: tf.Flow, pos: np.ndarray) -> np.ndarray:
-    """For the segments at `pos`, each probe's number as the kernel counts it: keepalive probes since
-    the sender last received anything, window probes since the peer last offered a window; 0 for the rest."""
+    """For the segments at `pos`, each probe's number as the kernel counts it: keepalive probes and RTO
+    retransmissions since the sender last received anything, window probes since the peer last offered a
+    window; 0 for the rest."""
     rst = (f.labels & tf.BIT[tf.RST_]) != 0
     out = np.zeros(len(pos), dtype=np.int64)
-    for label in (tf.KEEPALIVE, tf.ZERO_WINDOW_PROBE):
+    for label in (tf.KEEPALIVE, tf.ZERO_WINDOW_PROBE, tf.RTO_RETRANSMISSION):
         probe = (f.labels & tf.BIT[label]) != 0
         for side in (f.from_server, ~f.from_server):  # the side that probes; the other one answers
             peer = ~side & ~rst
-            reset = peer if label == tf.KEEPALIVE else peer & (f.window > 0)
+            reset = peer & (f.window > 0) if label == tf.ZERO_WINDOW_PROBE else peer
             mine = probe & side
             at = mine[pos]
             out[at] = _count_since(np.flatnonzero(mine), np.flatnonzero(reset), pos[at])
@@ -271,6 +347,10 @@ def _text(kind: str, n: int, win: int, bits: int, number: int) -> str:
         "zero-window": "zero window, answering the probe" if bits & tf.BIT[tf.ZERO_WINDOW_PROBE_ACK] else "zero window",
         "window-update": f"window update: {win} bytes",
         "retransmission": f"{n} bytes again",
+        "tail-loss-probe": f"tail loss probe: {n} bytes again",
+        "rto-retransmission": f"RTO retransmission {number}: {n} bytes again",
+        "nagle-held": f"{n} bytes, held by Nagle until the ACK",
+        "delayed-ack": "delayed ACK",
     }[kind]
 
 

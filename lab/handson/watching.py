@@ -97,16 +97,19 @@ class Watcher:
             if not step.get("done_at") and all(holds(kind, args, scene) for kind, args in conditions):
                 step["done_at"] = now
         options = next((e for e in reversed(self.all_events()) if e.get("event") == "options"), None)
-        blocked = [e for e in self.all_events() if e.get("event") == "blocked" and "rto_us" in e]
-        self.rec.live = {**self._live(options, blocked[-1]["rto_us"] / 1e6 if blocked else None), "updated": now}
+        # What the client's kernel said of its RTO (TCP_INFO): while blocked (persist) or before each request.
+        timed = [e for e in self.all_events() if e.get("event") in ("blocked", "sent") and "rto_us" in e]
+        rto = timed[-1]["rto_us"] / 1e6 if timed else None
+        srtt = timed[-1]["rtt_us"] / 1e6 if timed and "rtt_us" in timed[-1] else None
+        self.rec.live = {**self._live(options, rto, srtt), "updated": now}
 
-    def _live(self, options: Optional[dict[str, Any]], rto: Optional[float]) -> dict[str, Any]:
+    def _live(self, options: Optional[dict[str, Any]], rto: Optional[float], srtt: Optional[float] = None) -> dict[str, Any]:
         """What the wire tells (live.view), read again only when the capture or the client's log changed:
         most ticks see the same flows (`_capture` keeps them while the mirror does not grow)."""
-        given = (self._flows, options, rto, self.hz)
+        given = (self._flows, options, rto, self.hz, srtt)
         if self._viewed is not None and self._viewed[0][0] is given[0] and self._viewed[0][1:] == given[1:]:
             return self._viewed[1]
-        viewed = live.view(self._flows, options, rto, self.hz, self.window_view)
+        viewed = live.view(self._flows, options, rto, self.hz, self.window_view, srtt=srtt)
         self._viewed = (given, viewed)
         return viewed
 

@@ -4,6 +4,7 @@ agreement, and the exercise typed by hand into tmux."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from scapy.all import rdpcap, wrpcap
 from tests.wireshark import COMPARED, disagreements
 
 from .conftest import copy_results, edit_manifest, invoke, report, run_ok, up, verdicts
-from .test_handson import person, wait_step  # noqa: F401  (the fixture)
+from .test_handson import handson_record, person, wait_step  # noqa: F401  (the fixture)
 
 EX = "retransmission-timeout"
 CHECKS = {"connection_established", "tail_loss_probe", "rto_backoff", "retransmission_abort"}
@@ -144,8 +145,17 @@ def test_by_hand_in_tmux(person, tmp_path):  # noqa: F811  (the fixture)
     for n, (shell, host) in enumerate([("capture", "source"), ("server", "dest"), ("client", "source"), ("firewall", "dest")], 1):
         p.type(shell, host, p.commands[n - 1])
         wait_step(p.lab, n)
+    # While the kernel resends, the lab's live view names each resend and the model's next one.
+    deadline, seen = time.monotonic() + 20, ""
+    while time.monotonic() < deadline and "RTO retransmission" not in seen:
+        seen = (handson_record(p.lab).get("live") or {}).get("next", "")
+        time.sleep(0.1)
+    assert "after the lost request" in seen, seen
     p.tmux.wait_for(p.shells["client"], "ETIMEDOUT", timeout=30)
     wait_step(p.lab, 5)
+    live = handson_record(p.lab)["live"]
+    assert any("tail loss probe: the request sent again" in text for _, text in live["events"]), live["events"]
+    assert {"tail-loss-probe", "rto-retransmission"} <= {seg["kind"] for seg in live["wire"]["segments"]}
     r = p.finish(tmp_path / "r")
     assert r.returncode == 0, r.stdout + r.stderr
     v = verdicts(tmp_path / "r")
@@ -158,7 +168,6 @@ def test_the_client_stopped_before_its_kernel_gave_up_fails_with_its_hint(person
         p.type(shell, host, p.commands[n - 1])
         wait_step(p.lab, n)
     p.tmux.wait_for(p.shells["client"], "reply in", timeout=10)
-    import time
     time.sleep(2.5)  # the probe and a few RTO retransmissions, far from the abort at about 13 s
     p.tmux.keys(p.shells["client"], "C-c")
     p.tmux.wait_for(p.shells["client"], "interrupted (Ctrl-C)")

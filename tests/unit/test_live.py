@@ -297,3 +297,58 @@ def test_next_reads_as_before_and_agrees_with_the_wires_expect(tmp_path, case, h
         digits = 3 if "window probe" in expect["what"] else 2
         assert f"{expect['nominal'] - origin:.{digits}f} s" in got["next"]
         assert f"{expect['low'] - origin:.3f}..{expect['high'] - origin:.3f}" in got["next"]
+
+
+# --- the retransmission timer -----------------------------------------------------------------------
+
+def _lost_request(resends: list[float]) -> tf.Flow:
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"q" * 100)
+    c.server_data(0.011, b"reply")
+    start = c.cseq
+    c.client_data(1.0, b"r" * 100)  # nobody acknowledges it
+    for t in resends:
+        c.client_data(1.0 + t, b"r" * 100, seq=start)
+    return c
+
+
+RTO_OPTIONS = {"event": "options", "retries2": 3, "user_timeout": 0}
+
+
+def test_a_lost_request_is_told_with_its_probe_and_rto_retransmissions_and_the_next_expected(tmp_path):
+    (flow,) = tf.analyze_file(_lost_request([0.208, 0.416, 0.832]).write(tmp_path / "r.pcap"))
+    told, nxt = live.story([flow], RTO_OPTIONS, 0.204, 250, srtt=0.00005)
+    texts = [t.text for t in told]
+    assert any(t.startswith("tail loss probe: the request sent again 0.208 s after it") for t in texts)
+    assert any(t.startswith("RTO retransmission 2, 0.832 s after the request (0.416 s after the previous one)") for t in texts)
+    # RTO 204 ms doubling: the third is due 0.816 s after the second
+    assert nxt.startswith("RTO retransmission 3 due at 1.648 s after the lost request"), nxt
+    kinds = [s["kind"] for s in live.segments(flow)]
+    assert kinds.count("tail-loss-probe") == 1 and kinds.count("rto-retransmission") == 2
+    assert [s["text"] for s in live.segments(flow) if s["kind"] == "rto-retransmission"] == \
+        ["RTO retransmission 1: 100 bytes again", "RTO retransmission 2: 100 bytes again"]
+
+
+def test_after_the_last_retransmission_the_abort_is_expected_and_without_the_clients_figures_nothing(tmp_path):
+    (flow,) = tf.analyze_file(_lost_request([0.208, 0.416, 0.832, 1.664, 3.328]).write(tmp_path / "r.pcap"))
+    _, nxt = live.story([flow], RTO_OPTIONS, 0.204, 250, srtt=0.00005)
+    assert nxt.startswith("abort (ETIMEDOUT, no RST) due at 6.536 s after the lost request"), nxt
+    assert live.story([flow], RTO_OPTIONS, None, 250)[1] == ""  # no RTO logged yet: no guess
+
+
+def test_a_connect_nobody_answers_is_told_with_the_next_syn_and_then_the_failure(tmp_path):
+    c = Conversation()
+    syn = c._add(0.0, True, "S", options=[("MSS", 1460), ("WScale", 7)])
+    for t in (1.02, 2.04):
+        again = syn.copy()
+        again.time = syn.time + t
+        c.packets.append(again)
+    (flow,) = tf.analyze_file(c.write(tmp_path / "s.pcap"))
+    options = {"event": "options", "syn_retries": 1, "syncnt": 0, "syn_linear_timeouts": 4, "user_timeout": 0}
+    _, nxt = live.story([flow], options, None, 250)
+    # tcp_syn_retries=1 on 6.18: two SYNs resent, 1 s apart, then the time limit, 3 s after the first
+    assert nxt.startswith("connect() fails (ETIMEDOUT) due at 3.000 s after the first SYN"), nxt
+    _, nxt = live.story([flow.before(flow.ts[0] + 1.5)], options, None, 250)
+    assert nxt.startswith("SYN 3 (resent 2) due at 2.020 s after the first SYN"), nxt
+    assert live.story([flow], None, None, 250)[1] == ""

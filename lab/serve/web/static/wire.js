@@ -17,7 +17,11 @@ export const KINDS = [
   ['zero-window', '#e11d48', 'zero window'],
   ['zero-window-probe', '#c026d3', 'zero-window probe'],
   ['window-update', '#16a34a', 'window update'],
-  ['retransmission', '#7c3aed', 'retransmission'],
+  ['tail-loss-probe', '#a855f7', 'tail loss probe'],
+  ['rto-retransmission', '#7c3aed', 'RTO retransmission'],
+  ['retransmission', '#6d28d9', 'retransmission'],
+  ['nagle-held', '#0891b2', 'held by Nagle'],
+  ['delayed-ack', '#ca8a04', 'delayed ACK'],
   ['rst', '#b91c1c', 'RST'],
   ['fin', '#0f766e', 'FIN'],
 ];
