@@ -129,12 +129,14 @@ def sigkill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 30) 
         proc.stdout.close()
 
 
-# Runs that take a fixed minute of kernel time whatever the machine (TIME_WAIT's 60 s cannot be
-# shortened) start when the session does, beside the other tests, and their module's fixture waits for
-# them: the suite pays for that minute once, not in line. They are idle but for a reading of `ss` a
-# second, so the tests beside them are not slowed. Only started when a test of theirs was selected.
-EARLY_RUNS: dict[str, dict[str, tuple[str, list[str]]]] = {
-    "test_time_wait.py": {"netns": ("e2etwn", []), "docker": ("e2etwd", ["--backend", "docker"])},
+# Runs that spend their time waiting on kernel timers (TIME_WAIT's 60 s cannot be shortened; SYNs resent
+# for 3, 7 and 19 s) start when the session does, beside the other tests, and their module's fixture
+# waits for them: the suite pays for that time once, not in line. They are idle but for a capture and a
+# reading of `ss` a second, so the tests beside them are not slowed. Only started when a test of theirs
+# was selected. Module -> run name -> (exercise, lab, arguments after `up EXERCISE --lab LAB`).
+EARLY_RUNS: dict[str, dict[str, tuple[str, str, list[str]]]] = {
+    "test_time_wait.py": {"netns": ("time-wait", "e2etwn", []), "docker": ("time-wait", "e2etwd", ["--backend", "docker"])},
+    "test_syn_retries.py": {"sweep": ("syn-retries", "e2esyns", ["--set", "syn_retries=1,2,3"])},
 }
 _early: dict[str, dict[str, tuple[subprocess.Popen, Path]]] = {}
 
@@ -144,9 +146,8 @@ def _early_runs(request, tmp_path_factory):
     wanted = {Path(str(item.fspath)).name for item in request.session.items} & set(EARLY_RUNS)
     for module in sorted(wanted):
         base = tmp_path_factory.mktemp("early")
-        exercise = "time-wait"
         _early[module] = {name: (start(*with_sets(exercise, lab, [], "--results", str(base / name), *extra)), base / name)
-                          for name, (lab, extra) in EARLY_RUNS[module].items()}
+                          for name, (exercise, lab, extra) in EARLY_RUNS[module].items()}
     yield
     for runs in _early.values():
         for proc, _ in runs.values():

@@ -14,19 +14,17 @@ from scapy.utils import rdpcap, wrpcap
 
 from tests.wireshark import COMPARED, disagreements, tshark_flags
 
-from .conftest import STATE_ROOT, copy_results, edit_manifest, invoke, namespaces, report, run_ok, up, verdicts
+from .conftest import STATE_ROOT, copy_results, early_results, edit_manifest, invoke, namespaces, report, run_ok, up, verdicts
 
 CHECKS = {"connection_refused", "syn_retransmissions", "connect_timed_out"}
 PORT, CLOSED_PORT = 9080, 9081
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> Path:
-    """tcp_syn_retries 1, 2 and 3 in one sweep: about 3, 7 and 19 s of SYNs on 6.18."""
-    folder = tmp_path_factory.mktemp("synsweep") / "run"
-    r = up("syn-retries", "e2esyns", ["syn_retries=1,2,3"], folder)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return folder
+def sweep() -> Path:
+    """tcp_syn_retries 1, 2 and 3 in one sweep: about 3, 7 and 19 s of SYNs on 6.18, started with the
+    session (tests/e2e/conftest.py's EARLY_RUNS)."""
+    return early_results("test_syn_retries.py")["sweep"]
 
 
 @pytest.fixture(scope="module")

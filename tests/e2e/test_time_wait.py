@@ -23,7 +23,7 @@ SECONDS = 60.0
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory) -> dict[str, Path]:
+def full() -> dict[str, Path]:
     """The default run (linger0=0, timestamps=0), about 65 s, on namespaces and in containers at once,
     started when the session began (tests/e2e/conftest.py's EARLY_RUNS)."""
     return early_results("test_time_wait.py")
