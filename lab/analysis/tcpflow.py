@@ -350,7 +350,7 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
       unacknowledged byte, or the next resend follows it sooner than an RTO doubling would; every other
       resend in the spell (no new acknowledgement between them) is an RTO retransmission;
     - a pure ACK of the peer's data is delayed when it left DELAYED_ACK_AT_LEAST after that data, less
-      the path's round trip (the smallest of the handshake's and of any ACK's of data: a round trip never
+      the path's round trip (the smallest of the handshake's and of any pure ACK's of data: a round trip never
       takes less, so a delayed ACK is never missed where round trips vary), with nothing sent by its side
       in between;
     - a small data segment is Nagle-held when the side's previous segment of new data was small and
@@ -385,41 +385,56 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
         for k in ks[1:]:
             out[k] |= BIT[RTO_RETRANSMISSION]
 
-    pos = np.arange(len(rows))
-    sides = (~from_server, from_server)
+    # The rest works on its candidates alone (pure ACKs, small segments of new data), each finding the
+    # segment it answers by a binary search among that side's: a bulk capture has few of them to look at.
     data = (labels & BIT[DATA]) != 0
     new_data = data & ~resent & ((labels & BIT[OUT_OF_ORDER]) == 0)
     pure = (labels & (BIT[PURE_ACK] | BIT[WINDOW_UPDATE])) != 0
-    # Delayed ACKs: the peer's last data segment before the ACK, its end, its time; the side's own last segment.
+    has_ack = (flags & ACK) != 0
     end = rel_seq + plen
-    peer_data_end = np.where(from_server, *[_last_before(mine & data, end, pos) for mine in sides])
-    peer_data_ts = np.where(from_server, *[_last_before(mine & data, ts, pos) for mine in sides])
-    peer_data_at = np.where(from_server, *[_prev_index(mine & data, pos) for mine in sides])
-    own_prev = np.where(from_server, _prev_index(from_server, pos), _prev_index(~from_server, pos))
-    covers = (flags & ACK != 0) & ~syn_only & (peer_data_at >= 0) & (rel_ack >= peer_data_end) & (own_prev < peer_data_at)
-    gaps = (ts - peer_data_ts)[covers]
+
+    # Delayed ACKs: each pure ACK against the peer's last data segment before it.
+    acks = np.flatnonzero(pure)
+    peer_data = _before_each(acks, from_server, ~from_server & data, from_server & data)
+    found = peer_data >= 0
+    acks, peer_data = acks[found], peer_data[found]
+    own_prev = _before_each(acks, from_server, from_server, ~from_server)  # the ACK's side's own segment before it
+    covers = (rel_ack[acks] >= end[peer_data]) & (own_prev < peer_data)
+    acks, peer_data = acks[covers], peer_data[covers]
+    gaps = ts[acks] - ts[peer_data]
     rtt = min([g for g in (handshake, float(gaps.min()) if len(gaps) else 0.0) if g > 0], default=0.0)
-    held = ts - peer_data_ts - rtt
-    out |= np.where(pure & covers & (held >= DELAYED_ACK_AT_LEAST), BIT[DELAYED_ACK], 0)
+    out[acks[gaps - rtt >= DELAYED_ACK_AT_LEAST]] |= BIT[DELAYED_ACK]
 
     # Nagle: the MSS is the smaller of the two SYNs' options (unknown without both: no label).
     mss_seen = t.mss[rows][(flags & SYN) != 0]
     mss_seen = mss_seen[mss_seen > 0]
     if len(mss_seen) >= 2:
         mss = int(mss_seen.min())
-        own_new_at = np.where(from_server, _prev_index(from_server & new_data, pos), _prev_index(~from_server & new_data, pos))
-        pa = np.where(from_server, _prev_index(~from_server & ((flags & ACK) != 0), pos), _prev_index(from_server & ((flags & ACK) != 0), pos))
-        pa_safe = np.maximum(pa, 0)
+        small = np.flatnonzero(new_data & (plen < mss))
+        prev = _before_each(small, from_server, from_server & new_data, ~from_server & new_data)  # the side's new data before
+        pa = _before_each(small, from_server, ~from_server & has_ack, from_server & has_ack)  # the peer's last ACK before
+        keep = (prev >= 0) & (pa >= 0)
+        small, prev, pa = small[keep], prev[keep], pa[keep]
         # The peer's ACK before that one: it had not yet acknowledged the previous small segment.
-        pa_before = np.where(pa >= 0, np.where(from_server, *[_prev_index(mine & ((flags & ACK) != 0), pos) for mine in sides])[pa_safe], -1)
-        prev_safe = np.maximum(own_new_at, 0)
-        nagle = (new_data & (plen < mss) & (own_new_at >= 0) & (plen[prev_safe] < mss) & (pa >= 0) & pure[pa_safe]
-                 & (pa > own_new_at) & (rel_ack[pa_safe] == rel_seq)
-                 & ((pa_before < 0) | (rel_ack[np.maximum(pa_before, 0)] < rel_seq) | (pa_before < own_new_at))
-                 & (ts - ts[pa_safe] <= NAGLE_RELEASE_WITHIN + rtt)
+        pa_before = _before_each(pa, from_server, from_server & has_ack, ~from_server & has_ack)
+        nagle = ((plen[prev] < mss) & pure[pa] & (pa > prev) & (rel_ack[pa] == rel_seq[small])
+                 & ((pa_before < 0) | (rel_ack[np.maximum(pa_before, 0)] < rel_seq[small]) | (pa_before < prev))
+                 & (ts[small] - ts[pa] <= NAGLE_RELEASE_WITHIN + rtt)
                  # it waited for that ACK longer than it took to follow it: held, not merely written after it
-                 & (ts[pa_safe] - ts[prev_safe] > ts - ts[pa_safe]))
-        out |= np.where(nagle, BIT[NAGLE_HELD], 0)
+                 & (ts[pa] - ts[prev] > ts[small] - ts[pa]))
+        out[small[nagle]] |= BIT[NAGLE_HELD]
+    return out
+
+
+def _before_each(at: np.ndarray, from_server: np.ndarray, if_server: np.ndarray, if_client: np.ndarray) -> np.ndarray:
+    """For each position in `at`, the last earlier position where `if_server` holds (for a segment the
+    server sent) or `if_client` holds (for one the client sent); -1 where there is none."""
+    out = np.full(len(at), -1, dtype=np.int64)
+    mine = from_server[at]
+    for which, mask in ((mine, if_server), (~mine, if_client)):
+        marks = np.flatnonzero(mask)
+        k = np.searchsorted(marks, at[which]) - 1
+        out[which] = np.where(k >= 0, marks[np.maximum(k, 0)] if len(marks) else -1, -1)
     return out
 
 
