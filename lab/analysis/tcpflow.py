@@ -354,8 +354,8 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
       takes less, so a delayed ACK is never missed where round trips vary), with nothing sent by its side
       in between;
     - a small data segment is Nagle-held when the side's previous segment of new data was small and
-      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it, sooner
-      than that ACK had come after the small segment before (a
+      unacknowledged, and it left right after the pure ACK that acknowledged exactly up to it, within
+      twice the time that ACK had taken to come after the small segment before (a
       write that merely came after a quick ACK, with TCP_NODELAY, looks the same on the wire: the
       checks read the label together with the delayed ACK before it).
     """
@@ -420,8 +420,9 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
         nagle = ((plen[prev] < mss) & pure[pa] & (pa > prev) & (rel_ack[pa] == rel_seq[small])
                  & ((pa_before < 0) | (rel_ack[np.maximum(pa_before, 0)] < rel_seq[small]) | (pa_before < prev))
                  & (ts[small] - ts[pa] <= NAGLE_RELEASE_WITHIN + rtt)
-                 # it waited for that ACK longer than it took to follow it: held, not merely written after it
-                 & (ts[pa] - ts[prev] > ts[small] - ts[pa]))
+                 # it waited for that ACK at least half as long as it took to follow it: held, not merely written
+                 # well after it (where the capture sits midway, both are about a round trip)
+                 & (ts[pa] - ts[prev] >= 0.5 * (ts[small] - ts[pa])))
         out[small[nagle]] |= BIT[NAGLE_HELD]
     return out
 

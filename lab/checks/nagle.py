@@ -236,6 +236,8 @@ def nagle_holds_second_write(ctx: Context, capture: str, client: str, nodelay, q
         held = [r.n for r in o.requests if any(s.has(tf.NAGLE_HELD) for s in r.segments)]
         if held:
             problems.append(f"a segment of {_requests_word(held)} was held (nagle_held)")
+        if two:
+            problems.append(f"{_requests_word([r.n for r in two])} went out as two segments, not one write")
         if waited:
             problems.append(f"{_requests_word([r.n for r in waited])} sent part of the request {ms([r.second.ts - r.start for r in waited])} after its start")
     observed = "; ".join(filter(None, [

@@ -151,8 +151,12 @@ def test_nagle_held_is_the_segment_right_after_the_ack_of_the_first(runs):
     for pcap in (runs["default"] / "source.pcap", runs["default"] / "observer.pcap"):
         flow = tf.analyze_file(pcap)[0]
         held = flow.where(tf.NAGLE_HELD)
-        # One per request: the second segment, each right after the server's ACK of the first.
-        assert len(held) == 10, pcap
+        # One per delayed request (2-10): the second segment, right after the server's delayed ACK of the first.
+        # Request 1's quick ACK comes some 20 us after its first segment, often before the program's second
+        # write: then nothing was held, and the label (rightly) may be missing there.
+        delayed = flow.where(tf.DELAYED_ACK)
+        assert len(delayed) == 9 and all(k + 1 in held.tolist() for k in delayed.tolist()), pcap
+        assert len(held) in (9, 10), pcap
         for k in held.tolist():
             assert not flow.from_server[k] and flow.from_server[k - 1] and flow.rel_ack[k - 1] == flow.rel_seq[k]
     # With one write per request there is nothing to hold.
