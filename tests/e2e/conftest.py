@@ -60,6 +60,18 @@ def verdicts(folder: Path) -> dict[str, bool]:
     return {c["name"]: c["passed"] for c in report(folder)["checks"]}
 
 
+def check(folder: Path, name: str) -> dict:
+    """One check's result in the folder's report."""
+    return next(c for c in report(folder)["checks"] if c["name"] == name)
+
+
+def rejudged(folder: Path) -> dict[str, bool]:
+    """`invoke check` on the folder (an edited one), and its verdicts."""
+    r = invoke("check", str(folder))
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    return verdicts(folder)
+
+
 def namespaces(lab: str) -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [l.split()[0] for l in out.splitlines() if l.startswith(f"tcplab-{lab}-")]

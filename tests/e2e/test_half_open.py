@@ -16,7 +16,7 @@ from scapy.utils import rdpcap, wrpcap
 
 from tests.wireshark import disagreements, tshark_flags
 
-from .conftest import STATE_ROOT, copy_results, edit_manifest, invoke, namespaces, report, run_ok, up, verdicts
+from .conftest import STATE_ROOT, check, copy_results, edit_manifest, namespaces, rejudged, report, run_ok, up, verdicts
 
 CHECKS = {"connection_established", "forgotten_quietly", "probe_draws_reset", "reset_reported"}
 # Short timers: the probe 2 s after the reply (the forget takes a few commands on dest, which a loaded
@@ -33,16 +33,6 @@ def probed(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
     return run_ok(tmp_path_factory, "half-open", "e2ehalfw", NO_KEEPALIVE)
-
-
-def check(folder: Path, name: str) -> dict:
-    return next(c for c in report(folder)["checks"] if c["name"] == name)
-
-
-def rejudged(folder: Path) -> dict[str, bool]:
-    r = invoke("check", str(folder))
-    assert r.returncode in (0, 1), r.stdout + r.stderr
-    return verdicts(folder)
 
 
 def events(folder: Path, program: str) -> list[dict]:

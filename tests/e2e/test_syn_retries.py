@@ -14,7 +14,7 @@ from scapy.utils import rdpcap, wrpcap
 
 from tests.wireshark import COMPARED, disagreements, tshark_flags
 
-from .conftest import STATE_ROOT, copy_results, early_results, edit_manifest, invoke, namespaces, report, run_ok, up, verdicts
+from .conftest import STATE_ROOT, check, copy_results, early_results, edit_manifest, invoke, namespaces, rejudged, report, run_ok, up, verdicts
 
 CHECKS = {"connection_refused", "syn_retransmissions", "connect_timed_out"}
 PORT, CLOSED_PORT = 9080, 9081
@@ -40,16 +40,6 @@ def user_timeout(tmp_path_factory) -> Path:
 
 def run_of(sweep: Path, retries: int) -> Path:
     return sweep / f"syn_retries-{retries}"
-
-
-def check(folder: Path, name: str) -> dict:
-    return next(c for c in report(folder)["checks"] if c["name"] == name)
-
-
-def rejudged(folder: Path) -> dict[str, bool]:
-    r = invoke("check", str(folder))
-    assert r.returncode in (0, 1), r.stdout + r.stderr
-    return verdicts(folder)
 
 
 def events(folder: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from scapy.utils import rdpcap, wrpcap
 
 from tests.wireshark import COMPARED, disagreements
 
-from .conftest import copy_results, early_results, edit_manifest, invoke, report, run_ok, verdicts
+from .conftest import check, copy_results, early_results, edit_manifest, invoke, run_ok, verdicts
 from .test_handson import Person, handson_record, wait_step
 
 CHECKS = {"connection_established", "active_close", "time_wait_held", "same_port_again"}
@@ -37,10 +37,6 @@ def reset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def takeover(tmp_path_factory) -> Path:
     return run_ok(tmp_path_factory, "time-wait", "e2etwt", ["timestamps=1"])
-
-
-def check(folder: Path, name: str) -> dict:
-    return next(c for c in report(folder)["checks"] if c["name"] == name)
 
 
 def events(folder: Path, program: str) -> list[dict]:
