@@ -179,7 +179,7 @@ def _flow(f: tf.Flow, options: Optional[dict[str, Any]], rto: Optional[float], h
     expected = _next_resend(lost, tlps, rtos, options, rto, srtt, hz) if lost is not None else None
     expected = expected or _next_syn(f, options, hz) or _next(f, anchor, probes, zero, opened, wprobes, options, rto, hz)
     # The anchor is where the keepalive clock runs from: shown once probes went out, or while the model awaits the first.
-    counts_from_anchor = probes or (expected is not None and expected.event != WINDOW_PROBE)
+    counts_from_anchor = probes or (expected is not None and expected.event in (KEEPALIVE_PROBE, ABORT))
     return Reading(out, expected, anchor.ts if anchor is not None and counts_from_anchor else None)
 
 

@@ -352,3 +352,9 @@ def test_a_connect_nobody_answers_is_told_with_the_next_syn_and_then_the_failure
     _, nxt = live.story([flow.before(flow.ts[0] + 1.5)], options, None, 250)
     assert nxt.startswith("SYN 3 (resent 2) due at 2.020 s after the first SYN"), nxt
     assert live.story([flow], None, None, 250)[1] == ""
+
+
+def test_the_keepalive_anchor_is_not_drawn_for_the_retransmission_timer(tmp_path):
+    (flow,) = tf.analyze_file(_lost_request([0.208, 0.416]).write(tmp_path / "r.pcap"))
+    w = live.view([flow], RTO_OPTIONS, 0.204, 250, srtt=0.00005)["wire"]
+    assert w["expect"]["what"] == "RTO retransmission 2" and w["anchor"] is None
