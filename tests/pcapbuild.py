@@ -92,6 +92,22 @@ class Conversation:
         return path
 
 
+def lost_request(resends: list[float], segments: int = 1) -> Conversation:
+    """A request of `segments` segments nobody acknowledges, 1 s after a first exchange, then the same data
+    again at `resends` (seconds after the request): the tail (last segment) first where more than one was sent."""
+    c = Conversation()
+    c.handshake()
+    c.client_data(0.01, b"q" * 100)
+    c.server_data(0.011, b"reply")
+    start = c.cseq
+    for k in range(segments):
+        c.client_data(1.0 + k * 1e-5, bytes([97 + k]) * 100)
+    for i, t in enumerate(resends):
+        at = start + 100 * (segments - 1) if i == 0 and segments > 1 else start
+        c.client_data(1.0 + t, b"r" * 100, seq=at)
+    return c
+
+
 def keepalive_results(
     folder: Path,
     probes: list[float],

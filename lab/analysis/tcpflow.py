@@ -305,7 +305,8 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     peer_ack_time = np.where(from_server, *[_last_before(mine & has_ack, ts, pos) for mine in sides])
     fast = ((peer_dupacks >= FAST_RETRANSMIT_DUPACKS) & (peer_ack == rel_seq)
             & (ts - peer_ack_time < FAST_RETRANSMIT_WITHIN))
-    reordered = (moves & behind & ~acked_already & ~fast & (ts - nxt_time < _reorder_window(flags, ts))
+    reorder = _reorder_window(flags, ts)
+    reordered = (moves & behind & ~acked_already & ~fast & (ts - nxt_time < reorder)
                  & (nxt_before != end))
     labels |= np.where(reordered, BIT[OUT_OF_ORDER], 0)
     labels |= np.where(moves & (behind | acked_already) & ~reordered, BIT[RETRANSMISSION], 0)
@@ -332,13 +333,13 @@ def _flow(t: SegmentTable, rows: np.ndarray) -> Flow:
     labels |= np.where(bare & ~answers & ~update, BIT[PURE_ACK], 0)
     labels |= np.where((window == 0) & ~(synfin | rst), BIT[ZERO_WINDOW], 0)
     labels |= np.where((labels & BIT[RETRANSMISSION] != 0) & fast, BIT[FAST_RETRANSMISSION], 0)
-    labels |= _timer_labels(t, rows, from_server, flags, ts, plen, rel_seq, rel_ack, labels, nxt_before, nxt_time,
-                            peer_ack, _reorder_window(flags, ts)[-1] if m else 0.0)
+    labels |= _timer_labels(t, rows, from_server, flags, ts, plen, rel_seq, rel_ack, labels, end, nxt_before, nxt_time,
+                            peer_ack, float(reorder[-1]))
     return Flow(client, server, t, rows, from_server, rel_seq, rel_ack, window, labels)
 
 
 def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, flags: np.ndarray, ts: np.ndarray,
-                  plen: np.ndarray, rel_seq: np.ndarray, rel_ack: np.ndarray, labels: np.ndarray,
+                  plen: np.ndarray, rel_seq: np.ndarray, rel_ack: np.ndarray, labels: np.ndarray, sent_end: np.ndarray,
                   nxt_before: np.ndarray, nxt_time: np.ndarray, peer_ack: np.ndarray, handshake: float) -> np.ndarray:
     """The labels that name the timer behind a segment: a SYN resent (the SYN timer), a tail loss probe
     and RTO retransmissions (the retransmission timer), a delayed ACK (the receiver's delayed-ACK
@@ -370,10 +371,9 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
     spells: dict[tuple[bool, int], list[int]] = {}
     for k in candidates.tolist():
         spells.setdefault((bool(from_server[k]), int(peer_ack[k])), []).append(k)
-    synfin = ((flags & (SYN | FIN)) != 0).astype(np.int64)
     for (_, acked), ks in spells.items():
         first = ks[0]
-        tail = rel_seq[first] + plen[first] + synfin[first] == nxt_before[first]
+        tail = sent_end[first] == nxt_before[first]  # it ends at SND.NXT: the last segment sent
         head = rel_seq[first] <= max(acked, 0)
         probe = False
         if tail and not head:
@@ -391,7 +391,7 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
     new_data = data & ~resent & ((labels & BIT[OUT_OF_ORDER]) == 0)
     pure = (labels & (BIT[PURE_ACK] | BIT[WINDOW_UPDATE])) != 0
     has_ack = (flags & ACK) != 0
-    end = rel_seq + plen
+    data_end = rel_seq + plen
 
     # Delayed ACKs: each pure ACK against the peer's last data segment before it.
     acks = np.flatnonzero(pure)
@@ -399,7 +399,7 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
     found = peer_data >= 0
     acks, peer_data = acks[found], peer_data[found]
     own_prev = _before_each(acks, from_server, from_server, ~from_server)  # the ACK's side's own segment before it
-    covers = (rel_ack[acks] >= end[peer_data]) & (own_prev < peer_data)
+    covers = (rel_ack[acks] >= data_end[peer_data]) & (own_prev < peer_data)
     acks, peer_data = acks[covers], peer_data[covers]
     gaps = ts[acks] - ts[peer_data]
     rtt = min([g for g in (handshake, float(gaps.min()) if len(gaps) else 0.0) if g > 0], default=0.0)

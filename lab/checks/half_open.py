@@ -25,7 +25,7 @@ from ..analysis.pcap import ACK as _ACK
 from ..errors import MissingInput
 from ..spec.functions import check
 from .keepalive import WAKEUP_SLACK
-from .hints import Step, hint_for
+from .hints import Step, hint_for, step_watching
 from .result import CheckResult, count
 
 # The RST is an answer from dest's kernel in the softirq that receives the segment, the same as the
@@ -270,7 +270,7 @@ def reset_reported(ctx: Context, capture: str, client: str) -> CheckResult:
 # logs 'lost'); the details matched are lab/checks/half_open.py's own. Anything else falls to the general hints (lab/checks/hints.py).
 @hint_for("forgotten_quietly", "probe_draws_reset", "reset_reported")
 def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
-    forget = next((s for s in steps if any(k == "event" and (a or {}).get("event") == "lost" for k, a in s.when)), None)
+    forget = step_watching(steps, "lost")
     if forget is None:
         return None
     d = r.detail

@@ -39,6 +39,12 @@ def hint_for(*checks: str) -> Callable[[OwnHint], OwnHint]:
     return add
 
 
+def step_watching(steps: list["Step"], event: str, program: Optional[str] = None) -> Optional["Step"]:
+    """The step seen done when a program (any, or `program`) logs `event`: its done_when has that event condition."""
+    return next((s for s in steps if any(k == "event" and (a or {}).get("event") == event
+                                         and (program is None or (a or {}).get("program") == program) for k, a in s.when)), None)
+
+
 @dataclass
 class Step:
     number: int

@@ -14,15 +14,13 @@ from ..analysis.context import Context
 from ..analysis.kernel_model import TCP_RTO_MAX, TCP_RTO_MIN, RetransmitModel, vcpu_stall
 from ..errors import MissingInput
 from ..spec.functions import check
-from .hints import Step, events_of, hint_for
+from .hints import Step, events_of, hint_for, step_watching
 from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count, counted, seconds, spaced, times
 
-HOST = "source"  # where the client runs, whose sysctls the model reads
-
-
 @dataclass
 class Observed:
+    client: str  # the program, whose host's sysctls the model reads
     flow: tf.Flow
     lost: tf.Event  # the request nobody acknowledged
     probes: list  # tail loss probes after it
@@ -53,7 +51,7 @@ def observe(ctx: Context, capture: str, client: str) -> Observed:
         raise MissingInput(f"{client}.log has no 'sent' event, so the RTO in force at the lost request is unknown")
     errors = [e for e in ctx.events(client) if e.get("event") == "error"]
     return Observed(
-        flow, lost,
+        client, flow, lost,
         flow.pick(tf.TAIL_LOSS_PROBE, tf.CLIENT, after=lost.ts),
         flow.pick(tf.RTO_RETRANSMISSION, tf.CLIENT, after=lost.ts),
         flow.pick(tf.RETRANSMISSION, tf.CLIENT, after=lost.ts),
@@ -67,9 +65,10 @@ def model_for(ctx: Context, o: Observed, retries2, user_timeout) -> RetransmitMo
     if "rto_us" not in o.sent:
         raise MissingInput("client.log: the last 'sent' event has no rto_us (TCP_INFO), so the RTO in force is unknown; "
                            "run the exercise's client.py, which logs it before each request")
-    rto_min = ctx.sysctl(HOST, "net.ipv4.tcp_rto_min_us")
-    rto_max = ctx.sysctl(HOST, "net.ipv4.tcp_rto_max_ms")  # 6.15 and later; 120 s fixed before
-    early = ctx.sysctl(HOST, "net.ipv4.tcp_early_retrans")
+    host = ctx.program_host(o.client)  # the client's namespace: its sysctls are the kernel's for the lost data
+    rto_min = ctx.sysctl(host, "net.ipv4.tcp_rto_min_us")
+    rto_max = ctx.sysctl(host, "net.ipv4.tcp_rto_max_ms")  # 6.15 and later; 120 s fixed before
+    early = ctx.sysctl(host, "net.ipv4.tcp_early_retrans")
     return RetransmitModel(
         rto=o.sent["rto_us"] / 1e6, srtt=o.sent.get("rtt_us", 0) / 1e6, retries2=int(retries2), user_timeout_ms=int(user_timeout),
         hz=ctx.hz, rto_min=rto_min / 1e6 if rto_min else TCP_RTO_MIN, rto_max=rto_max / 1000 if rto_max else TCP_RTO_MAX,
@@ -142,7 +141,7 @@ def rto_backoff(ctx: Context, capture: str, client: str, retries2, user_timeout=
         if not w.holds(gap):
             problems.append(f"retransmission {k} came {gap:.3f} s after the {'probe' if k == 1 and start is not o.lost else 'previous one' if k > 1 else 'request'}, "
                             f"outside {w.low:.3f}..{w.high:.3f}")
-    sysctl = ctx.sysctl(HOST, "net.ipv4.tcp_retries2")
+    sysctl = ctx.sysctl(ctx.program_host(client), "net.ipv4.tcp_retries2")
     if int(user_timeout) <= 0 and sysctl is not None and sysctl != int(retries2):
         problems.append(f"the client's namespace had tcp_retries2={sysctl}, not {retries2}")
     return CheckResult(
@@ -211,7 +210,7 @@ def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: 
     events = events_of(ctx, "client")
     if not events or any(e.get("event") == "error" for e in events) or by_kind.get("drop_rule") is None:
         return None
-    end = next((s for s in steps if any(k == "event" and (a or {}).get("event") == "error" for k, a in s.when)), None)
+    end = step_watching(steps, "error", "client")
     if any(e.get("event") == "interrupted" for e in events):
         return f"the client was stopped (Ctrl-C?) before its kernel gave up: leave it blocked in recv() until it fails with ETIMEDOUT ({end})"
     try:

@@ -17,7 +17,7 @@ from ..analysis.kernel_model import TCP_RTO_MAX, SynRetryModel, release_version,
 from ..analysis.pcap import ACK, RST
 from ..errors import MissingInput
 from ..spec.functions import check
-from .hints import Step, events_of, hint_for, typed_otherwise, wrong_rule
+from .hints import Step, events_of, hint_for, step_watching, typed_otherwise, wrong_rule
 from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count, counted, seconds, spaced, times
 
@@ -80,7 +80,7 @@ def linear_timeouts(ctx: Context, client: str) -> tuple[int, str]:
         if options is not None and "syn_linear_timeouts" in options:
             value = options["syn_linear_timeouts"]
             return syn_linear_timeouts(value), f"{client}.log" if value is not None else f"{client}.log: no such sysctl"
-    host = ((ctx.manifest.get("programs") or {}).get(client) or {}).get("host", "source")
+    host = ctx.program_host(client)
     recorded = ctx.manifest.get("sysctls") or {}
     if host in recorded:
         value = ctx.sysctl(host, LINEAR_SYSCTL)
@@ -97,7 +97,7 @@ def model_for(ctx: Context, client: str, syn_retries, syncnt, user_timeout) -> S
     retries = int(syncnt) if int(syncnt) > 0 else int(syn_retries)
     linear, _ = linear_timeouts(ctx, client)
     # From 6.15 the RTO's cap is per namespace (tcp_rto_max_ms); the time limit's part past it is counted at it.
-    host = ((ctx.manifest.get("programs") or {}).get(client) or {}).get("host", "source")
+    host = ctx.program_host(client)
     rto_max_ms = ctx.sysctl(host, "net.ipv4.tcp_rto_max_ms")
     return SynRetryModel(retries, linear, int(user_timeout), ctx.hz, rto_max=rto_max_ms / 1000 if rto_max_ms else TCP_RTO_MAX)
 
@@ -272,17 +272,13 @@ def _silent(ctx: Context, capture: str, client: str, syn_retries, syncnt, user_t
 # these do not explain gets no hint rather than a keepalive exercise's.
 
 
-def _step_watching(steps: list[Step], event: str) -> Optional[Step]:
-    return next((s for s in steps if any(k == "event" and (a or {}).get("event") == event for k, a in s.when)), None)
-
-
 @hint_for("connection_refused", "syn_retransmissions", "connect_timed_out")
 def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
     typed = typed_otherwise(ctx, r, hands, lambda: None)
     if typed:
         return typed
     drop = by_kind.get("drop_rule")
-    client, end = _step_watching(steps, "closed_port"), _step_watching(steps, "silent_port")
+    client, end = step_watching(steps, "closed_port"), step_watching(steps, "silent_port")
     if not (ctx.folder / "client.log").exists():
         return (f"{client}: the client's log is missing, so what connect() returned could not be known: start it from "
                 f"`invoke shell {client.host or 'source'}` (its events then reach the lab)") if client else ""

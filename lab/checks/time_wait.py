@@ -18,7 +18,7 @@ from ..analysis.context import Context
 from ..analysis.kernel_model import Window, jiffy, time_wait
 from ..errors import MissingInput
 from ..spec.functions import check
-from .hints import Step, events_of, hint_for
+from .hints import Step, events_of, hint_for, step_watching
 from .keepalive import WAKEUP_SLACK
 from .result import CheckResult, count
 
@@ -418,11 +418,8 @@ def same_port_again(ctx: Context, capture: str, client: str, linger0, interval, 
 @hint_for("time_wait_held", "same_port_again")
 def hint(ctx: Context, r: CheckResult, hands: dict, steps: list[Step], by_kind: dict[str, Step]) -> Optional[str]:
     """The watcher started late or stopped early, or the client stopped during its attempts on the old port."""
-    def step(program: str, event: str) -> Optional[Step]:
-        return next((s for s in steps if any(k == "event" and (a or {}).get("program") == program and (a or {}).get("event") == event
-                                             for k, a in s.when)), None)
-
-    watch, client, end = step("watcher", "watching"), step("client", "closed"), step("client", "done")
+    watch, client, end = (step_watching(steps, "watching", "watcher"), step_watching(steps, "closed", "client"),
+                          step_watching(steps, "done", "client"))
     closed = next((e for e in events_of(ctx, "client") if e.get("event") == "closed"), None)
     if r.name == "time_wait_held" and watch is not None:
         if not (ctx.folder / "watcher.log").exists():

@@ -46,6 +46,10 @@ class ResultsFolder:
                 if isinstance(i, dict)]
         return max([float(x) for x in late if isinstance(x, (int, float))], default=0.0)
 
+    def program_host(self, program: str, default: str = "source") -> str:
+        """The host a program of the run ran on (manifest "programs"), `default` where the folder does not say."""
+        return ((self.manifest.get("programs") or {}).get(program) or {}).get("host", default)
+
     def sysctl(self, host: str, name: str) -> Optional[int]:
         """A TCP sysctl as the host's network namespace had it when the run began (manifest "sysctls");
         None where the kernel has no such sysctl or the folder does not say."""

@@ -13,7 +13,7 @@ import pytest
 from lab.analysis import tcpflow as tf
 from lab.analysis.kernel_model import KeepaliveModel, PersistModel
 from lab.handson import live
-from tests.pcapbuild import Conversation
+from tests.pcapbuild import Conversation, lost_request
 
 HZ = 250
 OPTIONS = {"event": "options", "keepalive": 1, "keepidle": 4, "keepintvl": 2, "keepcnt": 9, "user_timeout": 9000}
@@ -301,23 +301,11 @@ def test_next_reads_as_before_and_agrees_with_the_wires_expect(tmp_path, case, h
 
 # --- the retransmission timer -----------------------------------------------------------------------
 
-def _lost_request(resends: list[float]) -> tf.Flow:
-    c = Conversation()
-    c.handshake()
-    c.client_data(0.01, b"q" * 100)
-    c.server_data(0.011, b"reply")
-    start = c.cseq
-    c.client_data(1.0, b"r" * 100)  # nobody acknowledges it
-    for t in resends:
-        c.client_data(1.0 + t, b"r" * 100, seq=start)
-    return c
-
-
 RTO_OPTIONS = {"event": "options", "retries2": 3, "user_timeout": 0}
 
 
 def test_a_lost_request_is_told_with_its_probe_and_rto_retransmissions_and_the_next_expected(tmp_path):
-    (flow,) = tf.analyze_file(_lost_request([0.208, 0.416, 0.832]).write(tmp_path / "r.pcap"))
+    (flow,) = tf.analyze_file(lost_request([0.208, 0.416, 0.832]).write(tmp_path / "r.pcap"))
     told, nxt = live.story([flow], RTO_OPTIONS, 0.204, 250, srtt=0.00005)
     texts = [t.text for t in told]
     assert any(t.startswith("tail loss probe: the request sent again 0.208 s after it") for t in texts)
@@ -331,7 +319,7 @@ def test_a_lost_request_is_told_with_its_probe_and_rto_retransmissions_and_the_n
 
 
 def test_after_the_last_retransmission_the_abort_is_expected_and_without_the_clients_figures_nothing(tmp_path):
-    (flow,) = tf.analyze_file(_lost_request([0.208, 0.416, 0.832, 1.664, 3.328]).write(tmp_path / "r.pcap"))
+    (flow,) = tf.analyze_file(lost_request([0.208, 0.416, 0.832, 1.664, 3.328]).write(tmp_path / "r.pcap"))
     _, nxt = live.story([flow], RTO_OPTIONS, 0.204, 250, srtt=0.00005)
     assert nxt.startswith("abort (ETIMEDOUT, no RST) due at 6.536 s after the lost request"), nxt
     assert live.story([flow], RTO_OPTIONS, None, 250)[1] == ""  # no RTO logged yet: no guess
@@ -355,6 +343,6 @@ def test_a_connect_nobody_answers_is_told_with_the_next_syn_and_then_the_failure
 
 
 def test_the_keepalive_anchor_is_not_drawn_for_the_retransmission_timer(tmp_path):
-    (flow,) = tf.analyze_file(_lost_request([0.208, 0.416]).write(tmp_path / "r.pcap"))
+    (flow,) = tf.analyze_file(lost_request([0.208, 0.416]).write(tmp_path / "r.pcap"))
     w = live.view([flow], RTO_OPTIONS, 0.204, 250, srtt=0.00005)["wire"]
     assert w["expect"]["what"] == "RTO retransmission 2" and w["anchor"] is None

@@ -8,7 +8,7 @@ from scapy.utils import wrpcap
 
 from lab.analysis import tcpflow as tf
 from lab.errors import LabError
-from tests.pcapbuild import CLIENT, SERVER, Conversation, events, read_segments
+from tests.pcapbuild import CLIENT, SERVER, Conversation, events, lost_request, read_segments
 from tests.wireshark import COMPARED, disagreements
 
 
@@ -227,29 +227,13 @@ def test_a_pcapng_packet_of_an_undescribed_interface_is_named(tmp_path):
 # The timer labels: which timer sent a segment, read from the wire alone.
 
 
-def _lost_request(resends: list[float], segments: int = 1) -> Conversation:
-    """A request of `segments` segments nobody acknowledges, then the same data again at `resends`
-    (seconds after the request): the tail (last segment) first where more than one was sent."""
-    c = Conversation()
-    c.handshake()
-    c.client_data(0.01, b"q" * 100)
-    c.server_data(0.011, b"reply")
-    start = c.cseq
-    for k in range(segments):
-        c.client_data(1.0 + k * 1e-5, bytes([97 + k]) * 100)
-    for i, t in enumerate(resends):
-        at = start + 100 * (segments - 1) if i == 0 and segments > 1 else start
-        c.client_data(1.0 + t, b"r" * 100, seq=at)
-    return c
-
-
 def timer_labels(flow, label):
     return [round(e.ts - flow.ts[0], 3) for e in flow.pick(label)]
 
 
 def test_a_tail_loss_probe_then_doubling_rto_retransmissions(tmp_path):
     # Linux with one segment out: the probe after the PTO (about the RTO), then RTO, 2 RTO, 4 RTO.
-    path = _lost_request([0.208, 0.416, 0.832, 1.664]).write(tmp_path / "t.pcap")
+    path = lost_request([0.208, 0.416, 0.832, 1.664]).write(tmp_path / "t.pcap")
     (flow,) = tf.analyze_file(path)
     assert len(flow.where(tf.TAIL_LOSS_PROBE)) == 1 and flow.first(tf.TAIL_LOSS_PROBE).ts - flow.ts[0] == pytest.approx(1.208, abs=1e-3)
     assert len(flow.where(tf.RTO_RETRANSMISSION)) == 3
@@ -258,13 +242,13 @@ def test_a_tail_loss_probe_then_doubling_rto_retransmissions(tmp_path):
 
 def test_without_a_probe_the_first_resend_is_an_rto_retransmission(tmp_path):
     # Doubling from the first resend on: 0.2, then 0.4 later, then 0.8 later.
-    (flow,) = tf.analyze_file(_lost_request([0.204, 0.612, 1.428]).write(tmp_path / "r.pcap"))
+    (flow,) = tf.analyze_file(lost_request([0.204, 0.612, 1.428]).write(tmp_path / "r.pcap"))
     assert len(flow.where(tf.TAIL_LOSS_PROBE)) == 0 and len(flow.where(tf.RTO_RETRANSMISSION)) == 3
 
 
 def test_a_resend_of_the_tail_when_more_was_in_flight_is_a_probe(tmp_path):
     # Two segments out: the PTO (2 x SRTT, a few ms) resends the second; the RTO would resend the first.
-    (flow,) = tf.analyze_file(_lost_request([0.010, 0.214], segments=2).write(tmp_path / "p.pcap"))
+    (flow,) = tf.analyze_file(lost_request([0.010, 0.214], segments=2).write(tmp_path / "p.pcap"))
     probe = flow.first(tf.TAIL_LOSS_PROBE)
     assert probe is not None and probe.rel_seq == flow.first(tf.DATA, tf.CLIENT, after=flow.ts[0] + 0.9).rel_seq + 100
     assert len(flow.where(tf.RTO_RETRANSMISSION)) == 1
