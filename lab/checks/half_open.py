@@ -107,6 +107,11 @@ class Observed:
     anchor: Optional[tf.Event]  # the last segment the client received before the drawer
     answered: int  # keepalive probes the server answered while the client idled (it had not forgotten yet)
 
+    @property
+    def lead(self) -> float:
+        """How long after the last segment it received the client began to idle (its send_after counts from there)."""
+        return max(self.idle_from - self.anchor.ts, 0.0) if self.anchor else 0.0
+
     def kind(self) -> str:
         d = self.drawer
         if d is None:
@@ -195,7 +200,7 @@ def probe_draws_reset(ctx: Context, capture: str, client: str, keepalive, keepid
     m = model_for(ctx, keepalive, keepidle, keepintvl, keepcnt, send_after)
     o = observe(ctx, capture, client)
     flow = o.flow
-    lead = max(o.idle_from - o.anchor.ts, 0.0) if o.anchor else 0.0
+    lead = o.lead
     due = m.due(lead)
     bound = reset_bound(flow)
     said = {PROBE: f"the first keepalive probe at {m.probe()} after the last received segment",

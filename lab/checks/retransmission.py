@@ -40,10 +40,9 @@ class Observed:
 
 def observe(ctx: Context, capture: str, client: str) -> Observed:
     flow = ctx.client_flow(capture, client)
-    new = flow.where(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION, tf.OUT_OF_ORDER))
-    if not len(new):
+    lost = flow.last(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION, tf.OUT_OF_ORDER))
+    if lost is None:
         raise MissingInput(f"{capture}.pcap has no data from the client on {flow}")
-    lost = flow.event(int(new[-1]))
     if flow.first(sender=tf.SERVER, after=lost.ts) is not None and not flow.pick(tf.RETRANSMISSION, tf.CLIENT, after=lost.ts):
         raise MissingInput(f"{capture}.pcap: the server answered the client's last request, so nothing was lost (was the port dropped?)")
     sent = [e for e in ctx.events(client) if e.get("event") == "sent"]

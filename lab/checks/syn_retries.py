@@ -178,7 +178,7 @@ def syn_retransmissions(ctx: Context, capture: str, client: str, syn_retries, sy
     """The silent port: how many SYNs the kernel resends and each interval, against the kernel model
     (linear timeouts, count and time limits, the user timeout), the textbook's schedule said beside it."""
     name = "syn_retransmissions"
-    m, a, counts = _silent(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
+    m, a, counts = silent_attempt(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
     f, syns, t0 = a.flow, a.syns, a.first_syn.ts
     offsets = [s.ts - t0 for s in syns[1:]]
     intervals = [b.ts - x.ts for x, b in zip(syns, syns[1:])]
@@ -215,7 +215,7 @@ def connect_timed_out(ctx: Context, capture: str, client: str, syn_retries, sync
     """The silent port: connect() fails with ETIMEDOUT at the model's failure time after the resent SYNs,
     and the client sends nothing more (no RST: a connection in SYN-SENT has nothing to reset)."""
     name = "connect_timed_out"
-    m, a, counts = _silent(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
+    m, a, counts = silent_attempt(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
     f, syns, t0 = a.flow, a.syns, a.first_syn.ts
     n = len(syns) - 1 if len(syns) - 1 in counts else max(counts)
     window = m.failure(n)
@@ -259,7 +259,7 @@ def _port(ctx: Context) -> int:
     return int(port)
 
 
-def _silent(ctx: Context, capture: str, client: str, syn_retries, syncnt, user_timeout, port) -> tuple[SynRetryModel, Attempt, list[int]]:
+def silent_attempt(ctx: Context, capture: str, client: str, syn_retries, syncnt, user_timeout, port) -> tuple[SynRetryModel, Attempt, list[int]]:
     """The model, the connect() to the silent port, and the retransmission counts the model allows."""
     m = model_for(ctx, client, syn_retries, syncnt, user_timeout)
     a = attempt(ctx, capture, client, "silent_port", port if port is not None else _port(ctx))

@@ -150,11 +150,12 @@ def observe_close(flow: tf.Flow) -> Close:
     return Close(flow, client_fin, server_fin, final_ack, flow.first(tf.RST_, tf.CLIENT))
 
 
-def _is_on(linger0) -> bool:
+def linger0_on(linger0) -> bool:
+    """SO_LINGER {on, 0}: the close sends an RST and leaves no TIME_WAIT."""
     return int(linger0) != 0
 
 
-def _timestamps_on(ctx: Context, timestamps) -> bool:
+def timestamps_on(ctx: Context, timestamps) -> bool:
     """net.ipv4.tcp_timestamps on the client's host as recorded when the run began (what the kernel had);
     the exercise's parameter where the folder does not say."""
     recorded = ctx.sysctl("source", "net.ipv4.tcp_timestamps")
@@ -175,7 +176,7 @@ def active_close(ctx: Context, capture: str, client: str, linger0, server: str =
     srv_events = ctx.events(server) if server and not ctx.unlogged(server) else []
     srv_error = next((e for e in srv_events if e["event"] == "error"), None)
     srv_closed = next((e for e in srv_events if e["event"] == "closed"), None)
-    if _is_on(linger0):
+    if linger0_on(linger0):
         expected = "SO_LINGER {on, 0}: the client's close() sends RST,ACK and no FIN"
         if c.rst is None:
             problems.append("no RST from the client")
@@ -243,7 +244,7 @@ def time_wait_held(ctx: Context, capture: str, client: str, watcher: str, linger
     port = int(c.flow.client[1])
     rs = readings(ctx, watcher)
     step = float(interval)
-    if _is_on(linger0):
+    if linger0_on(linger0):
         end = c.rst.ts if c.rst is not None else None
         after = [r for r in rs if end is not None and r.began > end]
         held = [r for r in rs if r.of(port, "TIME-WAIT")]
@@ -263,7 +264,7 @@ def time_wait_held(ctx: Context, capture: str, client: str, watcher: str, linger
     j = jiffy(ctx.hz)
     new = takeover(ctx, capture, c)
     t0 = c.final_ack.ts if c.final_ack is not None else None
-    taken = _timestamps_on(ctx, timestamps)
+    taken = timestamps_on(ctx, timestamps)
     if taken:
         expected = (f"port {port} in TIME-WAIT in every reading from the final ACK until a new connection from the same port "
                     f"takes it over (timestamps on), in none after; ss's timer counting down from 60 s at the final ACK")
@@ -370,8 +371,8 @@ def same_port_again(ctx: Context, capture: str, client: str, linger0, interval, 
     new_syn = f"new SYN from port {port} " + (f"at {new.ts - c.flow.ts[0]:.3f} s" if new is not None else "none")
     w = _window(ctx)
     t0 = c.final_ack.ts if c.final_ack is not None else None
-    if _is_on(linger0) or _timestamps_on(ctx, timestamps):
-        if _is_on(linger0):
+    if linger0_on(linger0) or timestamps_on(ctx, timestamps):
+        if linger0_on(linger0):
             expected = f"SO_LINGER {{on, 0}} left no TIME_WAIT: the first attempt from port {port} connects, with a new SYN"
         else:
             expected = (f"timestamps on: the first attempt from port {port} takes the TIME_WAIT over at once (tcp_twsk_unique), "

@@ -185,11 +185,8 @@ def _flow(f: tf.Flow, options: Optional[dict[str, Any]], rto: Optional[float], h
 
 def _lost(f: tf.Flow) -> Optional[tf.Event]:
     """The client's last new data, where the client resent it and the server has said nothing since."""
-    new = f.where(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION, tf.OUT_OF_ORDER))
-    if not len(new):
-        return None
-    lost = f.event(int(new[-1]))
-    if f.first(sender=tf.SERVER, after=lost.ts) is not None or not len(f.where(tf.RETRANSMISSION, tf.CLIENT, after=lost.ts)):
+    lost = f.last(tf.DATA, tf.CLIENT, without=(tf.RETRANSMISSION, tf.OUT_OF_ORDER))
+    if lost is None or f.first(sender=tf.SERVER, after=lost.ts) is not None or not len(f.where(tf.RETRANSMISSION, tf.CLIENT, after=lost.ts)):
         return None
     return lost
 

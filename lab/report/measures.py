@@ -192,13 +192,11 @@ def syn_times(ctx: Context, capture: str, client: str, syn_retries, syncnt=0, us
     """connect() to a silent port: each resent SYN and the ETIMEDOUT, from the first SYN, beside the
     kernel model's nominal times and the textbook's (tcp(7): 1, 3, 7 ... s); and how soon a closed
     port's RST came."""
-    from ..checks.syn_retries import _port, attempt, model_for as syn_model
-    m = syn_model(ctx, client, syn_retries, syncnt, user_timeout)
-    a = attempt(ctx, capture, client, "silent_port", port if port is not None else _port(ctx))
+    from ..checks.syn_retries import attempt, silent_attempt
+    m, a, counts = silent_attempt(ctx, capture, client, syn_retries, syncnt, user_timeout, port)
     syns = a.syns
     t0 = a.first_syn.ts
     at = [s.ts - t0 for s in syns[1:]]
-    counts = m.retransmission_counts()
     due = len(at) if len(at) in counts else max(counts)
     model, book = m.syn_times(due), m.textbook()
     resent: dict[str, Optional[float]] = {f"resent SYNs{COUNT}": float(len(at)), f"{MODEL}resent SYNs{COUNT}": float(due),
@@ -290,9 +288,9 @@ TOPICS["time_wait_times"] = {"time_wait"}
 
 
 def _no_full_time_wait(ctx: Context) -> bool:
+    from ..checks.time_wait import linger0_on, timestamps_on
     p = ctx.manifest.get("parameters") or {}
-    stamps = ctx.sysctl("source", "net.ipv4.tcp_timestamps")
-    return bool(int(p.get("linger0") or 0)) or bool(stamps if stamps is not None else int(p.get("timestamps") or 0))
+    return linger0_on(p.get("linger0") or 0) or timestamps_on(ctx, p.get("timestamps", 1))
 
 
 # --- half-open ---
@@ -304,7 +302,7 @@ def half_open_times(ctx: Context, capture: str, client: str, keepalive, keepidle
     from ..checks.half_open import PROBE, model_for as half_open_model, observe as observe_half_open
     o = observe_half_open(ctx, capture, client)
     m = half_open_model(ctx, keepalive, keepidle, keepintvl, keepcnt, send_after)
-    lead = max(o.idle_from - o.anchor.ts, 0.0) if o.anchor else 0.0
+    lead = o.lead
     err = None if ctx.unlogged(client) else ctx.event(client, "error")
     probes = o.flow.where(tf.KEEPALIVE, tf.CLIENT, after=o.idle_from)
     drew = (o.drawer.ts - o.anchor.ts) * 1000 if o.drawer and o.anchor else None
