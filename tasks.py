@@ -98,22 +98,43 @@ def list_(c):
 
 
 @task(
+    name="analyze",
+    help={
+        "file": "a capture: pcap or pcapng, gzipped or not (tcpdump -w, Wireshark, tshark -w)",
+        "flow": "one connection only: ADDR:PORT-ADDR:PORT, either way round ([v6 address]:port for IPv6)",
+        "json": "also write the reading as JSON to this file",
+        "plots": "also draw, per connection shown, its window chart and time-sequence picture (PNG) into this folder",
+        "kernel": "the kernel model to read it against: host (this machine's; the default), 6.1, 6.12 or 6.18",
+        "all": "every connection, not only those where a timer did something",
+        "annotate": "write the capture again as pcapng with each finding as a packet comment on its frames (Wireshark shows them)",
+        "labels": "write a line per TCP frame to this file: its number and Wireshark's TCP analysis flags, as tshark names them",
+    },
+)
+def analyze(c, file, flow=None, json=None, plots=None, kernel="host", all=False, annotate=None, labels=None):
+    """The timers in any capture, per TCP connection: keepalive, persist, retransmission and SYN timers,
+    the settings they imply and what the kernel model says; how each connection ended.
+
+    Reads a file of any size in flat memory. Exit 0 with findings, 2 for a file it cannot read.
+    """
+    _run("analyze.analyze", file, flow, json, plots, kernel, all, annotate, labels)
+
+
+@task(
     help={
         "parts": "which figures, a comma list of analyzer, docker, overhead, parallel, serve (default: all)",
         "seconds": "analyzer: seconds of bulk transfer to capture (default 8: about a million packets here)",
-        "tshark_packets": "analyzer: packets tshark analyses for its rate (default 100000; it is slow)",
         "capture": "analyzer: analyse this pcap instead of making one (made and kept there if it does not exist)",
         "repeat": "overhead: runs of each, whose medians are printed (default 5)",
         "labs": "parallel: Docker labs started at once (default 20); serve: labs started through the lab server at once (default 30)",
     }
 )
-def bench(c, parts="analyzer,docker,overhead,parallel,serve", seconds=8.0, tshark_packets=100000, capture=None, repeat=5, labs=20):
+def bench(c, parts="analyzer,docker,overhead,parallel,serve", seconds=8.0, capture=None, repeat=5, labs=20):
     """Print figures, each beside what a user would use instead (tshark, the docker CLI, raw iproute2).
 
-    The analyzer against tshark, a Docker lab against the docker CLI, `up`'s overhead against a raw
+    The analyzer against tshark (whole processes, the same file, a label per frame, peak memory), a Docker lab against the docker CLI, `up`'s overhead against a raw
     iproute2 script, twenty Docker labs at once, the lab server's ready shell and thirty labs at once.
     """
-    _run("bench.run", float(seconds), int(tshark_packets), capture, parts, int(repeat), int(labs))
+    _run("bench.run", float(seconds), capture, parts, int(repeat), int(labs))
 
 
 HANDS_ON = {

@@ -103,11 +103,11 @@ def activity(text: str) -> Iterator:
 
 
 @contextmanager
-def transfer(what: str, total: int) -> Iterator:
-    """A progress bar for a file on its way; yields a function that takes the bytes done so far."""
+def transfer(what: str, total: int, verb: str = "fetch") -> Iterator:
+    """A progress bar for a file on its way (or being read); yields a function that takes the bytes done so far."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    step(f"fetch {what} ({total / 1e6:.1f} MB)")
+    step(f"{verb} {what} ({total / 1e6:.1f} MB)")
     with Progress(TextColumn(escape(what)), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console, transient=True) as bar:
         task = bar.add_task("", total=total)
         yield lambda done: bar.update(task, completed=done)

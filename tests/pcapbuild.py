@@ -12,6 +12,8 @@ from scapy.utils import wrpcap
 from lab.analysis.pcap import Segment, read_table
 from lab.analysis.tcpflow import Event, Flow
 
+# Every Ethernet header is given its addresses: scapy would otherwise look them up on this machine's network.
+MACS = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 CLIENT = ("10.0.1.1", 40000)
 SERVER = ("10.0.1.2", 8990)
 
@@ -39,11 +41,11 @@ class Conversation:
     def _add(self, t: float, from_client: bool, flags: str, payload: bytes = b"", seq=None, win=None, options=None):
         src, dst = (CLIENT, SERVER) if from_client else (SERVER, CLIENT)
         own, peer = (self.cseq, self.sseq) if from_client else (self.sseq, self.cseq)
-        tcp = TCP(sport=src[1], dport=dst[1], flags=flags, seq=own if seq is None else seq,
-                  ack=peer if "A" in flags else 0,
+        tcp = TCP(sport=src[1], dport=dst[1], flags=flags, seq=(own if seq is None else seq) % 2**32,
+                  ack=peer % 2**32 if "A" in flags else 0,
                   window=(self.cwin if from_client else self.swin) if win is None else win,
                   options=options or [])
-        pkt = Ether() / IP(src=src[0], dst=dst[0]) / tcp
+        pkt = Ether(**MACS) / IP(src=src[0], dst=dst[0]) / tcp
         if payload:
             pkt = pkt / Raw(payload)
         pkt.time = self.t0 + t

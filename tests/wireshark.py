@@ -1,32 +1,37 @@
-"""What Wireshark says about a capture, and how our labels map onto its TCP analysis flags.
+"""What Wireshark says about a capture, frame by frame, beside what tcplab's scanner says.
 
-The mapping is explicit where the two deliberately differ: Linux probes the zero window with a 0-byte
-segment at SND.UNA - 1, which Wireshark calls a keep-alive (its zero-window probe needs one new byte
-at SND.NXT), so our `zero_window_probe` in that form maps to Wireshark's `keep_alive`.
+The scanner (lab/analysis/tcpscan.pyx) follows tshark 4.0's TCP analysis condition for condition, so
+every flag is compared as it is, with no mapping. Where tcplab reads a capture differently on purpose,
+the reason is here:
+
+- IP fragments: Wireshark reassembles a TCP segment split over IP fragments and analyses it at the
+  frame of the last fragment; tcplab skips fragments (counted as skipped, "non-first IP fragments" or
+  a first fragment's partial segment), since a reassembly buffer per flow would break the flat memory
+  the analyzer keeps on any file. No capture of the corpus has one.
+- TCP headers quoted inside ICMP errors: tshark shows them as TCP frames (with no analysis flags);
+  tcplab counts them as "IP but not TCP". The flags agree (none on either side).
+
+tcplab's own labels (lab/analysis/tcpflow.py) refine some of these flags: Linux's zero-window probe
+is Wireshark's keep_alive sent into a closed window, and the resends are named by the timer that sent
+them. Those are not compared here; they are tested against the kernel's behaviour.
 """
 from __future__ import annotations
 
+import collections
 import shutil
 import subprocess
 from pathlib import Path
 
-from lab.analysis import tcpflow as tf
+from lab.analysis import capture
 from lab.errors import LabError
 
-# Wireshark flag -> tshark field
-FIELDS = {
-    "keep_alive": "tcp.analysis.keep_alive",
-    "zero_window": "tcp.analysis.zero_window",
-    "zero_window_probe": "tcp.analysis.zero_window_probe",
-    "window_update": "tcp.analysis.window_update",
-    "window_full": "tcp.analysis.window_full",
-    "retransmission": "tcp.analysis.retransmission",
-    "fast_retransmission": "tcp.analysis.fast_retransmission",
-    "out_of_order": "tcp.analysis.out_of_order",
-    "reset": "tcp.flags.reset",
-}
-COMPARED = ["keep_alive", "zero_window", "zero_window_probe", "window_update", "window_full", "retransmission",
-            "fast_retransmission", "out_of_order", "reset"]
+# The flags tcplab and tshark both have, by tshark's field name (tcp.analysis.<flag>; reset is tcp.flags.reset).
+COMPARED = [
+    "keep_alive", "keep_alive_ack", "zero_window", "zero_window_probe", "zero_window_probe_ack", "window_update",
+    "window_full", "retransmission", "fast_retransmission", "spurious_retransmission", "out_of_order", "duplicate_ack",
+    "lost_segment", "ack_lost_segment", "reused_ports", "reset",
+]
+FIELDS = {name: ("tcp.flags.reset" if name == "reset" else f"tcp.analysis.{name}") for name in COMPARED}
 
 
 def tshark_flags(path: Path) -> dict[int, set[str]]:
@@ -39,52 +44,39 @@ def tshark_flags(path: Path) -> dict[int, set[str]]:
     if r.returncode != 0:
         raise LabError(f"tshark failed on {path}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
     out: dict[int, set[str]] = {}
-    names = list(FIELDS)
     for line in r.stdout.splitlines():
         cols = line.split("\t")
-        flags = set()
-        for name, value in zip(names, cols[1:]):
-            if value and value not in ("0", "False"):
-                flags.add(name)
-        out[int(cols[0])] = flags
+        out[int(cols[0])] = {name for name, value in zip(COMPARED, cols[1:]) if value and value not in ("0", "False")}
     return out
 
 
 def our_flags(path: Path) -> dict[int, set[str]]:
-    """Frame number -> our labels, expressed as the Wireshark flags they correspond to."""
+    """Frame number -> the Wireshark flags tcplab's scanner sets on it, for every TCP frame it read."""
     out: dict[int, set[str]] = {}
-    for flow in tf.analyze_file(path):
-        frames = flow.table.index[flow.rows]
-        bits = flow.labels
+    bits = [(name, 1 << capture.WS_FLAGS.index(name)) for name in COMPARED]
 
-        def has(label: str, bits=bits):
-            return (bits & tf.BIT[label]) != 0
+    def on_frames(frames, ws):
+        for frame, w in zip(frames.tolist(), ws.tolist()):
+            out[frame] = {name for name, bit in bits if w & bit}
 
-        linux_probe = has(tf.ZERO_WINDOW_PROBE) & ~has(tf.RFC_ZERO_WINDOW_PROBE)
-        mapped = {
-            "keep_alive": has(tf.KEEPALIVE) | linux_probe,
-            "zero_window": has(tf.ZERO_WINDOW),
-            "zero_window_probe": has(tf.RFC_ZERO_WINDOW_PROBE),
-            "window_update": has(tf.WINDOW_UPDATE),
-            "window_full": has(tf.WINDOW_FULL),
-            # Our SYN, tail-loss-probe and RTO labels refine Wireshark's retransmission; they are never without it.
-            "retransmission": has(tf.RETRANSMISSION) | has(tf.SYN_RETRANSMISSION) | has(tf.TAIL_LOSS_PROBE) | has(tf.RTO_RETRANSMISSION),
-            "fast_retransmission": has(tf.FAST_RETRANSMISSION),
-            "out_of_order": has(tf.OUT_OF_ORDER),
-            "reset": has(tf.RST_),
-        }
-        for k, frame in enumerate(frames.tolist()):
-            out[int(frame)] = {name for name, col in mapped.items() if col[k]}
+    capture.scan(Path(path), keep_all=False, frame_flags=True, on_frames=on_frames)
     return out
 
 
 def disagreements(path: Path) -> dict[str, list[int]]:
-    """For each compared flag, the frames where tshark and we differ (empty lists: full agreement)."""
+    """For each compared flag, the frames where tshark and tcplab differ (empty lists: full agreement)."""
+    return compare(path)[0]
+
+
+def compare(path: Path) -> tuple[dict[str, list[int]], collections.Counter]:
+    """The frames that differ per flag, and how many frames tshark flagged per flag."""
     theirs, ours = tshark_flags(path), our_flags(path)
-    out: dict[str, list[int]] = {name: [] for name in COMPARED}
+    differ: dict[str, list[int]] = {name: [] for name in COMPARED}
+    flagged: collections.Counter = collections.Counter()
     for frame in sorted(set(theirs) | set(ours)):
         t, o = theirs.get(frame, set()), ours.get(frame, set())
         for name in COMPARED:
+            flagged[name] += name in t
             if (name in t) != (name in o):
-                out[name].append(frame)
-    return out
+                differ[name].append(frame)
+    return differ, flagged

@@ -1,8 +1,10 @@
 """Benchmarks: figures to print, not pass/fail. `invoke bench` runs them, each beside what a user
 would use instead:
 
-- analyzer: the packets per second of the analyzer on a bulk-transfer capture the bench makes itself
-  (namespaces, real kernel TCP), beside tshark's on the same file;
+- analyzer: `invoke analyze FILE --labels OUT` on a bulk-transfer capture the bench makes itself
+  (namespaces, real kernel TCP), beside tshark's TCP analysis of the same file with the same output
+  (each TCP frame's flags), whole process against whole process: frames per second and peak memory;
+  then the capture repeated ten times over, whose peak memory should be the same;
 - docker: up+down of the three-host Docker lab, beside the docker CLI starting and removing three containers;
 - overhead: `invoke up exercise1` with 1 s timers, its wall time minus the time the protocol itself
   takes (the client's connect to its ETIMEDOUT), beside scripts/raw-exercise1 (the same by hand with iproute2);
@@ -12,7 +14,9 @@ would use instead:
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import struct
 import statistics
 import subprocess
 import sys
@@ -22,8 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import ui
-from ..analysis import tcpflow
-from ..analysis.pcap import read_table
+from ..analysis.capture import scan
 from ..backends.labstate import LabState
 from ..backends.netns import NetnsBackend
 from ..backends.preflight import require_root
@@ -65,34 +68,89 @@ def bulk_capture(out: Path, seconds: float) -> int:
     finally:
         backend.destroy(state)
         state.remove()
-    return len(read_table(out))
+    return scan(out, keep_all=False).frames
 
 
-def analyzer_rate(path: Path, repeat: int = 3) -> tuple[int, float]:
-    best = float("inf")
-    packets = 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        flows = tcpflow.analyze_file(path)
-        best = min(best, time.perf_counter() - start)
-        packets = sum(len(f) for f in flows)
-    return packets, packets / best
+def measured(argv: Sequence[str], stdout: Optional[Path] = None) -> tuple[float, int]:
+    """A whole process: (wall seconds, its peak resident memory in bytes), interpreter start-up and all.
+
+    posix_spawn, not fork: a forked child counts the pages it shares with this process (the capture this
+    bench has read) in its peak memory until it execs."""
+    err = tempfile.NamedTemporaryFile(prefix="tcplab-bench-", suffix=".err")
+    actions = [(os.POSIX_SPAWN_OPEN, 1, str(stdout or os.devnull), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+               (os.POSIX_SPAWN_OPEN, 2, err.name, os.O_WRONLY | os.O_TRUNC, 0o644)]
+    start = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], list(argv), dict(os.environ), file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise LabError(f"`{' '.join(argv[:4])} ...` failed: {Path(err.name).read_text(errors='replace').strip()[-300:]}")
+    return elapsed, usage.ru_maxrss * 1024
 
 
-def tshark_rate(path: Path, packets: Optional[int]) -> tuple[int, float]:
-    """tshark's rate with its TCP analysis on (it reads about 8,000 packets a second here, so a prefix is enough)."""
+def analyzer_run(path: Path, labels: Path) -> tuple[float, int]:
+    """`invoke analyze FILE --labels OUT`: a label per TCP frame, written to a file (best of 3)."""
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "analyze", str(path), "--labels", str(labels)]
+    return min(measured(argv) for _ in range(3))
+
+
+def tshark_run(path: Path, labels: Path) -> tuple[float, int]:
+    """tshark's TCP analysis of the same file with the same output: each TCP frame's number and every flag."""
     if shutil.which("tshark") is None:
         raise LabError("tshark is missing: install it with `sudo apt-get install -y tshark` or run ./bootstrap")
-    argv = ["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.number", "-e", "tcp.analysis.flags"]
-    if packets:
-        argv += ["-c", str(packets)]
-    start = time.perf_counter()
-    r = subprocess.run(argv, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if r.returncode != 0:
-        raise LabError(f"tshark failed: {r.stderr.strip()[-200:]}")
-    n = r.stdout.count("\n")
-    return n, n / elapsed
+    fields = [a for name in tcpscan_flags() for a in ("-e", "tcp.flags.reset" if name == "reset" else f"tcp.analysis.{name}")]
+    argv = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f",
+            "-e", "frame.number", *fields]
+    return measured(argv, stdout=labels)
+
+
+def tcpscan_flags() -> list[str]:
+    from ..analysis.capture import WS_FLAGS
+
+    return list(WS_FLAGS)
+
+
+def lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+
+def agreement(ours: Path, theirs: Path) -> tuple[int, int]:
+    """Frames whose flags are the same in both outputs, of all."""
+    names = tcpscan_flags()
+    same = total = 0
+    with open(ours) as a, open(theirs) as b:
+        for x, y in zip(a, b):
+            frame, _, flags = x.rstrip("\n").partition("\t")
+            cols = y.rstrip("\n").split("\t")
+            theirs_set = {n for n, v in zip(names, cols[1:]) if v and v not in ("0", "False")}
+            total += 1
+            same += frame == cols[0] and set(filter(None, flags.split(","))) == theirs_set
+    return same, total
+
+
+def repeated(path: Path, out: Path, times: int) -> int:
+    """`path` (classic pcap) written `times` over into `out`, each copy later than the one before, as one
+    long capture of the same connection; returns out's size."""
+    import numpy as np
+
+    data = path.read_bytes()
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    records = np.frombuffer(data, dtype=np.uint8, offset=24)
+    starts, off, head = [], 0, struct.Struct(endian + "I")
+    while off + 16 <= len(records):
+        starts.append(off)
+        off += 16 + head.unpack_from(data, 24 + off + 8)[0]
+    at = np.array(starts, dtype=np.int64)[:, None] + np.arange(4)  # the seconds field of every record
+    secs = records[at].copy().view(endian + "u4").ravel().astype(np.int64)
+    span = int(secs[-1] - secs[0]) + 1
+    with open(out, "wb") as f:
+        f.write(data[:24])
+        for k in range(times):
+            copy = records[:off].copy()
+            copy[at] = (secs + k * span).astype(endian + "u4").view(np.uint8).reshape(-1, 4)
+            f.write(copy.tobytes())
+    return out.stat().st_size
 
 
 def docker_lab_times(repeat: int = 3) -> tuple[float, float]:
@@ -127,7 +185,7 @@ def docker_lab_times(repeat: int = 3) -> tuple[float, float]:
     return ours, plain
 
 
-def run(seconds: float, tshark_packets: int, capture: Optional[str], parts: str = ",".join(PARTS), repeat: int = 5, labs: int = 20) -> int:
+def run(seconds: float, capture: Optional[str], parts: str = ",".join(PARTS), repeat: int = 5, labs: int = 20) -> int:
     chosen = [p.strip() for p in parts.split(",") if p.strip()]
     unknown = [p for p in chosen if p not in PARTS]
     if unknown or not chosen:
@@ -135,7 +193,7 @@ def run(seconds: float, tshark_packets: int, capture: Optional[str], parts: str 
     if chosen != ["analyzer"] or not capture or not Path(capture).exists():
         require_root("bench")
     if "analyzer" in chosen:
-        _analyzer(seconds, tshark_packets, capture)
+        _analyzer(seconds, capture)
     if "docker" in chosen:
         _docker()
     if "overhead" in chosen:
@@ -149,7 +207,7 @@ def run(seconds: float, tshark_packets: int, capture: Optional[str], parts: str 
     return 0
 
 
-def _analyzer(seconds: float, tshark_packets: int, capture: Optional[str]) -> None:
+def _analyzer(seconds: float, capture: Optional[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="tcplab-bench-") as tmp:
         path = Path(capture) if capture else Path(tmp) / "bulk.pcap"
         if capture and path.exists():
@@ -160,13 +218,28 @@ def _analyzer(seconds: float, tshark_packets: int, capture: Optional[str]) -> No
             ui.step(f"{n} packets, {path.stat().st_size / 1e6:.0f} MB")
             if n < 1_000_000:
                 ui.warn("under a million packets: raise --seconds for a capture of the size the target speaks of")
-        ui.step("analyzer: reading and labelling the whole capture, best of 3")
-        n, ours = analyzer_rate(path)
-        ui.step(f"tshark: TCP analysis of the first {tshark_packets} packets")
-        m, theirs = tshark_rate(path, tshark_packets)
-        ui.console.print(f"analyzer  {n:>9} packets  {ours:>12,.0f} packets/s")
-        ui.console.print(f"tshark    {m:>9} packets  {theirs:>12,.0f} packets/s")
-        ui.console.print(f"the analyzer is {ours / theirs:.0f} times tshark's rate")
+        ours_out, theirs_out = Path(tmp) / "ours.txt", Path(tmp) / "tshark.txt"
+        ui.step("tcplab: `invoke analyze FILE --labels OUT`, whole process, best of 3")
+        ours_s, ours_mem = analyzer_run(path, ours_out)
+        n = lines(ours_out)
+        ui.step("tshark: the same file, the same output (each TCP frame's number and flags), whole process")
+        theirs_s, theirs_mem = tshark_run(path, theirs_out)
+        m = lines(theirs_out)
+        same, total = agreement(ours_out, theirs_out)
+        ui.step(f"tenfold: the capture repeated ten times over, one long connection, for memory that does not grow")
+        big = Path(tmp) / "tenfold.pcap"
+        size = repeated(path, big, 10)
+        big_s, big_mem = analyzer_run(big, Path(tmp) / "tenfold.txt")
+        big_n = lines(Path(tmp) / "tenfold.txt")
+        big.unlink()
+        row = "{:<26} {:>11,} {:>9.2f} {:>14,.0f} {:>10.0f} {:>10.0f}"
+        ui.console.print(f"{'whole process, whole file':<26} {'TCP frames':>11} {'seconds':>9} {'frames/s':>14} {'peak MB':>10} {'B/frame':>10}")
+        ui.console.print(row.format("tcplab analyze --labels", n, ours_s, n / ours_s, ours_mem / 1e6, ours_mem / max(n, 1)))
+        ui.console.print(row.format("tshark -T fields", m, theirs_s, m / theirs_s, theirs_mem / 1e6, theirs_mem / max(m, 1)))
+        ui.console.print(row.format(f"tcplab, tenfold ({size / 1e9:.1f} GB)", big_n, big_s, big_n / big_s, big_mem / 1e6, big_mem / max(big_n, 1)))
+        ui.console.print(f"tcplab is {(n / ours_s) / (m / theirs_s):.0f} times tshark's rate in {ours_mem / theirs_mem:.0%} of its memory; "
+                         f"on a file ten times as long its peak memory is {big_mem / ours_mem:.2f} times as much")
+        ui.console.print(f"labels: the same as tshark's on {same:,} of {total:,} frames")
 
 
 def _docker() -> None:

@@ -31,8 +31,12 @@ def _columns(flow: tf.Flow):
 @plot
 def window(ctx: Context, out: Path, capture: str, client: str) -> Path:
     """The advertised window of each side over time, zero-window periods shaded, window probes marked."""
+    return draw_window(ctx.client_flow(capture, client), out)
+
+
+def draw_window(flow: tf.Flow, out: Path) -> Path:
+    """The window chart of one flow (results folders, and `invoke analyze --plots`)."""
     plt = pyplot()
-    flow = ctx.client_flow(capture, client)
     t, _ = _columns(flow)
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     for ax, (side, is_server) in zip(axes, ((tf.SERVER, True), (tf.CLIENT, False))):
@@ -84,6 +88,51 @@ def throughput(ctx: Context, out: Path, capture: str, client: str) -> Path:
     ax.set_ylabel("MB/s acknowledged")
     ax.set_title(f"throughput of {flow} ({width * 1000:.0f} ms bins)")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+# Marks on the time-sequence picture: label, marker, colour.
+SEQUENCE_MARKS = [
+    (tf.RTO_RETRANSMISSION, "x", "tab:red", "RTO retransmission"),
+    (tf.TAIL_LOSS_PROBE, "D", "tab:orange", "tail loss probe"),
+    (tf.FAST_RETRANSMISSION, "+", "tab:purple", "fast retransmission"),
+    (tf.KEEPALIVE, "o", "tab:green", "keepalive probe"),
+    (tf.ZERO_WINDOW_PROBE, "v", "tab:brown", "zero-window probe"),
+]
+SEQUENCE_POINTS = 20_000  # data segments drawn at most per side (evenly thinned): the marks are all drawn
+
+
+def draw_sequence(flow: tf.Flow, out: Path) -> Path:
+    """The time-sequence picture (Stevens'): each side's sequence numbers over time, the peer's
+    acknowledgements as a line, resends and probes marked."""
+    plt = pyplot()
+    t, _ = _columns(flow)
+    fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    for ax, (side, is_server) in zip(axes, ((tf.CLIENT, False), (tf.SERVER, True))):
+        mine = flow.from_server == is_server
+        data = mine & (flow.plen > 0)
+        idx = np.flatnonzero(data)
+        if len(idx) > SEQUENCE_POINTS:
+            idx = idx[np.linspace(0, len(idx) - 1, SEQUENCE_POINTS).astype(int)]
+        ax.vlines(t[idx], flow.rel_seq[idx], flow.rel_seq[idx] + flow.plen[idx], color="tab:blue", lw=1, label="data sent")
+        acks = ~mine & ((flow.flags & 0x10) != 0)
+        if acks.any():
+            ax.step(t[acks], np.maximum.accumulate(flow.rel_ack[acks]), where="post", color="tab:gray", lw=0.8,
+                    label="acknowledged by the peer")
+        for label, marker, colour, name in SEQUENCE_MARKS:
+            m = mine & ((flow.labels & tf.BIT[label]) != 0)
+            if m.any():
+                ax.plot(t[m], flow.rel_seq[m], marker, color=colour, ms=6, ls="none", label=name)
+        who = flow.server if is_server else flow.client
+        ax.set_ylabel("relative sequence")
+        ax.set_title(f"sent by the {side} {who[0]}:{who[1]}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    axes[-1].set_xlabel("seconds since the first packet")
+    fig.suptitle(f"time-sequence: {flow}")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -5,7 +5,7 @@ import pytest
 
 from lab import checks
 from lab.errors import LabError
-from tests.pcapbuild import keepalive_results
+from tests.pcapbuild import MACS, keepalive_results
 
 EX1 = {"keepidle": 2, "keepintvl": 1, "keepcnt": 3, "user_timeout": 0}
 # The reference's measurement: probes 2.007, 3.032, 4.055; RST at 5.08.
@@ -196,9 +196,9 @@ def test_what_finish_made_after_a_run_by_hand_is_not_judged(tmp_path):
     folder = keepalive_results(tmp_path / "run", params=EX1, **MEASURED)
     packets = list(rdpcap(str(folder / "source.pcap")))
     t0, last = float(packets[0].time), packets[-1]
-    fin = Ether() / IP(src=SERVER[0], dst=CLIENT[0]) / TCP(sport=SERVER[1], dport=CLIENT[1], flags="FPA",
+    fin = Ether(**MACS) / IP(src=SERVER[0], dst=CLIENT[0]) / TCP(sport=SERVER[1], dport=CLIENT[1], flags="FPA",
                                                            seq=last[TCP].ack, ack=last[TCP].seq)
-    rst = Ether() / IP(src=CLIENT[0], dst=SERVER[0]) / TCP(sport=CLIENT[1], dport=SERVER[1], flags="R", seq=last[TCP].seq)
+    rst = Ether(**MACS) / IP(src=CLIENT[0], dst=SERVER[0]) / TCP(sport=CLIENT[1], dport=SERVER[1], flags="R", seq=last[TCP].seq)
     fin.time, rst.time = t0 + 20.0, t0 + 20.001
     wrpcap(str(folder / "source.pcap"), packets + [fin, rst])
     assert not all(r.passed for r in verdicts(folder).values())

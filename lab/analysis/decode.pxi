@@ -1,0 +1,309 @@
+# Packet decoding for lab/analysis/tcpscan.pyx: from a record's bytes and its link type down to the TCP
+# header, through what captures from the real world carry (VLAN and QinQ tags, MPLS, PPPoE, Linux cooked
+# headers, raw IP, IPv6 extension headers, IP-in-IP, GRE with Ethernet, ERSPAN or Aruba's 802.11 inside,
+# VXLAN). Included by tcpscan.pyx, not a module of its own: these are C functions called once a packet.
+
+from libc.string cimport memcpy, memset
+
+cdef enum:
+    LINK_NULL = 0
+    LINK_ETHERNET = 1
+    LINK_RAW_OLD = 12
+    LINK_RAW_OLD2 = 14
+    LINK_RAW = 101
+    LINK_IEEE802_11 = 105
+    LINK_LOOP = 108
+    LINK_SLL = 113
+    LINK_RADIOTAP = 127
+    LINK_IPV4 = 228
+    LINK_IPV6 = 229
+    LINK_SLL2 = 276
+
+# Why a record gave no TCP segment (counted per file, printed by `invoke analyze`).
+cdef enum:
+    OK_TCP = 1
+    NOT_IP = 0            # ARP, LLDP, STP...: not IP at all
+    NOT_TCP = -1          # IP, but UDP, ICMP... (tunnels already opened)
+    CUT_SHORT = -2        # the snaplen cut the headers before the TCP header's 20 bytes
+    FRAGMENT = -3         # a non-first IP fragment: no TCP header in it
+    LINK_UNREAD = -4      # a link type this reader does not know
+    PROTECTED = -5        # encrypted 802.11, or a tunnel this reader does not open
+    TOO_DEEP = -6         # tunnels nested deeper than MAX_DEPTH
+
+SKIP_REASONS = {
+    NOT_IP: "not IP", NOT_TCP: "IP but not TCP", CUT_SHORT: "headers cut short by the snaplen",
+    FRAGMENT: "non-first IP fragments", LINK_UNREAD: "a link type not read",
+    PROTECTED: "encrypted or unknown tunnel payload", TOO_DEEP: "tunnels nested too deep",
+}
+
+cdef enum:
+    MAX_DEPTH = 6
+    VXLAN_PORT = 4789
+
+cdef struct Pkt:
+    int family                # 4 or 6
+    unsigned char src[16]
+    unsigned char dst[16]
+    int sport, dport
+    unsigned int seq, ack
+    int flags, win
+    long long plen            # payload length from the IP header: a short snaplen does not hide data
+    const unsigned char* opts # the TCP options, within the captured bytes
+    int optlen
+
+cdef inline unsigned int be16(const unsigned char* p) noexcept nogil:
+    return (p[0] << 8) | p[1]
+
+cdef inline unsigned int be32(const unsigned char* p) noexcept nogil:
+    return (<unsigned int>p[0] << 24) | (<unsigned int>p[1] << 16) | (<unsigned int>p[2] << 8) | p[3]
+
+
+cdef int decode_tcp(const unsigned char* p, Py_ssize_t n, long long ip_payload, Pkt* k) noexcept nogil:
+    if n < 20:
+        return CUT_SHORT
+    cdef int thl = (p[12] >> 4) * 4
+    k.sport = be16(p)
+    k.dport = be16(p + 2)
+    k.seq = be32(p + 4)
+    k.ack = be32(p + 8)
+    k.flags = p[13]
+    k.win = be16(p + 14)
+    k.plen = ip_payload - thl if ip_payload >= thl else 0
+    if thl > 20:
+        k.opts = p + 20
+        k.optlen = (thl if thl <= n else <int>n) - 20
+    else:
+        k.opts = NULL
+        k.optlen = 0
+    return OK_TCP
+
+
+cdef int decode_ipv4(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if n < 20 or (p[0] >> 4) != 4:
+        return CUT_SHORT if n < 20 else NOT_IP
+    cdef int ihl = (p[0] & 0x0F) * 4
+    cdef long long total = be16(p + 2)
+    if ihl < 20 or n < ihl:
+        return CUT_SHORT
+    if be16(p + 6) & 0x1FFF:
+        return FRAGMENT
+    if total == 0:  # TCP segmentation offload: the sender's capture leaves the length to the NIC
+        total = n
+    k.family = 4
+    return decode_transport(p[9], p + ihl, n - ihl, total - ihl, p + 12, p + 16, 4, k, depth)
+
+
+cdef int decode_ipv6(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if n < 40:
+        return CUT_SHORT
+    if (p[0] >> 4) != 6:
+        return NOT_IP
+    cdef long long payload = be16(p + 4)
+    cdef int nh = p[6]
+    cdef Py_ssize_t off = 40, hl
+    if payload == 0:  # a jumbogram, or offload: the captured bytes are all there is
+        payload = n - 40
+    # Extension headers: hop-by-hop, routing, destination options, mobility, HIP, shim6 (length in
+    # 8-byte units after the first 8), fragment (8 bytes), AH (4-byte units, plus 2).
+    while nh in (0, 43, 60, 135, 139, 140, 44, 51):
+        if off + 8 > n:
+            return CUT_SHORT
+        if nh == 44:
+            if be16(p + off + 2) & 0xFFF8:
+                return FRAGMENT
+            hl = 8
+        elif nh == 51:
+            hl = (p[off + 1] + 2) * 4
+        else:
+            hl = (p[off + 1] + 1) * 8
+        nh = p[off]
+        off += hl
+        payload -= hl
+    if off > n:
+        return CUT_SHORT
+    return decode_transport(nh, p + off, n - off, payload, p + 8, p + 24, 16, k, depth)
+
+
+cdef int decode_transport(int proto, const unsigned char* p, Py_ssize_t n, long long payload,
+                          const unsigned char* src, const unsigned char* dst, int alen, Pkt* k, int depth) noexcept nogil:
+    if proto == 6:
+        memset(k.src, 0, 16)
+        memset(k.dst, 0, 16)
+        memcpy(k.src, src, alen)
+        memcpy(k.dst, dst, alen)
+        k.family = 4 if alen == 4 else 6
+        return decode_tcp(p, n, payload, k)
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    if proto == 4:
+        return decode_ipv4(p, n, k, depth + 1)
+    if proto == 41:
+        return decode_ipv6(p, n, k, depth + 1)
+    if proto == 47:
+        return decode_gre(p, n, k, depth + 1)
+    if proto == 17 and n >= 16 and (be16(p + 2) == VXLAN_PORT) and (p[8] & 0x08):
+        return decode_ethernet(p + 16, n - 16, k, depth + 1)
+    return NOT_TCP
+
+
+cdef int decode_gre(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if n < 4:
+        return CUT_SHORT
+    cdef int fl = p[0], version = p[1] & 7
+    cdef unsigned int proto = be16(p + 2)
+    cdef Py_ssize_t off = 4
+    if fl & 0x80 or fl & 0x40:  # checksum (and, with routing, its offset)
+        off += 4
+    if fl & 0x20:  # key (PPTP's call id and payload length in version 1)
+        off += 4
+    if fl & 0x10:  # sequence number
+        off += 4
+    if version == 1 and p[1] & 0x80:  # PPTP's acknowledgement number
+        off += 4
+    if off > n:
+        return CUT_SHORT
+    return decode_ethertype(proto, p + off, n - off, k, depth)
+
+
+cdef int decode_ethertype(unsigned int etype, const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if etype == 0x0800:
+        return decode_ipv4(p, n, k, depth)
+    if etype == 0x86DD:
+        return decode_ipv6(p, n, k, depth)
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    if etype == 0x6558:  # transparent Ethernet bridging (GRE, NVGRE)
+        return decode_ethernet(p, n, k, depth + 1)
+    if etype == 0x88BE:  # ERSPAN type II: an 8-byte header, then the mirrored frame
+        return decode_ethernet(p + 8, n - 8, k, depth + 1) if n >= 8 else CUT_SHORT
+    if etype == 0x22EB:  # ERSPAN type III: 12 bytes, 8 more with the O bit
+        if n < 12:
+            return CUT_SHORT
+        return decode_ethernet(p + (20 if p[11] & 1 else 12), n - (20 if p[11] & 1 else 12), k, depth + 1)
+    if etype == 0x8200 or etype == 0x8210:  # Aruba's WLAN tunnel: an 802.11 frame
+        return decode_80211(p, n, k, depth + 1)
+    if etype == 0x8847 or etype == 0x8848:
+        return decode_mpls(p, n, k, depth + 1)
+    if etype == 0x8864:  # PPPoE session: 6 bytes, then PPP's protocol
+        if n < 8:
+            return CUT_SHORT
+        return decode_ppp_protocol(be16(p + 6), p + 8, n - 8, k, depth)
+    if etype == 0x880B:  # PPP in GRE (PPTP): address and control bytes may be there
+        if n >= 2 and p[0] == 0xFF and p[1] == 0x03:
+            p += 2
+            n -= 2
+        if n < 2:
+            return CUT_SHORT
+        if p[0] & 1:  # a one-byte protocol field (protocol field compression)
+            return decode_ppp_protocol(p[0], p + 1, n - 1, k, depth)
+        return decode_ppp_protocol(be16(p), p + 2, n - 2, k, depth)
+    return NOT_IP
+
+
+cdef int decode_ppp_protocol(unsigned int proto, const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if proto == 0x21:
+        return decode_ipv4(p, n, k, depth)
+    if proto == 0x57:
+        return decode_ipv6(p, n, k, depth)
+    return NOT_IP
+
+
+cdef int decode_mpls(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    # Labels until the bottom of the stack, then IP told apart by its version nibble.
+    while True:
+        if n < 4:
+            return CUT_SHORT
+        bottom = p[2] & 1
+        p += 4
+        n -= 4
+        if bottom:
+            break
+    return decode_ip_by_version(p, n, k, depth)
+
+
+cdef int decode_ip_by_version(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if n < 1:
+        return CUT_SHORT
+    if (p[0] >> 4) == 4:
+        return decode_ipv4(p, n, k, depth)
+    if (p[0] >> 4) == 6:
+        return decode_ipv6(p, n, k, depth)
+    return NOT_IP
+
+
+cdef int decode_ethernet(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if n < 14:
+        return CUT_SHORT
+    cdef unsigned int etype = be16(p + 12)
+    cdef Py_ssize_t off = 14
+    # 802.1Q, 802.1ad (QinQ) and the older 0x9100 tags, as many as there are
+    while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100 or etype == 0x9200:
+        if off + 4 > n:
+            return CUT_SHORT
+        etype = be16(p + off + 2)
+        off += 4
+    if etype <= 1500:  # an 802.3 length: LLC, with IP only behind SNAP
+        if off + 8 <= n and p[off] == 0xAA and p[off + 1] == 0xAA and p[off + 2] == 0x03:
+            return decode_ethertype(be16(p + off + 6), p + off + 8, n - off - 8, k, depth)
+        return NOT_IP
+    return decode_ethertype(etype, p + off, n - off, k, depth)
+
+
+cdef int decode_80211(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    if n < 24:
+        return CUT_SHORT
+    cdef int fc0 = p[0], fc1 = p[1]
+    if ((fc0 >> 2) & 3) != 2:  # not a data frame
+        return NOT_IP
+    if fc1 & 0x40:  # protected: encrypted
+        return PROTECTED
+    cdef Py_ssize_t off = 24
+    if (fc1 & 3) == 3:  # to and from the distribution system: a fourth address
+        off += 6
+    if fc0 & 0x80:  # QoS data
+        off += 2
+        if fc1 & 0x80:  # the HT control field
+            off += 4
+    if fc0 & 0x40:  # a null-data subtype: no body
+        return NOT_IP
+    if off + 8 > n:
+        return CUT_SHORT
+    if p[off] == 0xAA and p[off + 1] == 0xAA and p[off + 2] == 0x03:
+        return decode_ethertype(be16(p + off + 6), p + off + 8, n - off - 8, k, depth)
+    return NOT_IP
+
+
+cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noexcept nogil:
+    cdef unsigned int family
+    if link == LINK_ETHERNET:
+        return decode_ethernet(p, n, k, 0)
+    if link == LINK_RAW or link == LINK_RAW_OLD or link == LINK_RAW_OLD2:
+        return decode_ip_by_version(p, n, k, 0)
+    if link == LINK_IPV4:
+        return decode_ipv4(p, n, k, 0)
+    if link == LINK_IPV6:
+        return decode_ipv6(p, n, k, 0)
+    if link == LINK_SLL:
+        if n < 16:
+            return CUT_SHORT
+        return decode_ethertype(be16(p + 14), p + 16, n - 16, k, 0)
+    if link == LINK_SLL2:
+        if n < 20:
+            return CUT_SHORT
+        return decode_ethertype(be16(p), p + 20, n - 20, k, 0)
+    if link == LINK_NULL or link == LINK_LOOP:
+        # A 4-byte address family, in the capturing machine's byte order (NULL) or network order
+        # (LOOP): AF_INET is 2 everywhere, AF_INET6 is 10, 24, 28 or 30 depending on the system.
+        if n < 4:
+            return CUT_SHORT
+        return decode_ip_by_version(p + 4, n - 4, k, 0)
+    if link == LINK_IEEE802_11:
+        return decode_80211(p, n, k, 0)
+    if link == LINK_RADIOTAP:
+        if n < 4:
+            return CUT_SHORT
+        family = p[2] | (p[3] << 8)  # the radiotap header's length, little-endian
+        if family > n:
+            return CUT_SHORT
+        return decode_80211(p + family, n - family, k, 0)
+    return LINK_UNREAD

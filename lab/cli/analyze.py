@@ -1,0 +1,90 @@
+"""`invoke analyze FILE`: the timers in anyone's capture, per TCP connection, explained against the
+kernel model; as text, as JSON (--json), as pictures (--plots), and written back into the capture as
+packet comments (--annotate). Exit 0 with findings, 2 for a file it cannot read (one line saying why)."""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Optional
+
+from .. import ui
+from ..analysis import capture
+from ..analysis import connections as conns
+from ..analysis.findings import KERNELS, findings
+from ..errors import LabError
+from ..report import annotate as annotating
+from ..report import capture_report as report
+from ..report import plots
+from . import EXIT_OK
+
+# Pictures are drawn for this many connections at most (the most interesting ones).
+PLOTTED = 10
+
+
+def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: Optional[str], kernel: str,
+            all_: bool, annotate_out: Optional[str], labels_out: Optional[str] = None) -> int:
+    path = Path(file)
+    if not path.is_file():
+        raise LabError(f"{file}: no such file")
+    if kernel not in KERNELS:
+        raise LabError(f"--kernel {kernel}: use one of {', '.join(KERNELS)}")
+    try:
+        wanted = report.flow_arg(flow)
+    except ValueError as e:
+        raise LabError(str(e)) from None
+    for out in (json_out, annotate_out, labels_out):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise LabError(f"{out}: its folder does not exist")
+    if annotate_out and Path(annotate_out).resolve() == path.resolve():
+        raise LabError(f"--annotate {annotate_out}: that is the capture itself; name another file")
+
+    size = path.stat().st_size
+    with ExitStack() as stack:
+        labels = stack.enter_context(open(labels_out, "wb")) if labels_out else None
+        write_labels = (lambda frames, ws: labels.write(capture.format_frames(frames, ws))) if labels else None
+        update = stack.enter_context(ui.transfer(str(path), size, verb="read")) if size > 50_000_000 else None
+        scan, every = conns.gather(path, progress=update, on_frames=write_labels)
+    unread = scan.skipped().get("a link type not read", 0)
+    if scan.frames and unread == scan.frames:
+        raise LabError(f"{file}: link type {', '.join(map(str, sorted(scan.links)))} is not one tcplab reads "
+                       "(it reads Ethernet, Linux cooked SLL and SLL2, raw IP, BSD loopback, 802.11 and radiotap)")
+    if wanted:
+        every = [c for c in every if c.matches(*wanted)]
+        if not every:
+            raise LabError(f"--flow {flow}: no TCP connection between those two ends in {file}")
+    read = [(c, findings(c, kernel, scan.last_ts)) for c in every]
+    read.sort(key=lambda cf: report.interest(*cf))
+    shown = read if (all_ or wanted) else [(c, f) for c, f in read if any(x.kind not in report.QUIET_KINDS or
+                                                                          x.settings.get("how") == "rst" for x in f)]
+    report.print_text(path, scan, shown, len(read) - len(shown), kernel)
+    if not every:
+        ui.console.print("no TCP segment in it")
+    if json_out:
+        report.write_json(Path(json_out), report.to_json(path, scan, shown, kernel))
+        ui.step(f"JSON: {json_out}")
+    if plots_dir:
+        _plots(path, Path(plots_dir), [c for c, _ in shown[:PLOTTED]])
+    if labels_out:
+        ui.step(f"labels: {labels_out} (a line per TCP frame: frame number, Wireshark's flags)")
+    if annotate_out:
+        comments: dict[int, list[str]] = {}
+        for _, found in read:
+            for f in found:
+                for frame, text in f.comments.items():
+                    comments.setdefault(frame, []).append(f"tcplab: {text}")
+        n = annotating.annotate(path, Path(annotate_out), comments)
+        ui.step(f"annotated capture: {annotate_out} ({n} frames with a comment; Wireshark: frame.comment, Expert Information)")
+    return EXIT_OK
+
+
+def _plots(path: Path, folder: Path, chosen: list) -> None:
+    from ..analysis import tcpflow
+    from ..analysis.pcap import read_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = read_table(path, only={c.number for c in chosen})
+    for flow, conn in zip(tcpflow.analyze(table), sorted(chosen, key=lambda c: c.number)):
+        stem = f"connection-{conn.number}"
+        plots.draw_window(flow, folder / f"{stem}-window.png")
+        plots.draw_sequence(flow, folder / f"{stem}-sequence.png")
+    ui.step(f"pictures: {folder} (a window chart and a time-sequence picture per connection, {len(chosen)} connections)")

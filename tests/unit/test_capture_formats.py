@@ -1,0 +1,238 @@
+"""The scanner on what captures from the real world carry and the lab's do not: link types, VLAN
+tags, tunnels, IPv6 extension headers, short snaplens, sequence wrap, reused ports, captures that start
+mid-connection, window scaling offered by one side only. Each capture is built with scapy, read by
+tcplab and by tshark 4.0, and must agree frame by frame on every Wireshark flag."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
+from scapy.layers.l2 import GRE, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether, Loopback
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+from scapy.utils import wrpcap
+
+from lab.analysis import capture
+from lab.analysis import tcpflow as tf
+from lab.errors import LabError
+from tests.pcapbuild import CLIENT, MACS, SERVER, Conversation
+from tests.wireshark import compare
+
+
+def eventful(isn: int = 1000, wscale: int = 7) -> Conversation:
+    """A connection with most of what the analysis flags: data, a segment the capture missed, duplicate
+    ACKs and the fast retransmission they ask for, a zero window, both kinds of zero-window probe, a
+    window update, a keep-alive and its answer, a spurious retransmission, a RST."""
+    c = Conversation(wscale=wscale)
+    c.cseq = isn
+    c.handshake()
+    c.client_data(0.010, b"a" * 100)
+    c.server_ack(0.011)
+    lost = c.cseq
+    c.cseq += 100  # the next 100 bytes never reach the capture
+    c.client_data(0.012, b"c" * 100)
+    for k in range(3):
+        c._add(0.013 + k * 1e-4, False, "A", seq=None)  # duplicate ACKs of `lost`, each the same
+    c.packets[-3:] = [p for p in c.packets[-3:]]
+    for p in c.packets[-3:]:
+        p[TCP].ack = lost
+    c.client_data(0.0135, b"b" * 100, seq=lost)  # fast retransmission
+    c.server_ack(0.020)
+    c.server_ack(0.030, win=0)  # zero window
+    c.client_rfc_probe(0.240)  # the RFC 1122 probe: one new byte into the closed window
+    c.server_ack(0.2405, win=0)  # its answer: still closed
+    c.client_probe(0.250)  # Linux's zero-window probe (Wireshark: keep-alive)
+    c.server_ack(0.251, win=0)
+    c.server_ack(0.400)  # window update
+    c.client_data(0.500, b"d" * 50)
+    c.server_ack(0.501)
+    c.client_data(0.600, b"d" * 50, seq=c.cseq - 50)  # spurious: acknowledged already
+    c.client_probe(10.0)  # keep-alive
+    c.server_ack(10.001)  # keep-alive ACK
+    c.client_rst(20.0)
+    return c
+
+
+def agree(path) -> None:
+    differ, flagged = compare(path)
+    assert {name: frames for name, frames in differ.items() if frames} == {}
+    assert sum(flagged.values()) >= 8  # the capture did exercise the flags
+
+
+def one_flow(path):
+    flows = tf.analyze_file(path)
+    assert [(f.client, f.server) for f in flows] == [(CLIENT, SERVER)]
+    return flows[0]
+
+
+def ip_packets(c: Conversation) -> list:
+    return [p[IP] for p in c.packets]
+
+
+def timed(packets, like):
+    for p, q in zip(packets, like):
+        p.time = q.time
+    return packets
+
+
+@pytest.mark.parametrize("name, wrap", [
+    ("802.1Q", lambda ip: Ether(**MACS) / Dot1Q(vlan=300) / ip),
+    ("QinQ", lambda ip: Ether(**MACS) / Dot1AD(vlan=10) / Dot1Q(vlan=300) / ip),
+    ("GRE", lambda ip: Ether(**MACS) / IP(src="192.0.2.1", dst="192.0.2.2") / GRE(key_present=1, key=7, seqnum_present=1, sequence_number=1) / ip),
+    ("GRE with Ethernet", lambda ip: Ether(**MACS) / IP(src="192.0.2.1", dst="192.0.2.2") / GRE(proto=0x6558) / Ether(**MACS) / ip),
+    ("VXLAN", lambda ip: Ether(**MACS) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=51000, dport=4789) / VXLAN(vni=42) / Ether(**MACS) / ip),
+    ("IP in IP", lambda ip: Ether(**MACS) / IP(src="192.0.2.1", dst="192.0.2.2", proto=4) / ip),
+    ("IPv4 in IPv6", lambda ip: Ether(**MACS) / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=4) / ip),
+])
+def test_tunnels_and_tags_are_opened_to_the_inner_connection(tmp_path, name, wrap):
+    c = eventful()
+    path = tmp_path / "t.pcap"
+    wrpcap(str(path), timed([wrap(ip) for ip in ip_packets(c)], c.packets))
+    flow = one_flow(path)
+    assert len(flow) == len(c.packets)
+    agree(path)
+
+
+@pytest.mark.parametrize("linktype, wrap", [
+    (113, lambda ip: CookedLinux(pkttype=0, lladdrtype=1, proto=0x0800) / ip),  # Linux cooked (SLL)
+    (276, lambda ip: CookedLinuxV2(proto=0x0800, ifindex=2, pkttype=0) / ip),  # SLL2 (tcpdump -i any)
+    (101, lambda ip: ip),  # raw IP
+    (0, lambda ip: Loopback(type=2) / ip),  # BSD loopback (AF_INET in the capturing machine's byte order)
+])
+def test_link_types_other_than_ethernet(tmp_path, linktype, wrap):
+    c = eventful()
+    path = tmp_path / "l.pcap"
+    wrpcap(str(path), timed([wrap(ip) for ip in ip_packets(c)], c.packets), linktype=linktype)
+    assert len(one_flow(path)) == len(c.packets)
+    agree(path)
+
+
+def test_ipv6_with_extension_headers(tmp_path):
+    """Hop-by-hop, routing, destination options and an atomic fragment header before TCP."""
+    c = eventful()
+    pkts = []
+    for p in c.packets:
+        tcp = p[TCP]
+        src, dst = ("2001:db8::1", "2001:db8::2") if p[IP].src == CLIENT[0] else ("2001:db8::2", "2001:db8::1")
+        ext = IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting(addresses=[]) / IPv6ExtHdrDestOpt() / IPv6ExtHdrFragment(offset=0, m=0)
+        pkts.append(Ether(**MACS) / IPv6(src=src, dst=dst) / ext / tcp)
+    path = tmp_path / "v6.pcap"
+    wrpcap(str(path), timed(pkts, c.packets))
+    flows = tf.analyze_file(path)
+    assert [(f.client, f.server) for f in flows] == [(("2001:db8::1", CLIENT[1]), ("2001:db8::2", SERVER[1]))]
+    agree(path)
+
+
+def test_a_short_snaplen_hides_no_payload_length(tmp_path):
+    """tcpdump -s 54: headers only; every length comes from the IP header."""
+    c = eventful()
+    path = tmp_path / "s.pcap"
+    full = tmp_path / "full.pcap"
+    c.write(full)
+    data = bytearray(full.read_bytes())
+    out, off = bytearray(data[:24]), 24
+    out[16:20] = struct.pack("<I", 54)
+    while off < len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        keep = min(incl, 54)
+        out += data[off:off + 8] + struct.pack("<II", keep, incl) + data[off + 16:off + 16 + keep]
+        off += 16 + incl
+    path.write_bytes(bytes(out))
+    assert [len(f) for f in tf.analyze_file(path)] == [len(f) for f in tf.analyze_file(full)]
+    assert tf.analyze_file(path)[0].plen.sum() == tf.analyze_file(full)[0].plen.sum()
+    agree(path)
+
+
+def test_sequence_numbers_wrap_past_two_to_the_32(tmp_path):
+    c = eventful(isn=2**32 - 150)
+    path = c.write(tmp_path / "w.pcap")
+    flow = one_flow(path)
+    assert flow.rel_seq.max() > 150  # relative numbers keep growing across the wrap
+    assert (flow.rel_seq >= 0).all()
+    agree(path)
+
+
+def test_a_reused_port_with_stray_segments_of_the_old_connection(tmp_path):
+    old = eventful()
+    old.client_fin(21.0)  # the old connection's last segments, after its RST, then a new handshake
+    new = eventful(isn=900_000)
+    for p in new.packets:
+        p.time += 30
+    path = tmp_path / "r.pcap"
+    wrpcap(str(path), old.packets + new.packets)
+    flows = tf.analyze_file(path)
+    assert [len(f) for f in flows] == [len(old.packets), len(new.packets)]
+    assert flows[1].wireshark[0] & (1 << capture.WS_FLAGS.index("reused_ports"))
+    agree(path)
+
+
+def test_a_capture_that_starts_mid_connection(tmp_path):
+    """No handshake: the peer's first ACK is below the first byte seen; the first speaker is the client."""
+    c = eventful()
+    path = tmp_path / "m.pcap"
+    wrpcap(str(path), c.packets[5:])  # from the client's data after the gap: the server's ACKs are below it
+    (flow,) = tf.analyze_file(path)
+    assert flow.client == CLIENT
+    agree(path)
+
+
+@pytest.mark.parametrize("syn_ws, synack_ws", [(7, None), (None, 7), (None, None), (14, 3)])
+def test_window_scaling_offered_by_one_side_is_off_for_both(tmp_path, syn_ws, synack_ws):
+    c = eventful()
+    for p, ws in ((c.packets[0], syn_ws), (c.packets[1], synack_ws)):
+        p[TCP].options = [("MSS", 1460)] + ([("WScale", ws)] if ws is not None else [])
+    path = c.write(tmp_path / "ws.pcap")
+    flow = one_flow(path)
+    scaled = syn_ws is not None and synack_ws is not None
+    data = flow.first(tf.DATA, tf.SERVER) or flow.first(tf.PURE_ACK, tf.SERVER)
+    assert data.window == 512 << (synack_ws if scaled else 0)
+    agree(path)
+
+
+def test_pcapng_and_gzip_read_as_the_pcap(tmp_path):
+    c = eventful()
+    path = c.write(tmp_path / "e.pcap")
+    (tmp_path / "e.pcap.gz").write_bytes(gzip.compress(path.read_bytes()))
+    ours = [(int(s), int(w)) for s, w in zip(one_flow(path).table.index, one_flow(path).wireshark)]
+    gz = one_flow(tmp_path / "e.pcap.gz")
+    assert [(int(s), int(w)) for s, w in zip(gz.table.index, gz.wireshark)] == ours
+
+
+def test_frames_that_are_not_tcp_are_counted_with_the_reason(tmp_path):
+    c = eventful()
+    extra = [Ether(**MACS) / IP(src="10.9.9.9", dst="10.9.9.8") / UDP(sport=53, dport=53),
+             Ether(type=0x0806, **MACS) / Raw(b"\0" * 28),
+             Ether(**MACS) / IP(src="10.9.9.9", dst="10.9.9.8", flags="MF", frag=100) / Raw(b"x" * 40)]
+    path = tmp_path / "x.pcap"
+    wrpcap(str(path), c.packets + extra)
+    found = capture.scan(path, keep_all=False)
+    assert found.frames == len(c.packets) + 3
+    assert found.skipped() == {"not IP": 1, "IP but not TCP": 1, "non-first IP fragments": 1}
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"", "empty"),
+    (b"hello, world, this is not a capture at all", "not a pcap or pcapng file"),
+    (bytes.fromhex("d4c3b2a1") + b"\0" * 10, "truncated"),
+])
+def test_an_unreadable_file_is_named_with_the_reason(tmp_path, content, why):
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(content)
+    with pytest.raises(LabError, match=why):
+        capture.scan(path)
+
+
+def test_a_file_damaged_midway_keeps_what_came_before(tmp_path):
+    c = eventful()
+    path = c.write(tmp_path / "d.pcap")
+    data = bytearray(path.read_bytes())
+    first = 24 + 16 + struct.unpack_from("<I", data, 24 + 8)[0]
+    second = first + 16 + struct.unpack_from("<I", data, first + 8)[0]
+    data[second + 8:second + 12] = struct.pack("<I", 0x7FFFFFFF)  # the third record claims 2 GB
+    path.write_bytes(bytes(data))
+    found = capture.scan(path)
+    assert found.frames == 2
+    assert "a record at byte" in found.damaged and "claims 2147483647 bytes" in found.damaged
