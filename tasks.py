@@ -111,8 +111,10 @@ def list_(c):
     },
 )
 def analyze(c, file, flow=None, json=None, plots=None, kernel="host", all=False, annotate=None, labels=None):
-    """The timers in any capture, per TCP connection: keepalive, persist, retransmission and SYN timers,
-    the settings they imply and what the kernel model says; how each connection ended.
+    """The timers in any capture, per TCP connection, explained against the kernel model.
+
+    Keepalive, persist, retransmission and SYN timers, the settings they imply, what the kernel model
+    allows, and how each connection ended.
 
     Reads a file of any size in flat memory. Exit 0 with findings, 2 for a file it cannot read.
     """

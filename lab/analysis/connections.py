@@ -15,9 +15,11 @@ import numpy as np
 from . import tcpflow as tf
 from .capture import WS_FLAGS, Scan, scan
 
-# Flagged segments kept per connection; past this, they are counted and not kept (a connection
-# with a million duplicate ACKs says what it says in its first tens of thousands).
+# Flagged segments kept per connection, and in all (about 170 bytes each); past these they are counted,
+# not kept: a connection with a million retransmissions says what it says in its first tens of thousands.
+# Memory then grows with the number of connections (a few hundred bytes each), not with the packets.
 KEEP_PER_CONNECTION = 50_000
+KEEP_IN_ALL = 1_000_000
 
 
 @dataclass
@@ -64,6 +66,7 @@ def gather(path: Path, progress: Optional[Callable[[int], None]] = None,
     parts: dict[int, list[dict]] = {}
     kept: dict[int, int] = {}
     dropped: dict[int, int] = {}
+    sum_kept = [0]
 
     def on_rows(rows: dict) -> None:
         conv = rows["conv"]
@@ -72,13 +75,14 @@ def gather(path: Path, progress: Optional[Callable[[int], None]] = None,
         ends = np.append(starts[1:], len(order))
         for c, a, b in zip(values.tolist(), starts.tolist(), ends.tolist()):
             take = order[a:b]
-            room = KEEP_PER_CONNECTION - kept.get(c, 0)
+            room = min(KEEP_PER_CONNECTION - kept.get(c, 0), KEEP_IN_ALL - sum_kept[0])
             if room < len(take):
                 dropped[c] = dropped.get(c, 0) + len(take) - max(room, 0)
                 take = take[:max(room, 0)]
             if len(take):
                 parts.setdefault(c, []).append({name: col[take] for name, col in rows.items()})
                 kept[c] = kept.get(c, 0) + len(take)
+                sum_kept[0] += len(take)
 
     found = scan(path, keep_all=False, on_rows=on_rows, progress=progress, frame_flags=on_frames is not None, on_frames=on_frames)
     out = []

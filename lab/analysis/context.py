@@ -18,12 +18,23 @@ class Context(ResultsFolder):
     def __init__(self, folder: Path):
         super().__init__(folder)
         self._flows = lru_cache(maxsize=None)(self._analyze)
+        self._judged: dict[str, set[int]] = {}
 
     def flows(self, capture: str) -> list[tcpflow.Flow]:
         return self._flows(capture)
 
+    def begin(self) -> None:
+        """Starts recording the frames a check looks at (lab/spec/functions.py calls it before each)."""
+        self._judged = {}
+
+    def judged(self) -> dict[str, list[int]]:
+        """Capture name -> the frames looked at since begin(): the segments the check made events of."""
+        return {capture: sorted(frames) for capture, frames in self._judged.items()}
+
     def _analyze(self, capture: str) -> list[tcpflow.Flow]:
         flows = tcpflow.analyze_file(self.capture_file(capture))
+        for flow in flows:
+            flow.observer = lambda frame, capture=capture: self._judged.setdefault(capture, set()).add(frame)
         cut = self.finish_began(capture)
         if cut is None:
             return flows

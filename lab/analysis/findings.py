@@ -5,7 +5,8 @@ Read from the wire alone, with Linux's timers as the model: keepalive probes and
 imply (KEEPIDLE, KEEPINTVL, KEEPCNT or a user timeout), zero windows and the persist timer's probes,
 retransmission timeouts and their backoff, tail loss probes, fast retransmissions, SYN retries, and
 how the connection ended. The machine's HZ is not known from a capture: every window is the widest
-any HZ allows. Times are from the capture's clock, wherever it was taken.
+any HZ allows, unless the capture is a results folder's (its manifest records HZ and the kernel). Times are
+from the capture's clock, wherever it was taken: each window is widened by the path's round trip.
 """
 from __future__ import annotations
 
@@ -49,17 +50,18 @@ class Finding:
 
 
 def kernel_version(kernel: str) -> tuple[int, int]:
-    """(major, minor) of --kernel: host is this machine's running kernel."""
+    """(major, minor) of --kernel: host is this machine's running kernel; a release ("6.1.0-28-amd64") its version."""
     if kernel == "host":
         return km.release_version(platform.release()) or (6, 1)
-    major, minor = kernel.split(".")
-    return int(major), int(minor)
+    return km.release_version(kernel) or (6, 1)
 
 
-def findings(conn: Connection, kernel: str = "host", capture_end: Optional[float] = None) -> list[Finding]:
-    """Every finding on one connection, in the order things happened."""
+def findings(conn: Connection, kernel: str = "host", capture_end: Optional[float] = None,
+             hz: Optional[int] = None) -> list[Finding]:
+    """Every finding on one connection, in the order things happened. `hz`: the sender's HZ where known
+    (a results folder records it), else every window is the widest any HZ allows."""
     version = kernel_version(kernel)
-    view = _View(conn)
+    view = _View(conn, hz)
     out: list[Finding] = []
     for side in (tf.CLIENT, tf.SERVER):
         out += _syn_retries(view, side, version)
@@ -75,8 +77,9 @@ def findings(conn: Connection, kernel: str = "host", capture_end: Optional[float
 class _View:
     """A connection's kept segments as columns, with the timer labels worked out (tcpflow.resend_timers)."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, hz: Optional[int] = None):
         r = conn.rows
+        self.hz = hz
         self.conn = conn
         self.frame, self.ts, self.flags, self.plen = r["index"], r["ts"], r["flags"], r["plen"]
         self.server = r["from_server"].astype(bool)
@@ -98,6 +101,7 @@ class _View:
         for name, bit in tf.WIRESHARK_ONLY.items():
             self.labels |= np.where(r["ws"] & bit, tf.BIT[name], 0)
         self.t0 = conn.summary["first_ts"]
+        self.rtt = conn.summary["first_rtt"] or 0.0
 
     def pick(self, label: str, side: Optional[str] = None) -> np.ndarray:
         m = ((self.labels & tf.BIT[label]) != 0) & ~self.duplicate
@@ -120,11 +124,17 @@ def _s(values, digits: int = 3) -> str:
     return ", ".join(f"{v:.{digits}f}" for v in values)
 
 
-def _whole_seconds(measured: float, window_of) -> Optional[int]:
+def _holds(window: km.Window, measured: float, rtt: float) -> bool:
+    """The model's window, widened by the path's round trip either way: a capture taken away from the
+    sender sees its segments, and those it answers, up to a round trip off the sender's own clock."""
+    return window.low - rtt <= measured <= window.high + rtt
+
+
+def _whole_seconds(measured: float, window_of, rtt: float) -> Optional[int]:
     """The whole-second setting whose model window holds the measured time (keepalive's are whole
     seconds); of several, the largest: a timer fires late, never early."""
     for guess in range(math.ceil(measured), max(1, math.floor(measured * 0.9)) - 1, -1):
-        if window_of(guess).holds(measured):
+        if _holds(window_of(guess), measured, rtt):
             return guess
     return None
 
@@ -138,12 +148,19 @@ def _syn_retries(v: _View, side: str, version: tuple[int, int]) -> list[Finding]
     resends = len(syns) - 1
     linear = 4 if version >= (6, 5) else 0
     # the tcp_syn_retries (or TCP_SYNCNT) values whose connect() resends this many SYNs before it fails
-    fitting = [r for r in range(1, 16) if km.SynRetryModel(r, linear, 0, None).outcome()[0] == resends]
-    model = km.SynRetryModel(fitting[0] if fitting else max(resends - linear, 1), linear, 0, None)
+    fitting = [r for r in range(1, 16) if km.SynRetryModel(r, linear, 0, v.hz).outcome()[0] == resends]
+    model = km.SynRetryModel(fitting[0] if fitting else max(resends - linear, 1), linear, 0, v.hz)
     expected = [t for t in (model.rto(k) for k in range(1, resends + 1))]
     expected = list(np.cumsum(expected))
     gaps = _gaps(times)
-    fits = all(model.interval(k + 1).holds(g) for k, g in enumerate(gaps)) if side == tf.CLIENT else True
+
+    def schedule_fits(lin: int) -> bool:
+        m = km.SynRetryModel(model.syn_retries, lin, 0, v.hz)
+        return all(_holds(m.interval(k + 1), g, v.rtt) for k, g in enumerate(gaps))
+
+    fits = schedule_fits(linear) if side == tf.CLIENT else True
+    other = 0 if linear else 4
+    other_fits = side == tf.CLIENT and not fits and schedule_fits(other)
     what = "SYN" if side == tf.CLIENT else "SYN-ACK"
     answered = len(v.pick(tf.SYN_ACK if side == tf.CLIENT else tf.PURE_ACK, tf.SERVER if side == tf.CLIENT else tf.CLIENT))
     text = (f"{what} sent {len(syns)} times: resent {_s(times[1:], 2)} s after the first"
@@ -151,12 +168,14 @@ def _syn_retries(v: _View, side: str, version: tuple[int, int]) -> list[Finding]
     comments = {int(v.frame[k]): f"{what} retransmission {i} of {resends}, {times[i]:.3f} s after the first"
                 for i, k in enumerate(syns[1:], start=1)}
     modeltext = ""
-    settings = {"resends": resends, "times": times, "fits_linux": fits}
+    settings = {"resends": resends, "times": times, "fits_linux": fits or other_fits, "fits_kernel": fits}
     if side == tf.CLIENT:
         kernel = f"Linux {version[0]}.{version[1]}"
         modeltext = (f"{kernel}: resends at {_s(expected, 0)} s (the SYN timer starts at 1 s"
                      + (f", stays there for {linear} resends" if linear else "") + ", then doubles)"
-                     + ("" if fits else "; these gaps do not fit it: another stack, or TCP_SYNCNT/BPF at work"))
+                     + ("" if fits else "; these gaps fit Linux " + ("before 6.5 (doubling from 1 s)" if other == 0 else
+                                                                      "6.5 and later (4 linear timeouts)") if other_fits
+                        else "; these gaps fit no Linux schedule: another stack, or a BPF program setting the SYN's RTO"))
         if not answered and fitting:
             fail = model.failure()
             settings["tcp_syn_retries"] = fitting
@@ -180,10 +199,15 @@ def _keepalive(v: _View, side: str) -> list[Finding]:
             runs.append([k])
     idle = [float(v.ts[r[0]] - v.peer_ts[r[0]]) for r in runs if v.peer_ts[r[0]] > 0]
     spacing = [g for r in runs for g in _gaps([float(v.ts[k]) for k in r])]
-    keepidle = _whole_seconds(min(idle), lambda t: km.KeepaliveModel(t, 1, 1, 0, None).first_probe()) if idle else None
-    keepintvl = (_whole_seconds(float(np.median(spacing)), lambda i: km.KeepaliveModel(1, i, 1, 0, None).interval())
+    keepidle = _whole_seconds(min(idle), lambda t: km.KeepaliveModel(t, 1, 1, 0, v.hz).first_probe(), v.rtt) if idle else None
+    keepintvl = (_whole_seconds(float(np.median(spacing)), lambda i: km.KeepaliveModel(1, i, 1, 0, v.hz).interval(), v.rtt)
                  if spacing else None)
-    answered = len(v.pick(tf.KEEPALIVE_ACK, tf.SERVER if side == tf.CLIENT else tf.CLIENT))
+    # answered: the peer's next segment after the probe is its keep-alive ACK
+    peer_rows = np.flatnonzero(v.server != (side == tf.SERVER))
+    answered = 0
+    for k in probes.tolist():
+        after = peer_rows[peer_rows > k]
+        answered += bool(len(after)) and bool(v.labels[after[0]] & tf.BIT[tf.KEEPALIVE_ACK])
     last = runs[-1]
     rst = [k for k in np.flatnonzero((v.flags & RST) != 0).tolist()
            if bool(v.server[k]) == (side == tf.SERVER) and v.ts[k] > v.ts[last[-1]] and v.peer_ts[k] == v.peer_ts[last[0]]]
@@ -192,7 +216,9 @@ def _keepalive(v: _View, side: str) -> list[Finding]:
              + (f", {answered} answered" if answered else ", none answered")]
     if idle:
         when = f"{idle[0]:.3f} s" if len(idle) == 1 or max(idle) - min(idle) < 0.0005 else f"{min(idle):.3f}..{max(idle):.3f} s"
-        parts.append(("the first " if len(idle) == 1 else "each run's first ") + f"{when} after the last segment received" + (
+        lead = ("the first" if len(idle) == 1 else "each" if all(len(r) == 1 for r in runs)
+                else f"the first of each of {len(runs)} runs")
+        parts.append(f"{lead} {when} after the last segment received" + (
             f" (KEEPIDLE {keepidle} s)" if keepidle else " (no whole-second KEEPIDLE fits: not Linux's keepalive timer?)"))
         settings["idle"] = idle[0]
         if keepidle:
@@ -209,9 +235,9 @@ def _keepalive(v: _View, side: str) -> list[Finding]:
                      f"unanswered probe{'s' if len(last) != 1 else ''}")
         settings["abort"] = after
         if keepidle and keepintvl:
-            m = km.KeepaliveModel(keepidle, keepintvl, len(last), 0, None)
+            m = km.KeepaliveModel(keepidle, keepintvl, len(last), 0, v.hz)
             w = m.abort(len(last))
-            if w.holds(after):
+            if _holds(w, after, v.rtt):
                 settings["keepcnt"] = len(last)
                 model = f"KEEPCNT {len(last)}: abort {w.low:.3f}..{w.high:.3f} s after the last segment received"
             else:
@@ -220,7 +246,7 @@ def _keepalive(v: _View, side: str) -> list[Finding]:
                 model = (f"not KEEPCNT's abort ({w.low:.3f}..{w.high:.3f} s): a user timeout (TCP_USER_TIMEOUT) "
                          f"of about {u} ms ended it")
     if keepidle and keepintvl and not model:
-        m = km.KeepaliveModel(keepidle, keepintvl, max(len(last), 1), 0, None)
+        m = km.KeepaliveModel(keepidle, keepintvl, max(len(last), 1), 0, v.hz)
         model = (f"first probe {m.first_probe().low:.3f}..{m.first_probe().high:.3f} s after the last segment received, "
                  f"each next {m.interval().low:.3f}..{m.interval().high:.3f} s after the one before")
     comments = {}
@@ -299,6 +325,8 @@ def _retransmissions(v: _View, side: str, capture_end: Optional[float]) -> list[
         sent = float(v.conn.rows["nxt_time"][first])
         tlp = bool(v.labels[first] & tf.BIT[tf.TAIL_LOSS_PROBE])
         rto = spell[1:] if tlp else spell
+        recovery = [k for k in np.flatnonzero((v.labels & tf.BIT[tf.RETRANSMISSION]) != 0).tolist()
+                    if bool(v.server[k]) == (side == tf.SERVER) and acked[k] == acked[first] and k not in spell]
         times = [float(v.ts[k]) for k in spell]
         gaps = _gaps([sent] + times)
         parts = []
@@ -316,6 +344,9 @@ def _retransmissions(v: _View, side: str, capture_end: Optional[float]) -> list[
             settings["rto"] = rto_gaps[0] if not tlp else rto_gaps[1] / 2 if len(rto_gaps) > 1 else None
             model = ("the retransmission timer: each RTO twice the one before, at most 120 s"
                      + ("" if doubling else "; these intervals do not double"))
+        if recovery:
+            parts.append(f"{len(recovery)} more segment{'s' if len(recovery) != 1 else ''} resent with "
+                         + ("it" if len(spell) == 1 else "them") + " (slow start after the timeout)")
         ended = _gave_up(v, spell, rto, rto_gaps, capture_end)
         if ended:
             parts.append(ended[0])

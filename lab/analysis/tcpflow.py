@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -90,6 +90,9 @@ class Flow:
     window: np.ndarray = field(repr=False)  # scaled
     labels: np.ndarray = field(repr=False)  # bit mask per segment, see BIT
     wireshark: np.ndarray = field(repr=False, default=None)  # Wireshark's flags per segment, bit i for WS_FLAGS[i]
+    # Told the frame number of every segment made an Event (the few a check reports on): the results
+    # folder's view records which frames each check judged (lab/analysis/context.py).
+    observer: Optional[Callable[[int], None]] = field(repr=False, default=None, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -132,10 +135,12 @@ class Flow:
         if keep.all():
             return self
         return Flow(self.client, self.server, self.table, self.rows[keep], self.from_server[keep], self.rel_seq[keep],
-                    self.rel_ack[keep], self.window[keep], self.labels[keep], self.wireshark[keep])
+                    self.rel_ack[keep], self.window[keep], self.labels[keep], self.wireshark[keep], self.observer)
 
     def event(self, k: int) -> Event:
         bits = int(self.labels[k])
+        if self.observer is not None:
+            self.observer(int(self.table.index[self.rows[k]]))
         return Event(
             self.table.segment(int(self.rows[k])), SERVER if self.from_server[k] else CLIENT,
             frozenset(name for name in LABELS if bits & BIT[name]),
@@ -214,7 +219,8 @@ def _timer_labels(t: SegmentTable, rows: np.ndarray, from_server: np.ndarray, fl
     - after a silent spell, the first resend of data is a tail loss probe when it resends the last
       segment sent (the PTO resends the tail; an RTO resends SND.UNA) and either that is not the first
       unacknowledged byte, or the next resend follows it sooner than an RTO doubling would; every other
-      resend in the spell (no new acknowledgement between them) is an RTO retransmission;
+      resend of the first unacknowledged byte in the spell (no new acknowledgement between them) is an RTO
+      retransmission, and the other segments resent with it are the recovery's, not an expiry's;
     - a pure ACK of the peer's data is delayed when it left DELAYED_ACK_AT_LEAST after that data, less
       the path's round trip (the smallest of the handshake's and of any pure ACK's of data: a round trip never
       takes less, so a delayed ACK is never missed where round trips vary), with nothing sent by its side
@@ -297,7 +303,9 @@ def resend_timers(from_server: np.ndarray, flags: np.ndarray, labels: np.ndarray
             probe = waited > 0 and ts[ks[1]] - ts[first] < RTO_DOUBLING_AT_LEAST * waited
         out[first] |= BIT[TAIL_LOSS_PROBE] if probe else BIT[RTO_RETRANSMISSION]
         for k in ks[1:]:
-            out[k] |= BIT[RTO_RETRANSMISSION]
+            # an expiry resends SND.UNA; what goes with it (slow start after the timeout) is no expiry
+            if acked < 0 or rel_seq[k] <= acked:
+                out[k] |= BIT[RTO_RETRANSMISSION]
 
     return out
 

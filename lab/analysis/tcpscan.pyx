@@ -346,6 +346,9 @@ cdef class Scanner:
             if off + length > n:
                 break
             body = off + 8
+            # each kind's fixed part must fit in its block: a shorter one is damage, not a packet
+            if (kind == 1 and length < 20) or ((kind == 6 or kind == 2) and length < 32) or (kind == 3 and length < 16):
+                return self._damaged(off, n, "a pcapng block of type %d at byte %d is %d bytes, too short for its fields" % (kind, self.offset + off, length))
             if kind == 1:  # interface description
                 if self.interfaces >= MAX_INTERFACES:
                     return self._damaged(off, n, "more than %d interfaces in one pcapng section" % MAX_INTERFACES)
@@ -406,7 +409,8 @@ cdef class Scanner:
                 break
             if code == 9 and length >= 1:  # if_tsresol: a power of ten, or of two with the top bit
                 v = p[4]
-                self.if_per_second[i] = (2.0 ** (v & 0x7F)) if v & 0x80 else (10.0 ** v)
+                if (v & 0x80 and (v & 0x7F) <= 63) or (not v & 0x80 and v <= 19):  # beyond: no 64-bit tick count; keep microseconds
+                    self.if_per_second[i] = (2.0 ** (v & 0x7F)) if v & 0x80 else (10.0 ** v)
             elif code == 14 and length >= 8:  # if_tsoffset, seconds
                 self.if_offset[i] = <long long>((<unsigned long long>self._u32(p + 4) << 32) | self._u32(p + 8)) if not self.swap \
                     else <long long>((<unsigned long long>self._u32(p + 8) << 32) | self._u32(p + 4))

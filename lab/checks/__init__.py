@@ -35,6 +35,7 @@ def from_outcomes(outcomes: list[functions.Outcome]) -> list[CheckResult]:
     results = []
     for o in outcomes:
         if o.ok:
+            o.value.frames = o.frames
             results.append(o.value)
         else:
             expected, observed = NOT_RUN[o.reason]

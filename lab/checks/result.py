@@ -1,7 +1,7 @@
 """A check's result, and the wording every check uses for times and counts in its report lines."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 
@@ -17,10 +17,13 @@ class CheckResult:
     table: Optional[dict] = None
     # On a failure: what most likely went wrong, said to the person who ran the exercise.
     hint: str = ""
+    # Capture name -> the frames the check judged (set by the runner, not by the check): the verdict is
+    # written on them in the folder's annotated capture.
+    frames: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("table", "hint"):
+        for key in ("table", "hint", "frames"):
             if not d[key]:
                 del d[key]
         return d

@@ -3,6 +3,7 @@ kernel model; as text, as JSON (--json), as pictures (--plots), and written back
 packet comments (--annotate). Exit 0 with findings, 2 for a file it cannot read (one line saying why)."""
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
@@ -52,11 +53,12 @@ def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: 
         every = [c for c in every if c.matches(*wanted)]
         if not every:
             raise LabError(f"--flow {flow}: no TCP connection between those two ends in {file}")
-    read = [(c, findings(c, kernel, scan.last_ts)) for c in every]
+    hz, kernel = _results_folder(path, kernel)
+    read = [(c, findings(c, kernel, scan.last_ts, hz)) for c in every]
     read.sort(key=lambda cf: report.interest(*cf))
     shown = read if (all_ or wanted) else [(c, f) for c, f in read if any(x.kind not in report.QUIET_KINDS or
                                                                           x.settings.get("how") == "rst" for x in f)]
-    report.print_text(path, scan, shown, len(read) - len(shown), kernel)
+    report.print_text(path, scan, shown, len(read) - len(shown), kernel, hz)
     if not every:
         ui.console.print("no TCP segment in it")
     if json_out:
@@ -75,6 +77,19 @@ def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: 
         n = annotating.annotate(path, Path(annotate_out), comments)
         ui.step(f"annotated capture: {annotate_out} ({n} frames with a comment; Wireshark: frame.comment, Expert Information)")
     return EXIT_OK
+
+
+def _results_folder(path: Path, kernel: str) -> tuple[Optional[int], str]:
+    """A capture in a results folder: the sending machine's HZ and (for --kernel host) its kernel release
+    from the manifest beside it, so that the windows are the checks' own."""
+    try:
+        manifest = json.loads((path.parent / "manifest.json").read_text())
+        recorded = manifest.get("kernel") or {}
+    except (OSError, ValueError, AttributeError):
+        return None, kernel
+    hz = recorded.get("hz") if isinstance(recorded.get("hz"), int) else None
+    release = recorded.get("release") if kernel == "host" and isinstance(recorded.get("release"), str) else None
+    return hz, release or kernel
 
 
 def _plots(path: Path, folder: Path, chosen: list) -> None:

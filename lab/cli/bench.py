@@ -71,21 +71,33 @@ def bulk_capture(out: Path, seconds: float) -> int:
     return scan(out, keep_all=False).frames
 
 
-def measured(argv: Sequence[str], stdout: Optional[Path] = None) -> tuple[float, int]:
-    """A whole process: (wall seconds, its peak resident memory in bytes), interpreter start-up and all.
+# Runs one command and writes its peak memory and exit status. A process started from this one would
+# count this one's memory as its own (Linux keeps the peak of the memory a process had before exec, and a
+# forked or vforked child's is its parent's): so a small interpreter (-S, no site) starts it instead, and
+# reports what wait4 says of it.
+PEAK_HELPER = """
+import os, sys
+out, err, report, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+actions = [(os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+           (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+pid = os.posix_spawnp(argv[0], argv, dict(os.environ), file_actions=actions)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    f.write(f"{usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
 
-    posix_spawn, not fork: a forked child counts the pages it shares with this process (the capture this
-    bench has read) in its peak memory until it execs."""
-    err = tempfile.NamedTemporaryFile(prefix="tcplab-bench-", suffix=".err")
-    actions = [(os.POSIX_SPAWN_OPEN, 1, str(stdout or os.devnull), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-               (os.POSIX_SPAWN_OPEN, 2, err.name, os.O_WRONLY | os.O_TRUNC, 0o644)]
-    start = time.perf_counter()
-    pid = os.posix_spawnp(argv[0], list(argv), dict(os.environ), file_actions=actions)
-    _, status, usage = os.wait4(pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise LabError(f"`{' '.join(argv[:4])} ...` failed: {Path(err.name).read_text(errors='replace').strip()[-300:]}")
-    return elapsed, usage.ru_maxrss * 1024
+
+def measured(argv: Sequence[str], stdout: Optional[Path] = None) -> tuple[float, int]:
+    """A whole process: (wall seconds, its peak resident memory in bytes), interpreter start-up and all."""
+    with tempfile.TemporaryDirectory(prefix="tcplab-bench-") as tmp:
+        err, report = Path(tmp) / "err", Path(tmp) / "report"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", PEAK_HELPER, str(stdout or os.devnull), str(err), str(report), *argv], check=True)
+        elapsed = time.perf_counter() - start
+        peak_kib, status = map(int, report.read_text().split())
+        if status != 0:
+            raise LabError(f"`{' '.join(argv[:4])} ...` failed: {err.read_text(errors='replace').strip()[-300:]}")
+    return elapsed, peak_kib * 1024
 
 
 def analyzer_run(path: Path, labels: Path) -> tuple[float, int]:

@@ -139,3 +139,38 @@ def _from_pcapng(f: BinaryIO, first: bytes, w: BinaryIO, comments: dict[int, lis
         total = len(new_body) + 12
         w.write(struct.pack(endian + "II", EPB, total) + new_body + struct.pack(endian + "I", total))
         done += 1
+
+
+ANNOTATED = "{capture}-annotated.pcapng"
+
+
+def annotate_folder(ctx, results: list[dict]) -> list[str]:
+    """A results folder's captures the checks judged, each written again beside it as
+    <capture>-annotated.pcapng: the findings `invoke analyze` gives on it, and every check's verdict on
+    the frames that check judged. Returns the files written (the folder's view is a Context)."""
+    from ..analysis import connections, findings  # the analysis of the capture, again: what the verdict rests on
+
+    written = []
+    judged: dict[str, dict[int, list[str]]] = {}
+    for r in results:
+        for capture, frames in (r.get("frames") or {}).items():
+            verdict = "passed" if r["passed"] else "FAILED"
+            text = f"tcplab check {r['name']} {verdict}: observed {r['observed']}; expected {r['expected']}"
+            for frame in frames:
+                judged.setdefault(capture, {}).setdefault(frame, []).append(text)
+    for capture, verdicts in sorted(judged.items()):
+        path = ctx.capture_file(capture)
+        scan, conns = connections.gather(path)
+        comments: dict[int, list[str]] = {}
+        hz = ctx.hz
+        release = ctx.kernel_release or "host"
+        for conn in conns:
+            for f in findings.findings(conn, release, scan.last_ts, hz):
+                for frame, text in f.comments.items():
+                    comments.setdefault(frame, []).append(f"tcplab: {text}")
+        for frame, texts in verdicts.items():
+            comments.setdefault(frame, []).extend(texts)
+        out = ctx.folder / ANNOTATED.format(capture=path.stem)
+        annotate(path, out, comments)
+        written.append(out.name)
+    return written

@@ -59,14 +59,15 @@ def header(conn: Connection) -> list[str]:
     ]
 
 
-def print_text(path: Path, scan: Scan, shown: list[tuple[Connection, list[Finding]]], hidden: int, kernel: str) -> None:
+def print_text(path: Path, scan: Scan, shown: list[tuple[Connection, list[Finding]]], hidden: int, kernel: str,
+               hz: Optional[int] = None) -> None:
     def say(text: str = "") -> None:
         ui.console.print(escape(text), soft_wrap=True)  # long lines left whole: the terminal wraps them
 
     skipped = scan.skipped()
     say(f"{path}: {scan.frames} frames, {scan.connections} TCP connection{'s' if scan.connections != 1 else ''}"
         + ("; not read: " + ", ".join(f"{n} {why}" for why, n in skipped.items()) if skipped else "")
-        + f"; kernel model: {kernel}")
+        + f"; kernel model: {kernel}" + (f", HZ {hz}" if hz else ", HZ not known (the widest windows)"))
     if scan.cut_short:
         ui.warn(f"{path}: the last record is cut short (the capture was stopped mid-write): the frames before it are read")
     if scan.damaged:

@@ -12,7 +12,8 @@ from ..analysis.context import Context
 from ..results.folder import write_json
 from ..spec import functions
 from . import plots, statediagram  # noqa: F401  (importing registers the plots)
-from . import tables
+from ..errors import LabError
+from . import annotate, tables
 
 
 def check_folder(folder: Path) -> bool:
@@ -23,7 +24,13 @@ def check_folder(folder: Path) -> bool:
     timeline_ok = not manifest.get("timeline_error")
     passed = bool(results) and all(r["passed"] for r in results) and timeline_ok
     pictures = draw(ctx)
-    write_json(folder / "report.json", {"exercise": manifest.get("exercise"), "passed": passed, "checks": results, "plots": pictures})
+    try:
+        annotated = annotate.annotate_folder(ctx, results)
+    except LabError as e:  # a capture cut too short to copy: the verdict stands without it
+        annotated = []
+        ui.warn(f"no annotated capture: {e}")
+    write_json(folder / "report.json", {"exercise": manifest.get("exercise"), "passed": passed, "checks": results, "plots": pictures,
+                                        "annotated": annotated})
     title = f"{manifest.get('exercise')} on {manifest.get('backend')}: " + ", ".join(
         f"{k}={v}" for k, v in (manifest.get("parameters") or {}).items()
     )
@@ -38,6 +45,8 @@ def check_folder(folder: Path) -> bool:
         ui.error("this results folder lists no checks, so nothing was verified")
     for p in pictures:
         ui.step(f"picture: {folder / p}" if p.endswith((".png", ".svg")) else f"picture {p}")
+    for a in annotated:
+        ui.step(f"annotated capture (open it in Wireshark: the verdicts are packet comments): {folder / a}")
     ui.console.print("[bold green]PASSED[/bold green]" if passed else "[bold red]FAILED[/bold red]",
                      f"{sum(r['passed'] for r in results)}/{len(results)} checks")
     return passed

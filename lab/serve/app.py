@@ -389,7 +389,7 @@ def build(server: Server, lifespan=None) -> Starlette:
             raise Denied(404, f"lab {lab['id']} has no file {name!r}")
         fd, size = opened
         media = "application/json" if name.endswith(".json") else "image/png" if name.endswith(".png") else \
-            "image/svg+xml" if name.endswith(".svg") else "application/vnd.tcpdump.pcap" if name.endswith(".pcap") else \
+            "image/svg+xml" if name.endswith(".svg") else "application/vnd.tcpdump.pcap" if name.endswith(".pcap") else "application/x-pcapng" if name.endswith(".pcapng") else \
             "text/plain; charset=utf-8" if name.endswith((".log", ".err", ".trace", ".txt")) else "application/octet-stream"
 
         f = os.fdopen(fd, "rb")

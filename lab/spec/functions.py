@@ -16,7 +16,7 @@ this one; lab/session/catalog.py imports them all, as every command that loads a
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Protocol
 
@@ -94,6 +94,11 @@ class Folder(Protocol):
 
     def variables(self) -> dict[str, Any]: ...
 
+    # Optional (lab/analysis/context.py has them): the segments a function looks at, recorded between
+    # the two calls, so that a check's verdict can be written on the frames it judged.
+    # def begin(self) -> None: ...
+    # def judged(self) -> dict[str, list[int]]: ...   capture name -> frame numbers
+
 
 @dataclass
 class Outcome:
@@ -104,6 +109,7 @@ class Outcome:
     value: Any = None
     reason: str = ""  # "", "unknown", "missing" (inputs the folder lacks) or "error" (it could not be evaluated)
     problem: str = ""  # one line, for the person reading the report
+    frames: dict = field(default_factory=dict)  # capture name -> the frames it looked at (where the folder records them)
 
     @property
     def ok(self) -> bool:
@@ -126,9 +132,12 @@ def run(ctx: Folder, kind: str) -> list[Outcome]:
             continue
         args = {k: v for k, v in spec.items() if k != kind}
         passed = {"out": ctx.folder / f"{name}.png"} if kind == "plot" else {}
+        if hasattr(ctx, "begin"):
+            ctx.begin()
         try:
             resolved = substitute(args, variables, (ctx.folder / "manifest.json", f"{section}[{i}]"))
-            outcomes.append(Outcome(kind, name, function.fn(ctx, **passed, **resolved)))
+            outcomes.append(Outcome(kind, name, function.fn(ctx, **passed, **resolved),
+                                    frames=ctx.judged() if hasattr(ctx, "judged") else {}))
         except MissingInput as e:
             outcomes.append(Outcome(kind, name, reason="missing", problem=str(e)))
         except Exception as e:  # noqa: BLE001  (a hand-edited manifest, a log from an older tcplab: this one cannot judge; the rest still run)

@@ -90,12 +90,13 @@ def test_no_retries2_is_claimed_when_the_capture_stopped_before_the_next_expiry(
     assert "tcp_retries2" not in rt.settings and "gave up" not in rt.text
 
 
-@pytest.mark.parametrize("kernel, resends, fits, retries", [
-    ("6.1", [1.0, 3.0, 7.0], True, [3]),  # doubling from 1 s
-    ("6.12", [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0], True, [3]),  # 4 linear timeouts first
-    ("6.12", [1.0, 3.0, 7.0], False, None),  # 6.1's schedule is not 6.12's
+@pytest.mark.parametrize("kernel, resends, fits, fits_linux, retries", [
+    ("6.1", [1.0, 3.0, 7.0], True, True, [3]),  # doubling from 1 s
+    ("6.12", [1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0], True, True, [3]),  # 4 linear timeouts first
+    ("6.12", [1.0, 3.0, 7.0], False, True, "any"),  # 6.1's schedule is not 6.12's: said so
+    ("6.1", [0.5, 1.7], False, False, "any"),  # no Linux's
 ])
-def test_syn_retries_against_the_kernel_s_schedule(tmp_path, kernel, resends, fits, retries):
+def test_syn_retries_against_the_kernel_s_schedule(tmp_path, kernel, resends, fits, fits_linux, retries):
     c = Conversation()
     c._add(0.0, True, "S", options=[("MSS", 1460)])
     first = c.packets[0]
@@ -105,8 +106,13 @@ def test_syn_retries_against_the_kernel_s_schedule(tmp_path, kernel, resends, fi
         c.packets.append(again)
     f = read(c, tmp_path, kernel)
     syn = f["syn_retries"]
-    assert syn.settings["fits_linux"] is fits
-    assert syn.settings.get("tcp_syn_retries") == retries
+    assert syn.settings["fits_kernel"] is fits and syn.settings["fits_linux"] is fits_linux
+    if retries != "any":
+        assert syn.settings.get("tcp_syn_retries") == retries
+    if fits_linux and not fits:
+        assert "these gaps fit Linux before 6.5" in syn.model
+    if not fits_linux:
+        assert "fit no Linux schedule" in syn.model
     assert f["end"].text.startswith("never established")
 
 
