@@ -23,6 +23,16 @@ def pyplot():
     return plt
 
 
+def _save(plt, fig, axes, title: str, out: Path) -> Path:
+    """Two panels over one time axis, titled and written."""
+    axes[-1].set_xlabel("seconds since the first packet")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def _columns(flow: tf.Flow):
     t = flow.table.ts[flow.rows]
     return t - t[0], t[0]
@@ -58,12 +68,7 @@ def draw_window(flow: tf.Flow, out: Path) -> Path:
         ax.set_ylabel(f"{side} window (KiB)")
         ax.set_title(f"window advertised by the {side} {who[0]}:{who[1]}; zero window shaded", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("seconds since the first packet")
-    fig.suptitle(f"TCP window chart: {flow}")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, axes, f"TCP window chart: {flow}", out)
 
 
 @plot
@@ -131,9 +136,4 @@ def draw_sequence(flow: tf.Flow, out: Path) -> Path:
         ax.set_title(f"sent by the {side} {who[0]}:{who[1]}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
-    axes[-1].set_xlabel("seconds since the first packet")
-    fig.suptitle(f"time-sequence: {flow}")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, axes, f"time-sequence: {flow}", out)
