@@ -8,15 +8,25 @@ from libc.string cimport memcpy, memset
 cdef enum:
     LINK_NULL = 0
     LINK_ETHERNET = 1
+    LINK_PPP = 9
     LINK_RAW_OLD = 12
     LINK_RAW_OLD2 = 14
+    LINK_PPP_HDLC = 50
+    LINK_PPP_ETHER = 51
     LINK_RAW = 101
+    LINK_C_HDLC = 104
     LINK_IEEE802_11 = 105
     LINK_LOOP = 108
     LINK_SLL = 113
+    LINK_PFLOG = 117
+    LINK_PRISM = 119
     LINK_RADIOTAP = 127
+    LINK_AVS = 163
+    LINK_PPI = 192
+    LINK_PPP_WITH_DIR = 204
     LINK_IPV4 = 228
     LINK_IPV6 = 229
+    LINK_NFLOG = 239
     LINK_SLL2 = 276
 
 # Why a record gave no TCP segment (counted per file, printed by `invoke analyze`).
@@ -25,14 +35,17 @@ cdef enum:
     NOT_IP = 0            # ARP, LLDP, STP...: not IP at all
     NOT_TCP = -1          # IP, but UDP, ICMP... (tunnels already opened)
     CUT_SHORT = -2        # the snaplen cut the headers before the TCP header's 20 bytes
-    FRAGMENT = -3         # a non-first IP fragment: no TCP header in it
+    FRAGMENT = -3         # an IP fragment, reassembled by the scanner (only one that never completes stays skipped)
+    BAD_HEADER = -7       # a TCP header shorter than 20 bytes, or longer than its IP packet: Wireshark analyses neither
+    PIECE = 2             # an IP fragment: its part of the datagram is in the Pkt's frag fields
     LINK_UNREAD = -4      # a link type this reader does not know
     PROTECTED = -5        # encrypted 802.11, or a tunnel this reader does not open
     TOO_DEEP = -6         # tunnels nested deeper than MAX_DEPTH
 
 SKIP_REASONS = {
     NOT_IP: "not IP", NOT_TCP: "IP but not TCP", CUT_SHORT: "headers cut short by the snaplen",
-    FRAGMENT: "non-first IP fragments", LINK_UNREAD: "a link type not read",
+    FRAGMENT: "IP fragments (a datagram is read at the fragment that completes it)", LINK_UNREAD: "a link type not read",
+    BAD_HEADER: "TCP headers shorter than 20 bytes or longer than their IP packet",
     PROTECTED: "encrypted or unknown tunnel payload", TOO_DEEP: "tunnels nested too deep",
 }
 
@@ -50,6 +63,13 @@ cdef struct Pkt:
     long long plen            # payload length from the IP header: a short snaplen does not hide data
     const unsigned char* opts # the TCP options, within the captured bytes
     int optlen
+    # an IP fragment (decode returned PIECE): which datagram, where its bytes go, whether more follow
+    unsigned int frag_id
+    long long frag_offset
+    bint frag_more
+    int frag_proto
+    const unsigned char* frag_data
+    Py_ssize_t frag_len
 
 cdef inline unsigned int be16(const unsigned char* p) noexcept nogil:
     return (p[0] << 8) | p[1]
@@ -62,6 +82,8 @@ cdef int decode_tcp(const unsigned char* p, Py_ssize_t n, long long ip_payload, 
     if n < 20:
         return CUT_SHORT
     cdef int thl = (p[12] >> 4) * 4
+    if thl < 20 or ip_payload < thl:
+        return BAD_HEADER
     k.sport = be16(p)
     k.dport = be16(p + 2)
     k.seq = be32(p + 4)
@@ -85,11 +107,24 @@ cdef int decode_ipv4(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
     cdef long long total = be16(p + 2)
     if ihl < 20 or n < ihl:
         return CUT_SHORT
-    if be16(p + 6) & 0x1FFF:
-        return FRAGMENT
     if total == 0:  # TCP segmentation offload: the sender's capture leaves the length to the NIC
         total = n
     k.family = 4
+    cdef unsigned int frag = be16(p + 6)
+    if frag & 0x3FFF:  # more fragments, or not the first: a piece of a datagram the scanner reassembles
+        memset(k.src, 0, 16)
+        memset(k.dst, 0, 16)
+        memcpy(k.src, p + 12, 4)
+        memcpy(k.dst, p + 16, 4)
+        k.frag_id = be16(p + 4)
+        k.frag_offset = (frag & 0x1FFF) * 8
+        k.frag_more = (frag & 0x2000) != 0
+        k.frag_proto = p[9]
+        k.frag_data = p + ihl
+        k.frag_len = (total if total <= n else n) - ihl
+        if k.frag_len < 0:
+            return CUT_SHORT
+        return PIECE
     return decode_transport(p[9], p + ihl, n - ihl, total - ihl, p + 12, p + 16, 4, k, depth)
 
 
@@ -109,8 +144,19 @@ cdef int decode_ipv6(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
         if off + 8 > n:
             return CUT_SHORT
         if nh == 44:
-            if be16(p + off + 2) & 0xFFF8:
-                return FRAGMENT
+            if be16(p + off + 2) & 0xFFF9:  # an offset, or more to come: a piece (an atomic fragment is none)
+                k.family = 6
+                memcpy(k.src, p + 8, 16)
+                memcpy(k.dst, p + 24, 16)
+                k.frag_id = be32(p + off + 4)
+                k.frag_offset = be16(p + off + 2) & 0xFFF8
+                k.frag_more = (p[off + 3] & 1) != 0
+                k.frag_proto = p[off]
+                k.frag_data = p + off + 8
+                k.frag_len = min(payload - 8, n - off - 8)
+                if k.frag_len < 0:
+                    return CUT_SHORT
+                return PIECE
             hl = 8
         elif nh == 51:
             hl = (p[off + 1] + 2) * 4
@@ -273,6 +319,22 @@ cdef int decode_80211(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) n
     return NOT_IP
 
 
+cdef int decode_nflog(const unsigned char* p, Py_ssize_t n, Pkt* k) noexcept nogil:
+    if n < 4:
+        return CUT_SHORT
+    cdef Py_ssize_t off = 4, length
+    cdef unsigned int kind
+    while off + 4 <= n:
+        length = p[off] | (p[off + 1] << 8)
+        kind = p[off + 2] | (p[off + 3] << 8)
+        if length < 4:
+            return CUT_SHORT
+        if kind == 9:  # NFULA_PAYLOAD: the packet from its IP header
+            return decode_ip_by_version(p + off + 4, min(length - 4, n - off - 4), k, 0)
+        off += (length + 3) & ~3
+    return NOT_IP
+
+
 cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noexcept nogil:
     cdef unsigned int family
     if link == LINK_ETHERNET:
@@ -297,6 +359,48 @@ cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noe
         if n < 4:
             return CUT_SHORT
         return decode_ip_by_version(p + 4, n - 4, k, 0)
+    if link == LINK_PPP or link == LINK_PPP_HDLC or link == LINK_PPP_WITH_DIR:
+        if link == LINK_PPP_WITH_DIR:
+            if n < 1:
+                return CUT_SHORT
+            p += 1
+            n -= 1
+        if n >= 2 and p[0] == 0xFF and p[1] == 0x03:  # address and control
+            p += 2
+            n -= 2
+        if n < 2:
+            return CUT_SHORT
+        if p[0] & 1:
+            return decode_ppp_protocol(p[0], p + 1, n - 1, k, 0)
+        return decode_ppp_protocol(be16(p), p + 2, n - 2, k, 0)
+    if link == LINK_C_HDLC:  # Cisco HDLC: address, control, then an ethertype
+        if n < 4:
+            return CUT_SHORT
+        return decode_ethertype(be16(p + 2), p + 4, n - 4, k, 0)
+    if link == LINK_PFLOG:  # OpenBSD's pf log: its header gives its own length
+        if n < 1 or p[0] > n:
+            return CUT_SHORT
+        family = (p[0] + 3) & ~3
+        return decode_ip_by_version(p + family, n - family, k, 0) if family <= n else CUT_SHORT
+    if link == LINK_NFLOG:  # Linux's NFLOG: a 4-byte header, then TLVs; type 9 holds the packet
+        return decode_nflog(p, n, k)
+    if link == LINK_PRISM:  # 144 bytes of radio information, then 802.11
+        return decode_80211(p + 144, n - 144, k, 0) if n >= 144 else CUT_SHORT
+    if link == LINK_AVS:  # its header gives its length, big-endian at byte 4
+        if n < 8:
+            return CUT_SHORT
+        family = be32(p + 4)
+        return decode_80211(p + family, n - family, k, 0) if family <= n else CUT_SHORT
+    if link == LINK_PPI:  # its header: length (little-endian) at byte 2, the inner link type at byte 4
+        if n < 8:
+            return CUT_SHORT
+        family = p[2] | (p[3] << 8)
+        if family > n:
+            return CUT_SHORT
+        inner = p[4] | (p[5] << 8) | (p[6] << 16) | (<unsigned int>p[7] << 24)
+        if inner == LINK_PPI:
+            return LINK_UNREAD
+        return decode_link(inner, p + family, n - family, k)
     if link == LINK_IEEE802_11:
         return decode_80211(p, n, k, 0)
     if link == LINK_RADIOTAP:

@@ -130,6 +130,19 @@ def _holds(window: km.Window, measured: float, rtt: float) -> bool:
     return window.low - rtt <= measured <= window.high + rtt
 
 
+def _doubled(measured: float, factor: int, hz: Optional[int]) -> km.Window:
+    """A timer `factor` times one measured at `measured`: that one's nominal was up to its lateness
+    shorter, so this one's is too, and this one may fire late by its own."""
+    low = factor * (measured - km.timer_lateness(measured, hz))
+    high = min(factor * measured, km.TCP_RTO_MAX)
+    return km.Window(min(factor * measured, km.TCP_RTO_MAX), min(low, km.TCP_RTO_MAX) - 0.001, high + km.timer_lateness(high, hz) + 0.001)
+
+
+def _model(w: km.Window, rtt: float) -> str:
+    """A window for a packet comment, widened by the path's round trip as _holds does."""
+    return f"model {w.low - rtt:.3f}..{w.high + rtt:.3f} s"
+
+
 def _whole_seconds(measured: float, window_of, rtt: float) -> Optional[int]:
     """The whole-second setting whose model window holds the measured time (keepalive's are whole
     seconds); of several, the largest: a timer fires late, never early."""
@@ -166,6 +179,7 @@ def _syn_retries(v: _View, side: str, version: tuple[int, int]) -> list[Finding]
     text = (f"{what} sent {len(syns)} times: resent {_s(times[1:], 2)} s after the first"
             + ("" if side == tf.SERVER else (", answered" if answered else ", never answered")))
     comments = {int(v.frame[k]): f"{what} retransmission {i} of {resends}, {times[i]:.3f} s after the first"
+                + (f", {gaps[i - 1]:.3f} s after the one before; {_model(model.interval(i), v.rtt)}" if side == tf.CLIENT else "")
                 for i, k in enumerate(syns[1:], start=1)}
     modeltext = ""
     settings = {"resends": resends, "times": times, "fits_linux": fits or other_fits, "fits_kernel": fits}
@@ -254,6 +268,10 @@ def _keepalive(v: _View, side: str) -> list[Finding]:
         for i, k in enumerate(r):
             since = (f"{v.ts[k] - v.peer_ts[k]:.3f} s after the last segment received" if i == 0
                      else f"{v.ts[k] - v.ts[r[i - 1]]:.3f} s after probe {i}")
+            setting = keepidle if i == 0 else keepintvl
+            if setting:
+                m = km.KeepaliveModel(keepidle or 1, keepintvl or 1, len(r), 0, v.hz)
+                since += f"; {_model(m.first_probe() if i == 0 else m.interval(), v.rtt)}"
             comments[int(v.frame[k])] = f"keepalive probe {i + 1} of {len(r)}, {since}"
     for k in rst:
         comments[int(v.frame[k])] = f"keepalive abort: RST after {len(last)} unanswered probes"
@@ -293,7 +311,9 @@ def _zero_window(v: _View, side: str) -> list[Finding]:
         comments = {int(v.frame[start]): f"zero window: the {side}'s receive buffer is full"}
         for i, k in enumerate(inside):
             comments[int(v.frame[k])] = (f"zero-window probe {i + 1} of {len(inside)}, {gaps[i]:.3f} s after "
-                                         + ("the zero window" if i == 0 else f"probe {i}"))
+                                         + ("the zero window" if i == 0 else f"probe {i}; "
+                                            + _model(_doubled(gaps[0], 1 << i, v.hz), v.rtt)
+                                            + f" (the persist timer doubling from {gaps[0]:.3f} s)"))
         if end is not None:
             comments[int(v.frame[end])] = f"window reopened after {closed:.3f} s closed"
         out.append(Finding("zero_window", side, text, [int(v.frame[start])] + v.frames(inside) + ([int(v.frame[end])] if end is not None else []),
@@ -337,11 +357,13 @@ def _retransmissions(v: _View, side: str, capture_end: Optional[float]) -> list[
             since = "the probe" if tlp else "the last send"
             parts.append(f"1 RTO retransmission, {rto_gaps[0]:.3f} s after {since}" if len(rto) == 1 else
                          f"{len(rto)} RTO retransmissions: the first {rto_gaps[0]:.3f} s after {since}, then {_s(rto_gaps[1:10])} s apart")
+            parts[-1] += f" (an RTO of {rto_gaps[0] * 1000:.0f} ms" + (", doubling" if len(rto) > 1 else "") + ")"
         settings: dict = {"tail_loss_probe": tlp, "rto_retransmissions": len(rto), "intervals": gaps}
+        if rto:
+            settings["rto"] = rto_gaps[0]
         model = ""
         if len(rto_gaps) >= 2:
             doubling = all(DOUBLING[0] <= b / a <= DOUBLING[1] for a, b in zip(rto_gaps, rto_gaps[1:]) if a > 0 and b < km.TCP_RTO_MAX * 0.99)
-            settings["rto"] = rto_gaps[0] if not tlp else rto_gaps[1] / 2 if len(rto_gaps) > 1 else None
             model = ("the retransmission timer: each RTO twice the one before, at most 120 s"
                      + ("" if doubling else "; these intervals do not double"))
         if recovery:
@@ -363,6 +385,8 @@ def _retransmissions(v: _View, side: str, capture_end: Optional[float]) -> list[
                 n = i if tlp else i + 1
                 comments[int(v.frame[k])] = f"RTO retransmission {n} of {len(rto)}, {gaps[i]:.3f} s after the " + (
                     "last send" if i == 0 else "probe" if (tlp and i == 1) else "one before")
+                if n >= 2:  # each expiry twice the one before it
+                    comments[int(v.frame[k])] += "; " + _model(_doubled(gaps[i - 1], 2, v.hz), v.rtt)
         out.append(Finding("retransmission", side, f"the {side} resent after a timeout: " + "; ".join(p for p in parts if p),
                            v.frames(spell), model, settings, comments))
     return out

@@ -70,20 +70,21 @@ cdef enum:
     L_OUT_OF_ORDER = 1 << 15
     L_FAST_RETRANSMISSION = 1 << 19
 
-# Wireshark's constants: a fast retransmission within 20 ms of the last duplicate ACK; reordering
-# within the first RTT, or 3 ms before one is known.
-cdef double FAST_RETRANSMIT_WITHIN = 0.020
-cdef double DEFAULT_REORDER_WINDOW = 0.003
+# Wireshark's constants, in nanoseconds as it counts them: a fast retransmission within 20 ms of the
+# last duplicate ACK; reordering within the first RTT, or 3 ms before one is known. Times are compared
+# as Wireshark does, in whole nanoseconds and unsigned: a time that went backwards is never "within".
+cdef unsigned long long FAST_RETRANSMIT_WITHIN = 20000000
+cdef unsigned long long DEFAULT_REORDER_WINDOW = 3000000
 
 cdef struct Dir:
     # Wireshark's per-direction state (tcp_flow_t and tcp_analyze_seq_flow_info_t)
     bint base_set
     unsigned int base_seq       # the SYN's sequence number, else the first one seen less one
     unsigned int nextseq        # 0: not known yet (Wireshark's convention, kept for the same answers)
-    double nextseqtime
+    long long nextseqtime       # nanoseconds
     unsigned int maxseqtobeacked
     unsigned int lastack
-    double lastacktime
+    long long lastacktime       # nanoseconds
     long long window            # raw, as Wireshark compares it; 2**32 - 1 before the first segment
     int win_scale               # -1: not known, -2: no scaling, else the shift
     bint is_first_ack           # a SYN seen and no pure ACK since (its window is not scaled yet)
@@ -111,9 +112,8 @@ cdef struct Conv:
     int family
     unsigned char caddr[16]
     int cport
-    bint syn_time_set
-    double syn_time             # the most recent pure SYN (Wireshark's ts_mru_syn)
-    double first_rtt            # 0: not known
+    long long syn_time          # the most recent pure SYN (Wireshark's ts_mru_syn), ns; 0: none
+    long long first_rtt         # ns; 0: not known (a first RTT of exactly 0 stays unknown, as in Wireshark)
     double first_ts
     double last_ts
     int syn_scale_missing       # a SYN (or SYN-ACK) was seen without the window scale option
@@ -136,6 +136,7 @@ cdef enum:
 
 cdef enum:
     MAX_INTERFACES = 4096
+    MAX_DATAGRAMS = 1024
 
 
 cdef class Scanner:
@@ -152,8 +153,11 @@ cdef class Scanner:
     cdef int interfaces
     cdef public long long frames
     cdef public double last_ts            # the last record's time: where the capture ends
+    cdef long long now_ns                 # the current record's time in nanoseconds (Wireshark's comparisons)
     cdef public long long offset           # bytes of the file consumed so far
     cdef public object skipped            # reason -> count
+    cdef dict pieces                      # IP fragments waiting for the rest of their datagram
+    cdef bytes reassembled
     cdef public object links              # link types seen
     cdef public bint cut_short            # the file ended inside a record
     cdef public object damaged            # why reading stopped before the end of the file (None: it did not)
@@ -192,6 +196,7 @@ cdef class Scanner:
         self.frame_flags = frame_flags
         self.fmt = FMT_UNKNOWN
         self.skipped = {}
+        self.pieces = {}
         self.links = set()
         self.index = {}
         self.endpoints = []
@@ -248,7 +253,7 @@ cdef class Scanner:
                               wscale=d.win_scale if d.win_scale >= 0 else None, sack=bool(d.sack_ok),
                               timestamps=bool(d.timestamps), syn_seen=bool(d.syn_seen), last_ts=d.last_ts,
                               highest=(<long long>d.nextseq - d.base_seq) & 0xFFFFFFFF if d.base_set else 0))
-        return dict(first_ts=c.first_ts, last_ts=c.last_ts, first_rtt=c.first_rtt if c.first_rtt > 0 else None,
+        return dict(first_ts=c.first_ts, last_ts=c.last_ts, first_rtt=c.first_rtt / 1e9 if c.first_rtt != 0 else None,
                     client=sides[0], server=sides[1])
 
     def feed(self, const unsigned char[::1] buf, bint eof=False) -> Py_ssize_t:
@@ -311,6 +316,7 @@ cdef class Scanner:
             if off + 16 + incl > n:
                 break
             ts = self._u32(p + off) + self._u32(p + off + 4) * self.tick
+            self.now_ns = <long long>self._u32(p + off) * 1000000000 + <long long>self._u32(p + off + 4) * (1000 if self.tick > 1e-7 else 1)
             self.last_ts = ts
             self.frames += 1
             self._packet(self.linktype, p + off + 16, incl, ts)
@@ -374,6 +380,10 @@ cdef class Scanner:
                 ticks = (<unsigned long long>hi << 32) | lo
                 per = <unsigned long long>self.if_per_second[iface]
                 ts = <double>(ticks // per + self.if_offset[iface]) + <double>(ticks % per) / per
+                if per <= 1000000000 and 1000000000 % per == 0:
+                    self.now_ns = (<long long>(ticks // per) + self.if_offset[iface]) * 1000000000 + <long long>((ticks % per) * (1000000000 // per))
+                else:
+                    self.now_ns = (<long long>(ticks // per) + self.if_offset[iface]) * 1000000000 + <long long>((<double>(ticks % per)) * 1e9 / per)
                 self.last_ts = ts
                 self.frames += 1
                 self._packet(self.if_link[iface], p + body + 20, caplen, ts)
@@ -488,6 +498,8 @@ cdef class Scanner:
     cdef void _packet(self, int link, const unsigned char* p, Py_ssize_t n, double ts):
         cdef Pkt k
         cdef int why = decode_link(link, p, n, &k)
+        if why == PIECE:
+            why = self._piece(&k)
         if why != OK_TCP:
             self._skip(why)
             return
@@ -497,6 +509,35 @@ cdef class Scanner:
         if k.flags & TH_SYN:
             ci = self._syn(ci, &k, &from_server, &ws)
         self._analyze(ci, from_server, &k, ts, ws)
+
+    cdef int _piece(self, Pkt* k):
+        """A fragment of an IP datagram: kept until the datagram is whole, which is then decoded at the
+        frame of the fragment that completed it, as Wireshark reassembles and analyses it. Fragments are
+        rare: this is Python, with at most MAX_DATAGRAMS datagrams waiting (the oldest dropped)."""
+        cdef int alen = 4 if k.family == 4 else 16
+        key = (k.family, bytes(k.src[:alen]), bytes(k.dst[:alen]), k.frag_id, k.frag_proto)
+        d = self.pieces.get(key)
+        if d is None:
+            if len(self.pieces) >= MAX_DATAGRAMS:
+                self.pieces.pop(next(iter(self.pieces)))
+            d = self.pieces[key] = {"parts": {}, "total": None}
+        d["parts"][k.frag_offset] = bytes(k.frag_data[:k.frag_len])
+        if not k.frag_more:
+            d["total"] = k.frag_offset + k.frag_len
+        total = d["total"]
+        if total is None or sum(len(b) for b in d["parts"].values()) < total:
+            return FRAGMENT
+        whole = bytearray(total)
+        for at, part in d["parts"].items():
+            whole[at:at + len(part)] = part[:max(0, total - at)]
+        del self.pieces[key]
+        self.reassembled = bytes(whole)  # kept alive while the segment is decoded and analysed
+        cdef const unsigned char* data = self.reassembled
+        cdef unsigned char src[16]
+        cdef unsigned char dst[16]
+        memcpy(src, k.src, 16)
+        memcpy(dst, k.dst, 16)
+        return decode_transport(k.frag_proto, data, total, total, src, dst, alen, k, 1)
 
     cdef Py_ssize_t _syn(self, Py_ssize_t ci, Pkt* k, int* from_server, int* ws) except -1:
         """Port reuse, as Wireshark 4.0 has it (dissect_tcp): a SYN whose sequence number is not its
@@ -605,7 +646,7 @@ cdef class Scanner:
         # What tcplab reads beside Wireshark's flags: SND.NXT before this segment and when it was set,
         # the peer's last acknowledgement.
         cdef unsigned int nxt0 = fwd.nextseq
-        cdef double nxt_time0 = fwd.nextseqtime
+        cdef double nxt_time0 = fwd.nextseqtime / 1e9
         cdef unsigned int peer_lastack = rev.lastack
         cdef bint peer_acked = rev.ack_seen
         cdef long long peer_window = rev.scaled_window
@@ -627,13 +668,10 @@ cdef class Scanner:
                 fwd.win_scale = -2
             fwd.is_first_ack = True
         if (flags & (TH_SYN | TH_ACK)) == TH_SYN:
-            c.syn_time = ts
-            c.syn_time_set = True
+            c.syn_time = self.now_ns
         elif pure_ack:
-            if c.syn_time_set and c.first_rtt == 0:
-                c.first_rtt = ts - c.syn_time
-                if c.first_rtt <= 0:
-                    c.first_rtt = 1e-9  # a first RTT of zero would mean "not known"
+            if c.syn_time != 0 and c.first_rtt == 0:
+                c.first_rtt = self.now_ns - c.syn_time
             fwd.is_first_ack = False
 
         # tcplab's labels
@@ -718,7 +756,7 @@ cdef class Scanner:
         cdef int f = 0
         cdef unsigned int nextseq
         cdef bint seq_not_advanced, bare
-        cdef double reorder
+        cdef unsigned long long reorder
         cdef bint done = False
         cdef bint plain = not (flags & (TH_SYN | TH_FIN | TH_RST))
         # ZERO WINDOW PROBE: one byte at the next sequence number into a closed window.
@@ -771,13 +809,13 @@ cdef class Scanner:
             # one byte back with more behind it: new data after a zero-window probe's byte
             if seglen > 1 and <unsigned int>(fwd.nextseq - 1) == seq:
                 seq_not_advanced = False
-            reorder = c.first_rtt if c.first_rtt > 0 else DEFAULT_REORDER_WINDOW
+            reorder = <unsigned long long>c.first_rtt if c.first_rtt != 0 else DEFAULT_REORDER_WINDOW
             if seglen > 0 and rev.lastack and le_seq(<unsigned int>(seq + seglen), rev.lastack):
                 f |= W_SPURIOUS_RETRANSMISSION | W_RETRANSMISSION
             elif (seq_not_advanced and (rev.dupacknum >= 2 or rev.dupacknum == -1) and rev.lastack == seq
-                    and ts - rev.lastacktime < FAST_RETRANSMIT_WITHIN):
+                    and <unsigned long long>(self.now_ns - rev.lastacktime) < FAST_RETRANSMIT_WITHIN):
                 f |= W_FAST_RETRANSMISSION | W_RETRANSMISSION
-            elif (seq_not_advanced and ts - fwd.nextseqtime < reorder
+            elif (seq_not_advanced and <unsigned long long>(self.now_ns - fwd.nextseqtime) < reorder
                     and fwd.nextseq != <unsigned int>(seq + seglen + (1 if flags & (TH_SYN | TH_FIN) else 0))):
                 f |= W_OUT_OF_ORDER
             elif seq_not_advanced:
@@ -789,13 +827,13 @@ cdef class Scanner:
         # The highest sequence number so far (a zero-window probe's byte does not count).
         if (gt_seq(nextseq, fwd.nextseq) or not fwd.nextseq) and not (f & W_ZERO_WINDOW_PROBE):
             fwd.nextseq = nextseq
-            fwd.nextseqtime = ts
+            fwd.nextseqtime = self.now_ns
         # The highest contiguous sequence number, for acknowledgements of segments never seen.
         if (seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked) and not (f & W_ZERO_WINDOW_PROBE):
             fwd.maxseqtobeacked = fwd.nextseq
         fwd.window = window
         fwd.lastack = ack
-        fwd.lastacktime = ts
+        fwd.lastacktime = self.now_ns
         fwd.lastflags = f
         return f
 

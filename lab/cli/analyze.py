@@ -54,7 +54,7 @@ def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: 
         if not every:
             raise LabError(f"--flow {flow}: no TCP connection between those two ends in {file}")
     hz, kernel = _results_folder(path, kernel)
-    read = [(c, findings(c, kernel, scan.last_ts, hz)) for c in every]
+    read = [(c, _findings(c, kernel, scan.last_ts, hz)) for c in every]
     read.sort(key=lambda cf: report.interest(*cf))
     shown = read if (all_ or wanted) else [(c, f) for c, f in read if any(x.kind not in report.QUIET_KINDS or
                                                                           x.settings.get("how") == "rst" for x in f)]
@@ -77,6 +77,16 @@ def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: 
         n = annotating.annotate(path, Path(annotate_out), comments)
         ui.step(f"annotated capture: {annotate_out} ({n} frames with a comment; Wireshark: frame.comment, Expert Information)")
     return EXIT_OK
+
+
+def _findings(conn, kernel: str, end: float, hz: Optional[int]) -> list:
+    """One connection's findings; a reading that fails on a capture unlike any seen is said, and the
+    other connections are still read (the tests run the corpus and damaged files through findings)."""
+    try:
+        return findings(conn, kernel, end, hz)
+    except Exception as e:  # noqa: BLE001  (one connection's reading must not lose the file's)
+        ui.warn(f"connection #{conn.number} {conn}: no findings ({type(e).__name__}: {e})")
+        return []
 
 
 def _results_folder(path: Path, kernel: str) -> tuple[Optional[int], str]:

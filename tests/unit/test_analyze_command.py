@@ -47,7 +47,8 @@ def test_the_reading_json_pictures_and_the_annotated_capture(tmp_path):
     assert len(fields) == 9
     comments = {int(line.split("\t")[0]): line.split("\t")[1] for line in fields if "\t" in line and line.split("\t")[1]}
     assert sorted(comments) == [6, 7, 8, 9]
-    assert comments[6].startswith("tcplab: keepalive probe 1 of 3, 2.004 s after the last segment received")
+    assert comments[6].startswith("tcplab: keepalive probe 1 of 3, 2.004 s after the last segment received; model 1.9")
+    assert comments[7].startswith("tcplab: keepalive probe 2 of 3, 1.004 s after probe 1; model 0.99")
     assert "keepalive abort" in comments[9]
 
 

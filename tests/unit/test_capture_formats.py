@@ -8,8 +8,8 @@ import gzip
 import struct
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
+from scapy.layers.inet import IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, fragment6
 from scapy.layers.l2 import GRE, CookedLinux, CookedLinuxV2, Dot1AD, Dot1Q, Ether, Loopback
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
@@ -56,10 +56,12 @@ def eventful(isn: int = 1000, wscale: int = 7) -> Conversation:
     return c
 
 
-def agree(path) -> None:
+def agree(path, at_least: int = 8):
+    """tshark and tcplab agree on every frame; the flags tshark set, by name."""
     differ, flagged = compare(path)
     assert {name: frames for name, frames in differ.items() if frames} == {}
-    assert sum(flagged.values()) >= 8  # the capture did exercise the flags
+    assert sum(flagged.values()) >= at_least  # the capture did exercise the flags
+    return flagged
 
 
 def one_flow(path):
@@ -108,6 +110,66 @@ def test_link_types_other_than_ethernet(tmp_path, linktype, wrap):
     wrpcap(str(path), timed([wrap(ip) for ip in ip_packets(c)], c.packets), linktype=linktype)
     assert len(one_flow(path)) == len(c.packets)
     agree(path)
+
+
+def raw_pcap(path, linktype: int, frames: list[tuple[float, bytes]]):
+    """A classic pcap of the given link type, each frame's bytes as they are."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        for t, data in frames:
+            f.write(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(data), len(data)) + data)
+    return path
+
+
+def nflog(ip: bytes) -> bytes:
+    def tlv(kind: int, value: bytes) -> bytes:
+        return struct.pack("<HH", 4 + len(value), kind) + value + b"\0" * (-len(value) % 4)
+    return struct.pack("BBH", 2, 0, 0) + tlv(1, b"\x08\x00\x00\x00") + tlv(9, ip)
+
+
+@pytest.mark.parametrize("linktype, head", [
+    (9, lambda ip: b"\xff\x03\x00\x21" + ip),  # PPP
+    (204, lambda ip: b"\x01\xff\x03\x00\x21" + ip),  # PPP with direction
+    (104, lambda ip: b"\x0f\x00\x08\x00" + ip),  # Cisco HDLC
+    (239, nflog),  # Linux NFLOG
+    (228, lambda ip: ip),  # raw IPv4
+])
+def test_more_link_types(tmp_path, linktype, head):
+    c = eventful()
+    path = raw_pcap(tmp_path / "k.pcap", linktype, [(float(p.time), head(bytes(p[IP]))) for p in c.packets])
+    assert len(one_flow(path)) == len(c.packets)
+    agree(path)
+
+
+def test_ip_fragments_are_read_where_they_complete_their_datagram(tmp_path):
+    """Wireshark reassembles fragmented IP and analyses the segment at the fragment that completes it."""
+    c = eventful()
+    pkts = []
+    for i, p in enumerate(c.packets):
+        if p[TCP].payload and len(p[TCP].payload) >= 100 and i % 2 == 0:
+            parts = fragment(p[IP], fragsize=48)
+            if i % 4 == 0:
+                parts = parts[1:] + parts[:1]  # out of order: the first fragment last
+            pkts += [Ether(**MACS) / q for q in parts]
+        else:
+            pkts.append(p)
+    for k, q in enumerate(pkts):
+        q.time = c.t0 + k * 0.001
+    path = tmp_path / "frag.pcap"
+    wrpcap(str(path), pkts)
+    assert len(one_flow(path)) == len(c.packets)
+    agree(path)
+    six = tmp_path / "frag6.pcap"
+    v6 = []
+    for k, p in enumerate(c.packets):
+        src, dst = ("2001:db8::1", "2001:db8::2") if p[IP].src == CLIENT[0] else ("2001:db8::2", "2001:db8::1")
+        pkt = IPv6(src=src, dst=dst) / IPv6ExtHdrFragment(id=k) / p[TCP]
+        v6 += [Ether(**MACS) / q for q in fragment6(pkt, 96)] if len(p[TCP].payload) >= 100 else [Ether(**MACS) / pkt]
+    for k, q in enumerate(v6):
+        q.time = c.t0 + k * 0.001
+    wrpcap(str(six), v6)
+    assert len(tf.analyze_file(six)[0]) == len(c.packets)
+    agree(six)
 
 
 def test_ipv6_with_extension_headers(tmp_path):
@@ -210,7 +272,8 @@ def test_frames_that_are_not_tcp_are_counted_with_the_reason(tmp_path):
     wrpcap(str(path), c.packets + extra)
     found = capture.scan(path, keep_all=False)
     assert found.frames == len(c.packets) + 3
-    assert found.skipped() == {"not IP": 1, "IP but not TCP": 1, "non-first IP fragments": 1}
+    assert found.skipped() == {"not IP": 1, "IP but not TCP": 1,
+                               "IP fragments (a datagram is read at the fragment that completes it)": 1}
 
 
 @pytest.mark.parametrize("content, why", [
@@ -236,3 +299,30 @@ def test_a_file_damaged_midway_keeps_what_came_before(tmp_path):
     found = capture.scan(path)
     assert found.frames == 2
     assert "a record at byte" in found.damaged and "claims 2147483647 bytes" in found.damaged
+
+
+@pytest.mark.parametrize("t0", [1_000_000.0, 0.0])  # epoch 0 too: Wireshark takes a zero time for "none"
+def test_timing_ties_and_time_running_backwards_as_wireshark_counts_them(tmp_path, t0):
+    """Exactly 20 ms after the duplicate ACKs (not a fast retransmission), a segment stamped before the
+    one it follows (a retransmission, not out of order: Wireshark's times are unsigned), a first RTT of
+    exactly zero (unknown, so 3 ms), a resend exactly 3 ms after the newest data."""
+    c = Conversation(t0=t0)
+    c._add(0.0, True, "S", options=[("MSS", 1460), ("WScale", 7)])
+    c._add(0.0, False, "SA", options=[("MSS", 1460), ("WScale", 7)])
+    c._add(0.0, True, "A")  # the handshake's ACK at the SYN's very time: a zero first RTT
+    c.client_data(0.010, b"a" * 100)
+    lost = c.cseq
+    c.client_data(0.011, b"b" * 100)
+    c.client_data(0.012, b"c" * 100)
+    for k in range(3):
+        c._add(0.013, False, "A")
+    for p in c.packets[-3:]:
+        p[TCP].ack = lost
+    c.client_data(0.033, b"b" * 100, seq=lost)  # 20 ms to the microsecond after the last duplicate ACK
+    c.client_data(0.040, b"d" * 100)
+    c.client_data(0.043, b"d" * 100, seq=c.cseq - 100)  # 3 ms to the microsecond: not within
+    c.client_data(0.050, b"e" * 100)
+    c.client_data(0.049, b"e" * 100, seq=c.cseq - 100)  # stamped before the segment it repeats
+    path = c.write(tmp_path / "t.pcap")
+    flagged = agree(path, at_least=5)
+    assert flagged["retransmission"] == 3 and flagged["fast_retransmission"] == 0 and flagged["out_of_order"] == 0
