@@ -37,6 +37,9 @@ cdef enum:
     CUT_SHORT = -2        # the snaplen cut the headers before the TCP header's 20 bytes
     FRAGMENT = -3         # an IP fragment, reassembled by the scanner (only one that never completes stays skipped)
     BAD_HEADER = -7       # a TCP header shorter than 20 bytes, or longer than its IP packet: Wireshark analyses neither
+    V6_NO_LENGTH = -8     # IPv6 payload length 0 without a jumbo option: Wireshark 4.0 does not read on
+    BAD_IP_OPTION = -9    # an IPv4 option Wireshark's dissector throws on: it reads no TCP after it
+    QUOTED = 3            # a TCP header in an ICMP error (decode returned it with k.quoted)
     PIECE = 2             # an IP fragment: its part of the datagram is in the Pkt's frag fields
     LINK_UNREAD = -4      # a link type this reader does not know
     PROTECTED = -5        # encrypted 802.11, or a tunnel this reader does not open
@@ -46,12 +49,19 @@ SKIP_REASONS = {
     NOT_IP: "not IP", NOT_TCP: "IP but not TCP", CUT_SHORT: "headers cut short by the snaplen",
     FRAGMENT: "IP fragments (a datagram is read at the fragment that completes it)", LINK_UNREAD: "a link type not read",
     BAD_HEADER: "TCP headers shorter than 20 bytes or longer than their IP packet",
+    V6_NO_LENGTH: "IPv6 packets of payload length 0 (offload; Wireshark 4.0 does not read them)",
+    BAD_IP_OPTION: "IPv4 options too short for their kind",
+    QUOTED: "TCP headers quoted in ICMP errors (their RST flag shown, not analysed)",
     PROTECTED: "encrypted or unknown tunnel payload", TOO_DEEP: "tunnels nested too deep",
 }
 
 cdef enum:
     MAX_DEPTH = 6
     VXLAN_PORT = 4789
+    GENEVE_PORT = 6081
+    GTPU_PORT = 2152
+    TEREDO_PORT = 3544
+    GRE_UDP_PORT = 4754
 
 cdef struct Pkt:
     int family                # 4 or 6
@@ -63,6 +73,10 @@ cdef struct Pkt:
     long long plen            # payload length from the IP header: a short snaplen does not hide data
     const unsigned char* opts # the TCP options, within the captured bytes
     int optlen
+    bint opts_cut             # the capture ends inside the TCP header: Wireshark's option parsing throws
+    bint quoted               # a TCP header quoted in an ICMP error: no analysis, only its flags shown
+    const unsigned char* frame  # the record's first byte, and its length on the wire (the reported length)
+    Py_ssize_t wire
     # an IP fragment (decode returned PIECE): which datagram, where its bytes go, whether more follow
     unsigned int frag_id
     long long frag_offset
@@ -91,6 +105,7 @@ cdef int decode_tcp(const unsigned char* p, Py_ssize_t n, long long ip_payload, 
     k.flags = p[13]
     k.win = be16(p + 14)
     k.plen = ip_payload - thl if ip_payload >= thl else 0
+    k.opts_cut = thl > n
     if thl > 20:
         k.opts = p + 20
         k.optlen = (thl if thl <= n else <int>n) - 20
@@ -100,6 +115,37 @@ cdef int decode_tcp(const unsigned char* p, Py_ssize_t n, long long ip_payload, 
     return OK_TCP
 
 
+cdef inline Py_ssize_t reported(const unsigned char* p, Pkt* k) noexcept nogil:
+    """The bytes the wire carried from p to the end of the frame (a snaplen cuts what was captured, not this)."""
+    return k.wire - (p - k.frame)
+
+
+cdef bint ipv4_options_throw(const unsigned char* p, Py_ssize_t length) noexcept nogil:
+    """Wireshark's IPv4 option dissectors read past an option shorter than its kind's fixed part, and the
+    exception ends the packet's dissection before TCP (packet-ip.c): record route and the source
+    routes need a pointer byte, the timestamp option a pointer and flags byte."""
+    cdef Py_ssize_t i = 0
+    cdef int kind, olen
+    while i < length:
+        kind = p[i]
+        if kind == 0:
+            return False
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= length:
+            return False
+        olen = p[i + 1]
+        if olen < 2 or olen - 2 > length - i - 2:
+            return False  # Wireshark stops reading the options there, and goes on
+        if (kind == 7 or kind == 131 or kind == 137) and olen < 3:
+            return True
+        if kind == 68 and olen < 4:
+            return True
+        i += olen
+    return False
+
+
 cdef int decode_ipv4(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
     if n < 20 or (p[0] >> 4) != 4:
         return CUT_SHORT if n < 20 else NOT_IP
@@ -107,8 +153,13 @@ cdef int decode_ipv4(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
     cdef long long total = be16(p + 2)
     if ihl < 20 or n < ihl:
         return CUT_SHORT
-    if total == 0:  # TCP segmentation offload: the sender's capture leaves the length to the NIC
-        total = n
+    cdef Py_ssize_t rep = reported(p, k)
+    if total == 0:  # TCP segmentation offload: the sender's capture leaves the length to the NIC (the wire's length, as Wireshark)
+        total = rep
+    elif total > rep:  # longer than the frame: Wireshark keeps the frame's length
+        total = rep
+    if ihl > 20 and ipv4_options_throw(p + 20, ihl - 20):
+        return BAD_IP_OPTION
     k.family = 4
     cdef unsigned int frag = be16(p + 6)
     if frag & 0x3FFF:  # more fragments, or not the first: a piece of a datagram the scanner reassembles
@@ -121,7 +172,9 @@ cdef int decode_ipv4(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
         k.frag_more = (frag & 0x2000) != 0
         k.frag_proto = p[9]
         k.frag_data = p + ihl
-        k.frag_len = (total if total <= n else n) - ihl
+        if total > n:  # Wireshark reassembles only fragments captured whole
+            return FRAGMENT
+        k.frag_len = total - ihl
         if k.frag_len < 0:
             return CUT_SHORT
         return PIECE
@@ -135,9 +188,13 @@ cdef int decode_ipv6(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
         return NOT_IP
     cdef long long payload = be16(p + 4)
     cdef int nh = p[6]
-    cdef Py_ssize_t off = 40, hl
-    if payload == 0:  # a jumbogram, or offload: the captured bytes are all there is
-        payload = n - 40
+    cdef Py_ssize_t off = 40, hl, rep = reported(p, k)
+    if payload == 0:
+        payload = jumbo_length(p, n) if nh == 0 else -1
+        if payload < 0:
+            return V6_NO_LENGTH
+    if payload > rep - 40:
+        payload = rep - 40
     # Extension headers: hop-by-hop, routing, destination options, mobility, HIP, shim6 (length in
     # 8-byte units after the first 8), fragment (8 bytes), AH (4-byte units, plus 2).
     while nh in (0, 43, 60, 135, 139, 140, 44, 51):
@@ -153,8 +210,10 @@ cdef int decode_ipv6(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
                 k.frag_more = (p[off + 3] & 1) != 0
                 k.frag_proto = p[off]
                 k.frag_data = p + off + 8
-                k.frag_len = min(payload - 8, n - off - 8)
-                if k.frag_len < 0:
+                if off + payload > n:  # not captured whole: Wireshark reassembles no such fragment
+                    return FRAGMENT
+                k.frag_len = payload - 8
+                if k.frag_len < 0 or k.frag_len > 65535:
                     return CUT_SHORT
                 return PIECE
             hl = 8
@@ -168,6 +227,23 @@ cdef int decode_ipv6(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
     if off > n:
         return CUT_SHORT
     return decode_transport(nh, p + off, n - off, payload, p + 8, p + 24, 16, k, depth)
+
+
+cdef long long jumbo_length(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """A jumbogram's payload length, from the hop-by-hop header's jumbo option (RFC 2675); -1 if none."""
+    if n < 48:
+        return -1
+    cdef Py_ssize_t end = 40 + (p[41] + 1) * 8, i = 42
+    if end > n:
+        return -1
+    while i + 2 <= end:
+        if p[i] == 0:  # Pad1
+            i += 1
+            continue
+        if p[i] == 0xC2 and p[i + 1] == 4 and i + 6 <= end:
+            return be32(p + i + 2)
+        i += 2 + p[i + 1]
+    return -1
 
 
 cdef int decode_transport(int proto, const unsigned char* p, Py_ssize_t n, long long payload,
@@ -187,8 +263,69 @@ cdef int decode_transport(int proto, const unsigned char* p, Py_ssize_t n, long 
         return decode_ipv6(p, n, k, depth + 1)
     if proto == 47:
         return decode_gre(p, n, k, depth + 1)
-    if proto == 17 and n >= 16 and (be16(p + 2) == VXLAN_PORT) and (p[8] & 0x08):
-        return decode_ethernet(p + 16, n - 16, k, depth + 1)
+    if proto == 17 and n >= 8:
+        return decode_udp_tunnel(p, n, k, depth + 1)
+    if (proto == 1 and n >= 8 and p[0] in (3, 4, 5, 11, 12)) or (proto == 58 and n >= 8 and 1 <= p[0] <= 4):
+        return decode_quoted(p + 8, n - 8, k, depth + 1)
+    return NOT_TCP
+
+
+cdef int decode_quoted(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    """The IP header and the first bytes of TCP an ICMP error quotes: Wireshark shows that TCP header's
+    flags (its RST among them) and analyses nothing of it."""
+    cdef Py_ssize_t ihl
+    cdef int proto
+    if n >= 20 and (p[0] >> 4) == 4:
+        ihl = (p[0] & 0x0F) * 4
+        proto = p[9]
+    elif n >= 40 and (p[0] >> 4) == 6:
+        ihl = 40
+        proto = p[6]
+    else:
+        return NOT_TCP
+    if proto != 6 or n < ihl + 14:
+        return NOT_TCP
+    k.flags = p[ihl + 13]
+    k.quoted = True
+    return QUOTED
+
+
+cdef int decode_udp_tunnel(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    """The UDP tunnels Wireshark opens by their port: VXLAN, Geneve, GTP-U, Teredo, GRE-in-UDP."""
+    cdef unsigned int sport = be16(p), dport = be16(p + 2)
+    cdef Py_ssize_t off
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    if dport == VXLAN_PORT and n >= 16 and (p[8] & 0x08):
+        return decode_ethernet(p + 16, n - 16, k, depth)
+    if dport == GENEVE_PORT and n >= 16:
+        off = 8 + 8 + (p[8] & 0x3F) * 4  # UDP, the 8-byte header, its options
+        if off > n:
+            return CUT_SHORT
+        return decode_ethertype(be16(p + 10), p + off, n - off, k, depth)
+    if (dport == GTPU_PORT or sport == GTPU_PORT) and n >= 16 and (p[8] >> 5) == 1 and p[9] == 0xFF:
+        off = 16
+        if p[8] & 0x07:  # sequence number, N-PDU, extension headers follow
+            off = 20
+            if p[8] & 0x04:
+                while off <= n and p[off - 1] != 0:  # each extension header: length in 4-byte units, then the next type
+                    if off >= n or p[off] == 0:
+                        return CUT_SHORT
+                    off += p[off] * 4
+        if off > n:
+            return CUT_SHORT
+        return decode_ip_by_version(p + off, n - off, k, depth)
+    if (dport == TEREDO_PORT or sport == TEREDO_PORT) and n >= 48:
+        off = 8
+        if be16(p + off) == 1 and n >= off + 13:  # an authentication indicator
+            off += 13 + p[off + 2] + p[off + 3]
+        if off + 8 <= n and be16(p + off) == 0:  # an origin indication
+            off += 8
+        if off + 40 <= n and (p[off] >> 4) == 6:
+            return decode_ipv6(p + off, n - off, k, depth)
+        return NOT_TCP
+    if dport == GRE_UDP_PORT:
+        return decode_gre(p + 8, n - 8, k, depth)
     return NOT_TCP
 
 
@@ -197,6 +334,10 @@ cdef int decode_gre(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noe
         return CUT_SHORT
     cdef int fl = p[0], version = p[1] & 7
     cdef unsigned int proto = be16(p + 2)
+    if proto == 0x88BE and not (fl & 0x10):  # ERSPAN type I: no sequence number, and no ERSPAN header
+        if n < 4 + 14:
+            return CUT_SHORT
+        return decode_ethernet(p + 4, n - 4, k, depth + 1)
     cdef Py_ssize_t off = 4
     if fl & 0x80 or fl & 0x40:  # checksum (and, with routing, its offset)
         off += 4
@@ -212,6 +353,13 @@ cdef int decode_gre(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noe
 
 
 cdef int decode_ethertype(unsigned int etype, const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    # 802.1Q, 802.1ad (QinQ) and the older 0x9100 tags, as many as there are, wherever an ethertype is
+    while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+        if n < 4:
+            return CUT_SHORT
+        etype = be16(p + 2)
+        p += 4
+        n -= 4
     if etype == 0x0800:
         return decode_ipv4(p, n, k, depth)
     if etype == 0x86DD:
@@ -220,11 +368,15 @@ cdef int decode_ethertype(unsigned int etype, const unsigned char* p, Py_ssize_t
         return TOO_DEEP
     if etype == 0x6558:  # transparent Ethernet bridging (GRE, NVGRE)
         return decode_ethernet(p, n, k, depth + 1)
-    if etype == 0x88BE:  # ERSPAN type II: an 8-byte header, then the mirrored frame
-        return decode_ethernet(p + 8, n - 8, k, depth + 1) if n >= 8 else CUT_SHORT
-    if etype == 0x22EB:  # ERSPAN type III: 12 bytes, 8 more with the O bit
+    if etype == 0x88BE:  # ERSPAN type II: an 8-byte header (version 1), then the mirrored frame
+        if n < 8:
+            return CUT_SHORT
+        return decode_ethernet(p + 8, n - 8, k, depth + 1) if (p[0] >> 4) == 1 else NOT_IP
+    if etype == 0x22EB:  # ERSPAN type III: 12 bytes (version 2), 8 more with the O bit
         if n < 12:
             return CUT_SHORT
+        if (p[0] >> 4) != 2:  # Wireshark decodes no other version
+            return NOT_IP
         return decode_ethernet(p + (20 if p[11] & 1 else 12), n - (20 if p[11] & 1 else 12), k, depth + 1)
     if etype == 0x8200 or etype == 0x8210:  # Aruba's WLAN tunnel: an 802.11 frame
         return decode_80211(p, n, k, depth + 1)
@@ -264,6 +416,13 @@ cdef int decode_mpls(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) no
         n -= 4
         if bottom:
             break
+    if n >= 14 and (p[0] >> 4) == 0:
+        # A pseudowire's Ethernet frame. Wireshark takes it as without a control word when both MAC
+        # addresses are of known vendors, else as with one (4 bytes first); here a first word of zero
+        # flags, or a locally administered destination (no vendor's), stands for "with".
+        if be16(p) == 0 or p[0] & 0x02:  # a control word's zero flags, or no vendor's address
+            return decode_ethernet(p + 4, n - 4, k, depth) if n >= 18 else CUT_SHORT
+        return decode_ethernet(p, n, k, depth)
     return decode_ip_by_version(p, n, k, depth)
 
 
@@ -282,8 +441,7 @@ cdef int decode_ethernet(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth
         return CUT_SHORT
     cdef unsigned int etype = be16(p + 12)
     cdef Py_ssize_t off = 14
-    # 802.1Q, 802.1ad (QinQ) and the older 0x9100 tags, as many as there are
-    while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100 or etype == 0x9200:
+    while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:  # tags before an 802.3 length are read here
         if off + 4 > n:
             return CUT_SHORT
         etype = be16(p + off + 2)
@@ -298,25 +456,61 @@ cdef int decode_ethernet(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth
 cdef int decode_80211(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
     if n < 24:
         return CUT_SHORT
+    cdef Py_ssize_t hl = 24 + (6 if (p[1] & 3) == 3 else 0) + (2 if p[0] & 0x80 else 0) + (4 if (p[0] & 0x80 and p[1] & 0x80) else 0)
+    return decode_80211_body(p, n, k, hl, hl)
+
+
+cdef int decode_80211_body(const unsigned char* p, Py_ssize_t n, Pkt* k, Py_ssize_t hl, Py_ssize_t off) noexcept nogil:
+    """An 802.11 data frame whose header is `hl` bytes and whose body starts at `off` (radiotap may pad
+    between): LLC/SNAP, then the ethertype; an A-MSDU's first subframe has its own addresses first."""
     cdef int fc0 = p[0], fc1 = p[1]
     if ((fc0 >> 2) & 3) != 2:  # not a data frame
         return NOT_IP
     if fc1 & 0x40:  # protected: encrypted
         return PROTECTED
-    cdef Py_ssize_t off = 24
-    if (fc1 & 3) == 3:  # to and from the distribution system: a fourth address
-        off += 6
-    if fc0 & 0x80:  # QoS data
-        off += 2
-        if fc1 & 0x80:  # the HT control field
-            off += 4
     if fc0 & 0x40:  # a null-data subtype: no body
         return NOT_IP
+    if fc0 & 0x80 and hl >= 26 and (p[hl - (6 if fc1 & 0x80 else 2)] & 0x80):  # the QoS control's A-MSDU bit
+        off += 14  # the first subframe: destination, source, length
     if off + 8 > n:
         return CUT_SHORT
     if p[off] == 0xAA and p[off + 1] == 0xAA and p[off + 2] == 0x03:
-        return decode_ethertype(be16(p + off + 6), p + off + 8, n - off - 8, k, depth)
+        return decode_ethertype(be16(p + off + 6), p + off + 8, n - off - 8, k, 1)
     return NOT_IP
+
+
+cdef bint radiotap_padded(const unsigned char* p, Py_ssize_t hlen) noexcept nogil:
+    """The radiotap flags field's "data pad" bit: the 802.11 header is padded to 4 bytes."""
+    cdef Py_ssize_t off = 4
+    cdef unsigned int present
+    if hlen < 8:
+        return False
+    present = p[4] | (p[5] << 8) | (p[6] << 16) | (<unsigned int>p[7] << 24)
+    while True:  # the present words chain on while bit 31 is set
+        if off + 4 > hlen:
+            return False
+        if not (p[off + 3] & 0x80):
+            off += 4
+            break
+        off += 4
+    if not (present & 2):  # no flags field
+        return False
+    if present & 1:  # TSFT first: 8 bytes, aligned on 8
+        off = (off + 7) & ~7
+        off += 8
+    return off < hlen and (p[off] & 0x20) != 0
+
+
+cdef int decode_80211_padded(const unsigned char* p, Py_ssize_t n, Pkt* k, bint padded) noexcept nogil:
+    """An 802.11 frame whose header radiotap padded to a multiple of 4 bytes."""
+    cdef Py_ssize_t hl
+    if not padded or n < 24:
+        return decode_80211(p, n, k, 0)
+    # the same frame as decode_80211 reads it, once the pad after the header is taken out
+    hl = 24 + (6 if (p[1] & 3) == 3 else 0) + (2 if p[0] & 0x80 else 0) + (4 if (p[0] & 0x80 and p[1] & 0x80) else 0)
+    if hl % 4 == 0 or hl + (4 - hl % 4) > n:
+        return decode_80211(p, n, k, 0)
+    return decode_80211_body(p, n, k, hl, hl + (4 - hl % 4))
 
 
 cdef int decode_nflog(const unsigned char* p, Py_ssize_t n, Pkt* k) noexcept nogil:
@@ -377,11 +571,17 @@ cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noe
         if n < 4:
             return CUT_SHORT
         return decode_ethertype(be16(p + 2), p + 4, n - 4, k, 0)
-    if link == LINK_PFLOG:  # OpenBSD's pf log: its header gives its own length
-        if n < 1 or p[0] > n:
+    if link == LINK_PFLOG:  # OpenBSD's pf log: its header gives its own length, and the address family
+        if n < 2 or p[0] > n:
             return CUT_SHORT
         family = (p[0] + 3) & ~3
-        return decode_ip_by_version(p + family, n - family, k, 0) if family <= n else CUT_SHORT
+        if family > n:
+            return CUT_SHORT
+        if p[1] == 2:
+            return decode_ipv4(p + family, n - family, k, 0)
+        if p[1] == 10 or p[1] == 24 or p[1] == 28 or p[1] == 30:
+            return decode_ipv6(p + family, n - family, k, 0)
+        return NOT_IP
     if link == LINK_NFLOG:  # Linux's NFLOG: a 4-byte header, then TLVs; type 9 holds the packet
         return decode_nflog(p, n, k)
     if link == LINK_PRISM:  # 144 bytes of radio information, then 802.11
@@ -390,7 +590,7 @@ cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noe
         if n < 8:
             return CUT_SHORT
         family = be32(p + 4)
-        return decode_80211(p + family, n - family, k, 0) if family <= n else CUT_SHORT
+        return decode_80211(p + family, n - family, k, 1) if family <= n else CUT_SHORT
     if link == LINK_PPI:  # its header: length (little-endian) at byte 2, the inner link type at byte 4
         if n < 8:
             return CUT_SHORT
@@ -409,5 +609,5 @@ cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noe
         family = p[2] | (p[3] << 8)  # the radiotap header's length, little-endian
         if family > n:
             return CUT_SHORT
-        return decode_80211(p + family, n - family, k, 0)
+        return decode_80211_padded(p + family, n - family, k, radiotap_padded(p, family))
     return LINK_UNREAD

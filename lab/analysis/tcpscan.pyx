@@ -42,6 +42,7 @@ cdef enum:
     W_ACK_LOST_SEGMENT = 1 << 13
     W_REUSED_PORTS = 1 << 14
     W_RESET = 1 << 15
+    W_QUOTED = 1 << 16  # not Wireshark's: a TCP header quoted in an ICMP error, shown but not analysed
 
 cdef enum:
     TH_FIN = 0x01
@@ -90,6 +91,7 @@ cdef struct Dir:
     bint is_first_ack           # a SYN seen and no pure ACK since (its window is not scaled yet)
     int lastflags               # Wireshark flags of this side's last segment
     int dupacknum               # -1 after an ACK of unseen data (unsigned in Wireshark: counts as many)
+    int mp_snap                 # the connection's MPTCP option kinds as this side's last segment found them
     # tcplab's own: unwrapped relative numbers, and the summary
     long long last_rel_seq
     unsigned int last_seq
@@ -100,6 +102,8 @@ cdef struct Dir:
     long long scaled_window     # the last window, scaled (-1: none yet)
     long long packets
     long long payload
+    long long dupacks           # duplicate ACKs this side sent (Wireshark's count)
+    long long last_frame
     int mss
     bint sack_ok
     bint timestamps
@@ -117,6 +121,7 @@ cdef struct Conv:
     double first_ts
     double last_ts
     int syn_scale_missing       # a SYN (or SYN-ACK) was seen without the window scale option
+    int mp_ops                  # MPTCP option subtypes seen on the connection, a bit each (Wireshark's mp_operations)
 
 
 cdef inline bint gt_seq(unsigned int a, unsigned int b) noexcept nogil:
@@ -145,6 +150,7 @@ cdef class Scanner:
     # the file
     cdef int fmt
     cdef bint swap                        # the file is little-endian
+    cdef int extra                        # bytes a record header has past the usual 16 (modified pcap: 8)
     cdef double tick
     cdef int linktype
     cdef int if_link[MAX_INTERFACES]
@@ -245,11 +251,13 @@ cdef class Scanner:
     def summary(self, Py_ssize_t i) -> dict:
         """What a connection's summary is made of: per side packets, payload bytes, MSS, window scale,
         SACK and timestamps offered in its SYN; the first RTT (Wireshark's initial RTT)."""
+        if not 0 <= i < self.nconv:
+            raise IndexError(f"no connection {i}: there are {self.nconv}")
         cdef Conv* c = &self.convs[i]
         sides = []
         for s in range(2):
             d = &c.d[s]
-            sides.append(dict(packets=d.packets, payload=d.payload, mss=d.mss if d.mss > 0 else None,
+            sides.append(dict(packets=d.packets, payload=d.payload, duplicate_acks=d.dupacks, mss=d.mss if d.mss > 0 else None,
                               wscale=d.win_scale if d.win_scale >= 0 else None, sack=bool(d.sack_ok),
                               timestamps=bool(d.timestamps), syn_seen=bool(d.syn_seen), last_ts=d.last_ts,
                               highest=(<long long>d.nextseq - d.base_seq) & 0xFFFFFFFF if d.base_set else 0))
@@ -279,10 +287,14 @@ cdef class Scanner:
             self.fmt = FMT_PCAPNG
             return self._pcapng(p, n, eof)
         magic = p[0] | (p[1] << 8) | (p[2] << 16) | (<unsigned int>p[3] << 24)
+        self.extra = 0
         if magic == 0xA1B2C3D4 or magic == 0xA1B23C4D:  # read little-endian, it is the magic: a little-endian file
             self.swap = True
         elif magic == 0xD4C3B2A1 or magic == 0x4D3CB2A1:
             self.swap = False
+        elif magic == 0xA1B2CD34 or magic == 0x34CDB2A1:  # Kuznetzov's modified pcap: 8 more bytes a record
+            self.swap = magic == 0xA1B2CD34
+            self.extra = 8
         else:
             raise ValueError("not a pcap or pcapng file (it starts with %s)" % bytes(p[:4]).hex())
         self.tick = 1e-9 if (magic == 0xA1B23C4D or magic == 0x4D3CB2A1) else 1e-6
@@ -306,21 +318,22 @@ cdef class Scanner:
         cdef Py_ssize_t off = 0
         cdef unsigned int incl, orig
         cdef double ts
-        while off + 16 <= n:
+        cdef Py_ssize_t head = 16 + self.extra
+        while off + head <= n:
             if self.rows >= self.capacity or self.frame_rows >= self.capacity:
                 break
             incl = self._u32(p + off + 8)
             orig = self._u32(p + off + 12)
             if incl > 0x4000000:  # 64 MiB: no link carries such a frame; the file is damaged here
                 return self._damaged(off, n, "a record at byte %d claims %d bytes" % (self.offset + off, incl))
-            if off + 16 + incl > n:
+            if off + head + incl > n:
                 break
             ts = self._u32(p + off) + self._u32(p + off + 4) * self.tick
             self.now_ns = <long long>self._u32(p + off) * 1000000000 + <long long>self._u32(p + off + 4) * (1000 if self.tick > 1e-7 else 1)
             self.last_ts = ts
             self.frames += 1
-            self._packet(self.linktype, p + off + 16, incl, ts)
-            off += 16 + incl
+            self._packet(self.linktype, p + off + head, incl, ts, orig if orig >= incl else incl)
+            off += head + incl
         if eof and off < n and self.rows < self.capacity and self.frame_rows < self.capacity:
             self.cut_short = True
             off = n
@@ -329,7 +342,7 @@ cdef class Scanner:
 
     cdef Py_ssize_t _pcapng(self, const unsigned char* p, Py_ssize_t n, bint eof) except -1:
         cdef Py_ssize_t off = 0, body
-        cdef unsigned int kind, length, iface, caplen, hi, lo, link
+        cdef unsigned int kind, length, iface, caplen, hi, lo, link, wire
         cdef unsigned long long ticks, per
         cdef double ts
         while off + 12 <= n:
@@ -373,6 +386,7 @@ cdef class Scanner:
                     hi = self._u32(p + body + 4)
                     lo = self._u32(p + body + 8)
                 caplen = self._u32(p + body + 12)
+                wire = self._u32(p + body + 16)
                 if iface >= <unsigned int>self.interfaces:
                     return self._damaged(off, n, "a packet at byte %d names interface %d, which no interface block describes" % (self.offset + off, iface))
                 if caplen > length - 32:
@@ -386,15 +400,17 @@ cdef class Scanner:
                     self.now_ns = (<long long>(ticks // per) + self.if_offset[iface]) * 1000000000 + <long long>((<double>(ticks % per)) * 1e9 / per)
                 self.last_ts = ts
                 self.frames += 1
-                self._packet(self.if_link[iface], p + body + 20, caplen, ts)
+                self._packet(self.if_link[iface], p + body + 20, caplen, ts, wire if wire >= caplen else caplen)
             elif kind == 3:  # simple packet: no interface number, no time
                 if self.interfaces == 0:
                     return self._damaged(off, n, "a simple packet at byte %d comes before any interface block" % (self.offset + off))
                 caplen = self._u32(p + body)
+                wire = caplen
                 if caplen > length - 16:
                     caplen = length - 16
                 self.frames += 1
-                self._packet(self.if_link[0], p + body + 4, caplen, self.last_ts)  # a simple packet has no time: the last one's
+                self.now_ns = 0  # a simple packet has no time: Wireshark's analysis sees zero (shown: the last one's)
+                self._packet(self.if_link[0], p + body + 4, caplen, self.last_ts, wire if wire >= caplen else caplen)
             off += length
         if eof and off < n and self.rows < self.capacity and self.frame_rows < self.capacity:
             self.cut_short = True
@@ -495,11 +511,22 @@ cdef class Scanner:
             c.d[s].mss = -1
         return ci
 
-    cdef void _packet(self, int link, const unsigned char* p, Py_ssize_t n, double ts):
+    cdef void _packet(self, int link, const unsigned char* p, Py_ssize_t n, double ts, Py_ssize_t wire):
         cdef Pkt k
+        k.frame = p
+        k.wire = wire
+        k.quoted = False
+        k.opts_cut = False
         cdef int why = decode_link(link, p, n, &k)
         if why == PIECE:
             why = self._piece(&k)
+        if why == QUOTED:
+            self._skip(why)
+            if self.frame_flags:
+                self.f_index[self.frame_rows] = self.frames
+                self.f_ws[self.frame_rows] = W_QUOTED | (W_RESET if k.flags & TH_RST else 0)
+                self.frame_rows += 1
+            return
         if why != OK_TCP:
             self._skip(why)
             return
@@ -520,12 +547,15 @@ cdef class Scanner:
         if d is None:
             if len(self.pieces) >= MAX_DATAGRAMS:
                 self.pieces.pop(next(iter(self.pieces)))
-            d = self.pieces[key] = {"parts": {}, "total": None}
+            d = self.pieces[key] = {"parts": {}, "total": None, "have": 0}
+        if k.frag_offset + k.frag_len > 65535 or k.frag_offset in d["parts"]:
+            return FRAGMENT  # past any datagram's length, or a fragment seen before
         d["parts"][k.frag_offset] = bytes(k.frag_data[:k.frag_len])
+        d["have"] += k.frag_len
         if not k.frag_more:
             d["total"] = k.frag_offset + k.frag_len
         total = d["total"]
-        if total is None or sum(len(b) for b in d["parts"].values()) < total:
+        if total is None or d["have"] < total:
             return FRAGMENT
         whole = bytearray(total)
         for at, part in d["parts"].items():
@@ -566,22 +596,32 @@ cdef class Scanner:
         ws[0] |= W_REUSED_PORTS
         return ni
 
-    cdef void _options(self, Dir* fwd, Pkt* k, int* wscale_opt, int* mss_opt):
+    cdef bint _options(self, Dir* fwd, Pkt* k, int* wscale_opt, int* mss_opt, int* mp_ops):
         """A segment's options: window scale (Wireshark takes it from any segment), and on a SYN the MSS,
-        SACK permitted and timestamps."""
+        SACK permitted and timestamps. True where Wireshark's option dissection throws (tcp_dissect_options
+        reading past the captured bytes, a SACK whose blocks do not fit, an MPTCP option without its
+        subtype): it then shows none of the segment's analysis flags, and a SYN settles no window scale."""
         cdef int i = 0, kind, olen
         while i < k.optlen:
             kind = k.opts[i]
             if kind == 0:
-                break
+                i += 1
+                continue  # Wireshark reads on after the end of options, to the header's end
             if kind == 1:
                 i += 1
                 continue
             if i + 1 >= k.optlen:
-                break
+                return k.opts_cut
             olen = k.opts[i + 1]
             if olen < 2 or i + olen > k.optlen:
-                break
+                return k.opts_cut and i + 2 <= k.optlen and olen >= 2
+            if kind == 5 and (olen - 2) % 8:
+                return True
+            if kind == 30 and olen < 4:
+                return True
+            if kind == 30 and (k.opts[i + 2] >> 4) < 8:
+                # an MP_CAPABLE or MP_JOIN starts Wireshark's MPTCP analysis (bit 8 here); it then tracks subtypes 0-7
+                mp_ops[0] |= (1 << (k.opts[i + 2] >> 4)) | (0x100 if (k.opts[i + 2] >> 4) <= 1 else 0)
             if kind == 3 and olen == 3:
                 wscale_opt[0] = k.opts[i + 2] if k.opts[i + 2] <= 14 else 14  # RFC 7323: 14 at most
             elif kind == 2 and olen == 4:
@@ -591,6 +631,7 @@ cdef class Scanner:
             elif kind == 8 and k.flags & TH_SYN:
                 fwd.timestamps = True
             i += olen
+        return k.opts_cut
 
     cdef void _analyze(self, Py_ssize_t ci, int side, Pkt* k, double ts, int ws):
         cdef Conv* c = &self.convs[ci]
@@ -606,14 +647,18 @@ cdef class Scanner:
 
         cdef double prev_ts = c.last_ts if c.first_ts != 0 else ts  # the connection's last segment before this one
         cdef double peer_ts = rev.last_ts  # the peer's last segment (0: none yet)
+        cdef long long peer_frame = rev.last_frame
         if c.first_ts == 0:
             c.first_ts = ts
         c.last_ts = ts
         fwd.packets += 1
         fwd.payload += seglen
         fwd.last_ts = ts
+        fwd.last_frame = self.frames
+        cdef bint throws = k.opts_cut
+        cdef int mp_ops = 0
         if k.optlen > 0:
-            self._options(fwd, k, &wscale_opt, &mss_opt)
+            throws = self._options(fwd, k, &wscale_opt, &mss_opt, &mp_ops)
         if syn:
             fwd.syn_seen = True
             if mss_opt > 0:
@@ -652,6 +697,8 @@ cdef class Scanner:
         cdef long long peer_window = rev.scaled_window
 
         ws |= self._wireshark(c, fwd, rev, seq, ack, seglen, flags, k.win, ts)
+        if c.mp_ops or mp_ops & 0x100:  # the options are dissected after the analysis, in Wireshark
+            c.mp_ops |= mp_ops
 
         # After the analysis, as in Wireshark: the window scale this SYN settles, the first RTT.
         cdef long long window = k.win
@@ -659,13 +706,14 @@ cdef class Scanner:
             window = window << fwd.win_scale
         if wscale_opt >= 0:
             fwd.win_scale = wscale_opt
-        if syn:
+        if syn and not throws:
             # verify_tcp_window_scaling: both SYNs must offer it, or neither side scales
             if fwd.win_scale == -1:
                 fwd.win_scale = -2
                 rev.win_scale = -2
             elif has_ack and rev.win_scale == -2:
                 fwd.win_scale = -2
+        if syn:
             fwd.is_first_ack = True
         if (flags & (TH_SYN | TH_ACK)) == TH_SYN:
             c.syn_time = self.now_ns
@@ -722,7 +770,8 @@ cdef class Scanner:
         if self.frame_flags:
             r = self.frame_rows
             self.f_index[r] = self.frames
-            self.f_ws[r] = ws
+            # what tshark shows: nothing of the analysis where its option dissection threw
+            self.f_ws[r] = (ws & W_RESET) if throws else ws
             self.frame_rows += 1
         if self.keep_all or ws & ~W_DUPLICATE_ACK or labels & (L_SYN | L_SYN_ACK | L_FIN | L_RST):
             r = self.rows
@@ -785,9 +834,11 @@ cdef class Scanner:
                 f |= W_KEEP_ALIVE_ACK
             elif bare and window == 0 and window == fwd.window and (rev.lastflags & W_ZERO_WINDOW_PROBE):
                 f |= W_ZERO_WINDOW_PROBE_ACK
-            elif bare and window != 0 and window == fwd.window:
+            elif bare and window != 0 and window == fwd.window and (c.mp_ops == 0 or c.mp_ops == fwd.mp_snap):
+                # (MPTCP: a duplicate ACK is tolerated when new MPTCP operations came since, RFC 8684 4)
                 fwd.dupacknum = 1 if fwd.dupacknum == -1 else fwd.dupacknum + 1
                 f |= W_DUPLICATE_ACK
+                fwd.dupacks += 1
         # A new acknowledgement ends a run of duplicates.
         if ack != fwd.lastack:
             fwd.dupacknum = 0
@@ -835,6 +886,8 @@ cdef class Scanner:
         fwd.lastack = ack
         fwd.lastacktime = self.now_ns
         fwd.lastflags = f
+        if c.mp_ops:
+            fwd.mp_snap = c.mp_ops
         return f
 
 

@@ -16,9 +16,10 @@ from typing import BinaryIO, Iterator
 from ..errors import LabError
 
 MAGIC_NG = b"\x0a\x0d\x0d\x0a"
-PCAP_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": ("<", 6), b"\xa1\xb2\xc3\xd4": (">", 6),
-    b"\x4d\x3c\xb2\xa1": ("<", 9), b"\xa1\xb2\x3c\x4d": (">", 9),
+PCAP_MAGIC = {  # byte order, digits of the fraction, bytes a record header has past 16 (modified pcap: 8)
+    b"\xd4\xc3\xb2\xa1": ("<", 6, 0), b"\xa1\xb2\xc3\xd4": (">", 6, 0),
+    b"\x4d\x3c\xb2\xa1": ("<", 9, 0), b"\xa1\xb2\x3c\x4d": (">", 9, 0),
+    b"\x34\xcd\xb2\xa1": ("<", 6, 8), b"\xa1\xb2\xcd\x34": (">", 6, 8),
 }
 OPT_END, OPT_COMMENT, IF_TSRESOL = 0, 1, 9
 SHB, IDB, EPB = 0x0A0D0D0A, 1, 6
@@ -61,7 +62,7 @@ def _comment_options(texts: list[str]) -> bytes:
 
 
 def _from_pcap(f: BinaryIO, magic: bytes, w: BinaryIO, comments: dict[int, list[str]]) -> int:
-    endian, digits = PCAP_MAGIC[magic]
+    endian, digits, extra = PCAP_MAGIC[magic]
     rest = f.read(20)
     if len(rest) < 20:
         raise LabError("the pcap header is cut short: nothing to annotate")
@@ -70,7 +71,7 @@ def _from_pcap(f: BinaryIO, magic: bytes, w: BinaryIO, comments: dict[int, list[
     w.write(_block(IDB, struct.pack("<HHI", link & 0xFFFF, 0, snaplen) + _option(IF_TSRESOL, bytes([digits])) + _option(OPT_END, b"")))
     per = 10 ** digits
     done = 0
-    for frame, (sec, frac, incl, orig, data) in enumerate(_pcap_records(f, endian), start=1):
+    for frame, (sec, frac, incl, orig, data) in enumerate(_pcap_records(f, endian, extra), start=1):
         ticks = sec * per + frac
         body = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, incl, orig) + data + b"\0" * (-incl % 4)
         texts = comments.get(frame)
@@ -81,13 +82,13 @@ def _from_pcap(f: BinaryIO, magic: bytes, w: BinaryIO, comments: dict[int, list[
     return done
 
 
-def _pcap_records(f: BinaryIO, endian: str) -> Iterator[tuple[int, int, int, int, bytes]]:
+def _pcap_records(f: BinaryIO, endian: str, extra: int = 0) -> Iterator[tuple[int, int, int, int, bytes]]:
     head = struct.Struct(endian + "IIII")
     while True:
-        h = f.read(16)
-        if len(h) < 16:
+        h = f.read(16 + extra)
+        if len(h) < 16 + extra:
             return
-        sec, frac, incl, orig = head.unpack(h)
+        sec, frac, incl, orig = head.unpack(h[:16])
         data = f.read(incl)
         if len(data) < incl:
             return  # cut short: the record the capture was writing when it stopped

@@ -18,6 +18,8 @@ FILTERS = {
     "keepalive": "tcp.analysis.keep_alive || tcp.analysis.keep_alive_ack || tcp.flags.reset == 1",
     "window": "tcp.analysis.zero_window || tcp.analysis.zero_window_probe || tcp.analysis.window_update || tcp.analysis.window_full",
     "states": "tcp.flags.syn == 1 || tcp.flags.fin == 1 || tcp.flags.reset == 1",
+    # the annotated capture (lab/report/annotate.py): the frames tcplab wrote its reading and verdicts on
+    "annotated": 'frame.comment contains "tcplab"',
 }
 CAPTURE_SUFFIXES = (".pcap", ".pcapng")
 
@@ -32,7 +34,8 @@ def lab_json(lab: dict[str, Any], events: Optional[list[dict[str, Any]]] = None,
         "ended": lab.get("ended"), "queue_position": queue_position if lab["state"] == "queued" else None,
         "stage": lab.get("stage") or "", "error": lab.get("error") if lab["state"] == "failed" else None,
         "steps": picture.get("steps") or [], "hosts": picture.get("hosts") or [],
-        "verdict": lab.get("verdict"), "files": files, "filters": {f: display_filter(lab) for f in files if f.endswith(CAPTURE_SUFFIXES)},
+        "verdict": lab.get("verdict"), "files": files, "filters": {f: FILTERS["annotated"] if f.endswith("-annotated.pcapng") else display_filter(lab)
+                                                for f in files if f.endswith(CAPTURE_SUFFIXES)},
         "last_input": lab.get("last_input"), "last_packet": lab.get("last_packet"), "deleted": bool(lab.get("deleted")),
         "retry_of": lab.get("retry_of"),
     }
