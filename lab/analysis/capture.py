@@ -6,7 +6,6 @@ Scan it returns, with the reason.
 """
 from __future__ import annotations
 
-import gzip
 import socket
 import zlib
 from dataclasses import dataclass, field
@@ -82,16 +81,59 @@ class Scan:
         return self.scanner.connections
 
 
-def _open(path: Path):
+class _Gunzip:
+    """A gzip stream read as far as it goes: a file cut mid-stream (a capture copied while it was being
+    written, compressed on the fly) gives everything before the cut, and says where it broke. gzip's
+    own reader raises and drops what it had decompressed of the last read. Members one after another
+    (`cat a.gz b.gz`) read as one stream, as gunzip does."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.z = zlib.decompressobj(31)
+        self.buffer = b""
+        self.broken: Optional[str] = None
+        self.done = False
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n and not self.done:
+            chunk = self.raw.read(1 << 20)
+            try:
+                if not chunk:
+                    self.done = True
+                    if not self.z.eof:
+                        self.broken = "the compressed stream ends before its end marker"
+                    self.buffer += self.z.flush()
+                    break
+                self.buffer += self.z.decompress(chunk)
+                while self.z.eof and self.z.unused_data:  # another member follows
+                    rest = self.z.unused_data
+                    self.z = zlib.decompressobj(31)
+                    self.buffer += self.z.decompress(rest)
+            except zlib.error as e:
+                self.broken, self.done = f"the compressed stream is damaged ({e})", True
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_capture(path: Path):
+    """The file's bytes, decompressed where it is gzipped; `.broken` (on a gzip reader) says why it
+    ended early. A file that cannot be opened is a CaptureError."""
     try:
         f = open(path, "rb")
     except OSError as e:
         raise CaptureError(f"{path}: cannot open: {e.strerror}") from None
     head = f.read(2)
     f.seek(0)
-    if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    return f
+    return _Gunzip(f) if head == GZIP_MAGIC else f
 
 
 def scan(path: Path, keep_all: bool = True, frame_flags: bool = False,
@@ -103,15 +145,18 @@ def scan(path: Path, keep_all: bool = True, frame_flags: bool = False,
     path = Path(path)
     scanner = tcpscan.Scanner(ROWS, keep_all, frame_flags)
     pending = b""
-    with _open(path) as f:
+    if path.is_dir():
+        raise CaptureError(f"{path}: a folder, not a capture file")
+    with open_capture(path) as f:
         eof = False
         while not eof:
             try:
                 block = f.read(BLOCK)
-            except (OSError, EOFError, zlib.error) as e:  # a damaged or cut gzip stream: what came before stands
-                scanner.damaged = f"the compressed stream breaks off ({e})"
-                block = b""
+            except OSError as e:
+                raise CaptureError(f"{path}: cannot read: {e.strerror}") from None
             eof = not block
+            if eof and getattr(f, "broken", None) and not scanner.damaged:
+                scanner.damaged = f.broken
             data = pending + block if pending else block
             used = 0
             while True:

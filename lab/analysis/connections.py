@@ -6,7 +6,6 @@ of ten gigabytes keeps its handful of retransmissions and nothing else.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,16 +21,47 @@ KEEP_PER_CONNECTION = 50_000
 KEEP_IN_ALL = 1_000_000
 
 
-@dataclass
 class Connection:
-    """One connection: `number` counts from 0 in order of first appearance, as Wireshark's tcp.stream."""
+    """One connection: `number` counts from 0 in order of first appearance, as Wireshark's tcp.stream.
+    Its summary and endpoints are read from the scan when asked for, and its kept segments are a slice
+    of one table shared by all connections: a capture of a million connections costs little more than
+    the scanner's own few hundred bytes each."""
 
-    number: int
-    client: tuple[str, int]
-    server: tuple[str, int]
-    summary: dict
-    rows: dict = field(repr=False)  # the flagged segments' columns (lab/analysis/tcpscan.pyx's names)
-    dropped: int = 0  # flagged segments past KEEP_PER_CONNECTION, not kept
+    __slots__ = ("number", "_scan", "_store", "_start", "_end", "dropped", "_summary", "_ends")
+
+    def __init__(self, number: int, scan: Scan, store: dict, start: int, end: int, dropped: int):
+        self.number, self._scan, self._store, self._start, self._end = number, scan, store, start, end
+        self.dropped = dropped  # flagged segments past the caps below, counted and not kept
+        self._summary: Optional[dict] = None
+        self._ends: Optional[tuple] = None
+
+    @property
+    def rows(self) -> dict:
+        """The kept segments' columns (lab/analysis/tcpscan.pyx's names), views of the shared table."""
+        return {name: col[self._start:self._end] for name, col in self._store.items()}
+
+    @property
+    def kept(self) -> int:
+        return self._end - self._start
+
+    @property
+    def summary(self) -> dict:
+        if self._summary is None:
+            self._summary = self._scan.summary(self.number)
+        return self._summary
+
+    @property
+    def client(self) -> tuple[str, int]:
+        return self._endpoints()[0]
+
+    @property
+    def server(self) -> tuple[str, int]:
+        return self._endpoints()[1]
+
+    def _endpoints(self) -> tuple:
+        if self._ends is None:
+            self._ends = self._scan.endpoints(self.number)
+        return self._ends
 
     def __str__(self) -> str:
         return f"{self.client[0]}:{self.client[1]} -> {self.server[0]}:{self.server[1]}"
@@ -46,50 +76,66 @@ class Connection:
 
     def where(self, label: Optional[str] = None, sender: Optional[str] = None, wireshark: Optional[str] = None) -> np.ndarray:
         """Positions of the kept segments with a tcplab label, a Wireshark flag, from a sender."""
-        m = np.ones(len(self.rows["index"]), dtype=bool)
+        rows = self.rows
+        m = np.ones(self.kept, dtype=bool)
         if label is not None:
-            m &= (self.rows["labels"] & tf.BIT[label]) != 0
+            m &= (rows["labels"] & tf.BIT[label]) != 0
         if wireshark is not None:
-            m &= (self.rows["ws"] & (1 << WS_FLAGS.index(wireshark))) != 0
+            m &= (rows["ws"] & (1 << WS_FLAGS.index(wireshark))) != 0
         if sender is not None:
-            m &= self.rows["from_server"].astype(bool) == (sender == tf.SERVER)
+            m &= rows["from_server"].astype(bool) == (sender == tf.SERVER)
         return np.flatnonzero(m)
 
     def matches(self, a: tuple[str, int], b: tuple[str, int]) -> bool:
         return {self.client, self.server} == {a, b}
+
+    def eventful(self) -> int:
+        """How much a timer did here, cheaply (no findings worked out): the kept segments that are more
+        than a handshake or a FIN, and a RST counted twice. 0 for a connection with nothing to say."""
+        rows = self.rows
+        quiet = tf.BIT[tf.SYN_] | tf.BIT[tf.SYN_ACK] | tf.BIT[tf.FIN_] | tf.BIT[tf.DATA] | tf.BIT[tf.PURE_ACK]
+        busy = int(np.count_nonzero(rows["labels"] & ~quiet))
+        return busy + 2 * int(np.count_nonzero(rows["flags"] & 0x04)) + self.dropped
 
 
 def gather(path: Path, progress: Optional[Callable[[int], None]] = None,
            on_frames: Optional[Callable[[np.ndarray, np.ndarray], None]] = None) -> tuple[Scan, list[Connection]]:
     """Every connection of the file, in order of first appearance; each batch of (frame numbers,
     Wireshark flags) of every TCP frame to on_frames, if given."""
-    parts: dict[int, list[dict]] = {}
-    kept: dict[int, int] = {}
-    dropped: dict[int, int] = {}
-    sum_kept = [0]
+    batches: list[dict] = []
+    kept = np.zeros(0, dtype=np.int64)  # per connection
+    dropped = np.zeros(0, dtype=np.int64)
+    total = [0]
 
     def on_rows(rows: dict) -> None:
+        nonlocal kept, dropped
         conv = rows["conv"]
+        size = int(conv.max()) + 1
+        if size > len(kept):
+            kept = np.concatenate([kept, np.zeros(size - len(kept), dtype=np.int64)])
+            dropped = np.concatenate([dropped, np.zeros(size - len(dropped), dtype=np.int64)])
+        # each row's place among its connection's rows in this batch, to apply the caps to all at once
         order = np.argsort(conv, kind="stable")
-        values, starts = np.unique(conv[order], return_index=True)
-        ends = np.append(starts[1:], len(order))
-        for c, a, b in zip(values.tolist(), starts.tolist(), ends.tolist()):
-            take = order[a:b]
-            room = min(KEEP_PER_CONNECTION - kept.get(c, 0), KEEP_IN_ALL - sum_kept[0])
-            if room < len(take):
-                dropped[c] = dropped.get(c, 0) + len(take) - max(room, 0)
-                take = take[:max(room, 0)]
-            if len(take):
-                parts.setdefault(c, []).append({name: col[take] for name, col in rows.items()})
-                kept[c] = kept.get(c, 0) + len(take)
-                sum_kept[0] += len(take)
+        sorted_conv = conv[order]
+        first = np.searchsorted(sorted_conv, sorted_conv, side="left")
+        rank = np.empty(len(conv), dtype=np.int64)
+        rank[order] = np.arange(len(conv)) - first
+        keep = kept[conv] + rank < KEEP_PER_CONNECTION
+        keep &= np.cumsum(keep) + total[0] <= KEEP_IN_ALL
+        np.add.at(dropped, conv[~keep], 1)
+        np.add.at(kept, conv[keep], 1)
+        total[0] += int(keep.sum())
+        if keep.any():
+            batches.append({name: col[keep] for name, col in rows.items()})
 
     found = scan(path, keep_all=False, on_rows=on_rows, progress=progress, frame_flags=on_frames is not None, on_frames=on_frames)
-    out = []
-    for c in range(found.connections):
-        chunks = parts.get(c, [])
-        rows = ({name: np.concatenate([p[name] for p in chunks]) for name in chunks[0]} if chunks
-                else {name: col[:0].copy() for name, col in found.scanner.out.items()})
-        client, server = found.endpoints(c)
-        out.append(Connection(c, client, server, found.summary(c), rows, dropped.get(c, 0)))
-    return found, out
+    if batches:
+        table = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+        order = np.argsort(table["conv"], kind="stable")
+        table = {name: col[order] for name, col in table.items()}
+    else:
+        table = {name: col[:0].copy() for name, col in found.scanner.out.items()}
+    bounds = np.searchsorted(table["conv"], np.arange(found.connections + 1))
+    lost = np.zeros(found.connections, dtype=np.int64)
+    lost[:len(dropped)] = dropped[:found.connections]
+    return found, [Connection(c, found, table, int(bounds[c]), int(bounds[c + 1]), int(lost[c])) for c in range(found.connections)]

@@ -232,8 +232,18 @@ def _keepalive(v: _View, side: str) -> list[Finding]:
         when = f"{idle[0]:.3f} s" if len(idle) == 1 or max(idle) - min(idle) < 0.0005 else f"{min(idle):.3f}..{max(idle):.3f} s"
         lead = ("the first" if len(idle) == 1 else "each" if all(len(r) == 1 for r in runs)
                 else f"the first of each of {len(runs)} runs")
-        parts.append(f"{lead} {when} after the last segment received" + (
-            f" (KEEPIDLE {keepidle} s)" if keepidle else " (no whole-second KEEPIDLE fits: not Linux's keepalive timer?)"))
+        nearest = round(min(idle))
+        early = nearest - min(idle)
+        if nearest >= 1 and 0 < early < 0.05 and keepidle != nearest:
+            # a whole second just missed, early: Linux's timer never fires early, another stack's may
+            keepidle = None
+            note = (f" (about {nearest} s, {early * 1000:.0f} ms early for Linux's keepalive timer, which never fires "
+                    "early: another stack's timer)")
+        elif keepidle:
+            note = f" (KEEPIDLE {keepidle} s)"
+        else:
+            note = " (no whole-second KEEPIDLE fits: not Linux's keepalive timer?)"
+        parts.append(f"{lead} {when} after the last segment received" + note)
         settings["idle"] = idle[0]
         if keepidle:
             settings["keepidle"] = keepidle
@@ -351,13 +361,20 @@ def _retransmissions(v: _View, side: str, capture_end: Optional[float]) -> list[
         gaps = _gaps([sent] + times)
         parts = []
         if tlp:
-            parts.append(f"a tail loss probe {gaps[0]:.3f} s after the last send")
+            parts.append(f"a tail loss probe {gaps[0]:.3f} s after the last send"
+                         + (" (sooner than Linux's 10 ms floor for one: not its probe timer)" if gaps[0] < 0.010 else ""))
         rto_gaps = gaps[1:] if tlp else gaps
         if rto:
             since = "the probe" if tlp else "the last send"
             parts.append(f"1 RTO retransmission, {rto_gaps[0]:.3f} s after {since}" if len(rto) == 1 else
                          f"{len(rto)} RTO retransmissions: the first {rto_gaps[0]:.3f} s after {since}, then {_s(rto_gaps[1:10])} s apart")
-            parts[-1] += f" (an RTO of {rto_gaps[0] * 1000:.0f} ms" + (", doubling" if len(rto) > 1 else "") + ")"
+            doubles = len(rto_gaps) < 2 or all(DOUBLING[0] <= b / a <= DOUBLING[1] for a, b in zip(rto_gaps, rto_gaps[1:])
+                                                if a > 0 and b < km.TCP_RTO_MAX * 0.99)
+            if rto_gaps[0] < km.TCP_RTO_MIN - v.rtt - 0.002:
+                parts[-1] += (f" ({rto_gaps[0] * 1000:.0f} ms: sooner than Linux's 200 ms RTO floor; another stack's timer, "
+                              "a route's lowered rto_min, or no timer at all)")
+            else:
+                parts[-1] += f" (an RTO of {rto_gaps[0] * 1000:.0f} ms" + (", doubling" if len(rto) > 1 and doubles else "") + ")"
         settings: dict = {"tail_loss_probe": tlp, "rto_retransmissions": len(rto), "intervals": gaps}
         if rto:
             settings["rto"] = rto_gaps[0]
@@ -387,7 +404,9 @@ def _retransmissions(v: _View, side: str, capture_end: Optional[float]) -> list[
                     "last send" if i == 0 else "probe" if (tlp and i == 1) else "one before")
                 if n >= 2:  # each expiry twice the one before it
                     comments[int(v.frame[k])] += "; " + _model(_doubled(gaps[i - 1], 2, v.hz), v.rtt)
-        out.append(Finding("retransmission", side, f"the {side} resent after a timeout: " + "; ".join(p for p in parts if p),
+        timed_out = bool(rto_gaps) and rto_gaps[0] >= km.TCP_RTO_MIN - v.rtt - 0.002
+        out.append(Finding("retransmission", side, f"the {side} resent " + ("after a timeout: " if timed_out else "unacknowledged data: ")
+                           + "; ".join(p for p in parts if p),
                            v.frames(spell), model, settings, comments))
     return out
 
@@ -427,7 +446,7 @@ def _losses(v: _View, side: str) -> list[Finding]:
     fast = v.pick(tf.FAST_RETRANSMISSION, side)
     spurious = v.pick(tf.SPURIOUS_RETRANSMISSION, side)
     lost = v.pick(tf.LOST_SEGMENT, side)
-    dup = int(np.count_nonzero(v.pick(tf.DUPLICATE_ACK, tf.SERVER if side == tf.CLIENT else tf.CLIENT) >= 0))
+    dup = v.conn.summary["server" if side == tf.CLIENT else "client"]["duplicate_acks"]
     out = []
     if len(fast):
         out.append(Finding("fast_retransmission", side,
@@ -473,24 +492,26 @@ def _end(v: _View, capture_end: Optional[float]) -> list[Finding]:
         own = v.labels[since[v.server[since] == v.server[k]]]
         answered_syn = (v.flags[k] & ACK) and len(np.flatnonzero((v.labels[:k] & tf.BIT[tf.SYN_ACK]) != 0)) == 0 \
             and len(np.flatnonzero((v.labels[:k] & tf.BIT[tf.SYN_]) != 0)) > 0
-        prev = k - 1 if k > 0 else None
+        peer_frame, peer_ts = int(v.conn.rows["peer_frame"][k]), float(v.peer_ts[k])
+        at = int(np.searchsorted(v.frame, peer_frame))
+        peer_kept = at < len(v.frame) and int(v.frame[at]) == peer_frame  # the peer's last segment, if it was flagged
         if answered_syn:
             why = "to the SYN: nothing listens on that port (connection refused)"
-        elif (prev is not None and v.server[prev] != v.server[k] and not (v.flags[k] & ACK)
-              and v.ts[k] - v.ts[prev] < 0.1 and (v.labels[prev] & (tf.BIT[tf.KEEPALIVE] | tf.BIT[tf.DATA] | tf.BIT[tf.RETRANSMISSION]))):
+        elif peer_frame and not (v.flags[k] & ACK) and 0 <= v.ts[k] - peer_ts < 0.1:
             # Linux answers a segment for a connection it has no socket for with a bare RST (seq = the
             # segment's ACK, no ACK bit: tcp_v4_send_reset); an application's abort sends RST+ACK.
-            what = "keepalive probe" if v.labels[prev] & tf.BIT[tf.KEEPALIVE] else "segment"
-            why = (f"in answer to the {'client' if who == tf.SERVER else 'server'}'s {what} (frame {int(v.frame[prev])}): "
+            what = "keepalive probe" if peer_kept and v.labels[at] & tf.BIT[tf.KEEPALIVE] else "segment"
+            why = (f"in answer to the {'client' if who == tf.SERVER else 'server'}'s {what} (frame {peer_frame}): "
                    f"the {who} has no socket for this connection any more (half-open: it rebooted, or forgot it)")
         elif (own & tf.BIT[tf.KEEPALIVE]).any():
             why = "after its unanswered keepalive probes: keepalive gave up"
         elif (own & (tf.BIT[tf.RTO_RETRANSMISSION] | tf.BIT[tf.TAIL_LOSS_PROBE])).any():
-            why = "after its unanswered retransmissions (an application that gave up first: Linux's own abort sends no RST)"
+            why = ("after its unanswered retransmissions (on Linux an application's abort: Linux's own timeout sends no RST; "
+                   "Windows resets when it gives up)")
         elif len(fins) and fins[0] < k:
             why = "after a FIN (data arrived after close, or linger 0)"
         else:
-            why = "with no timer before it (an abort by the application: SO_LINGER 0, or a process killed)"
+            why = "with no timer before it (an application's abort: SO_LINGER 0, a process killed, or a firewall)"
         text = f"reset by the {who} at {v.at(k)}, {why}"
         return [Finding("end", who, text, [int(v.frame[k])], "", {"how": "rst", "by": who},
                         {int(v.frame[k]): f"RST from the {who}: {why}"})]

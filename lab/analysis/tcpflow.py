@@ -285,9 +285,10 @@ def resend_timers(from_server: np.ndarray, flags: np.ndarray, labels: np.ndarray
     resent = (labels & BIT[RETRANSMISSION]) != 0
     out |= np.where(syn_only & resent, BIT[SYN_RETRANSMISSION], 0)
 
-    # Resends of data or FIN, by spell: one side, no new acknowledgement from the peer since.
+    # Resends of data or FIN, by spell: one side, no new acknowledgement from the peer since. (A SYN-ACK
+    # sent again answers a SYN sent again, or its own timer: not the retransmission timer's.)
     fast = (labels & BIT[FAST_RETRANSMISSION]) != 0
-    candidates = np.flatnonzero(resent & ~syn_only & ~fast & ((flags & RST) == 0))
+    candidates = np.flatnonzero(resent & ((flags & SYN) == 0) & ~fast & ((flags & RST) == 0))
     spells: dict[tuple[bool, int], list[int]] = {}
     for k in candidates.tolist():
         spells.setdefault((bool(from_server[k]), int(peer_ack[k])), []).append(k)

@@ -186,6 +186,7 @@ cdef class Scanner:
     cdef long long[::1] o_seq, o_ack, o_flags, o_win, o_window, o_plen, o_rel_seq, o_rel_ack, o_labels, o_ws
     cdef long long[::1] o_wscale, o_mss, o_nxt_before, o_peer_ack
     cdef double[::1] o_nxt_time, o_prev_ts, o_peer_ts
+    cdef long long[::1] o_peer_frame
     cdef public dict out
     # per-frame Wireshark flags of every TCP frame (for a label per frame)
     cdef public bint frame_flags
@@ -216,13 +217,14 @@ cdef class Scanner:
                         from_server=np.empty(capacity, dtype=np.uint8), seq=i64(), ack=i64(), flags=i64(), win=i64(),
                         window=i64(), plen=i64(), rel_seq=i64(), rel_ack=i64(), labels=i64(), ws=i64(), wscale=i64(),
                         mss=i64(), nxt_before=i64(), nxt_time=np.empty(capacity, dtype=np.float64), peer_ack=i64(),
-                        prev_ts=np.empty(capacity, dtype=np.float64), peer_ts=np.empty(capacity, dtype=np.float64))
+                        prev_ts=np.empty(capacity, dtype=np.float64), peer_ts=np.empty(capacity, dtype=np.float64),
+                        peer_frame=i64())
         o = self.out
         self.o_index, self.o_ts, self.o_conv, self.o_from_server = o["index"], o["ts"], o["conv"], o["from_server"]
         self.o_seq, self.o_ack, self.o_flags, self.o_win, self.o_window = o["seq"], o["ack"], o["flags"], o["win"], o["window"]
         self.o_plen, self.o_rel_seq, self.o_rel_ack, self.o_labels, self.o_ws = o["plen"], o["rel_seq"], o["rel_ack"], o["labels"], o["ws"]
         self.o_wscale, self.o_mss, self.o_nxt_before, self.o_nxt_time, self.o_peer_ack = o["wscale"], o["mss"], o["nxt_before"], o["nxt_time"], o["peer_ack"]
-        self.o_prev_ts, self.o_peer_ts = o["prev_ts"], o["peer_ts"]
+        self.o_prev_ts, self.o_peer_ts, self.o_peer_frame = o["prev_ts"], o["peer_ts"], o["peer_frame"]
         self.f_index = np.empty(capacity if frame_flags else 1, dtype=np.int64)
         self.f_ws = np.empty(capacity if frame_flags else 1, dtype=np.int64)
 
@@ -796,6 +798,7 @@ cdef class Scanner:
             self.o_peer_ack[r] = rel_seq + <int>(peer_lastack - seq) if peer_acked else -1
             self.o_prev_ts[r] = prev_ts
             self.o_peer_ts[r] = peer_ts
+            self.o_peer_frame[r] = peer_frame
             self.rows += 1
 
     cdef int _wireshark(self, Conv* c, Dir* fwd, Dir* rev, unsigned int seq, unsigned int ack, long long seglen,

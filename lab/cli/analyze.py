@@ -20,12 +20,14 @@ from . import EXIT_OK
 
 # Pictures are drawn for this many connections at most (the most interesting ones).
 PLOTTED = 10
+# Connections read and shown without --all: the busiest this many.
+SHOWN = 50
 
 
 def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: Optional[str], kernel: str,
             all_: bool, annotate_out: Optional[str], labels_out: Optional[str] = None) -> int:
     path = Path(file)
-    if not path.is_file():
+    if not path.exists():
         raise LabError(f"{file}: no such file")
     if kernel not in KERNELS:
         raise LabError(f"--kernel {kernel}: use one of {', '.join(KERNELS)}")
@@ -48,17 +50,25 @@ def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: 
     unread = scan.skipped().get("a link type not read", 0)
     if scan.frames and unread == scan.frames:
         raise LabError(f"{file}: link type {', '.join(map(str, sorted(scan.links)))} is not one tcplab reads "
-                       "(it reads Ethernet, Linux cooked SLL and SLL2, raw IP, BSD loopback, 802.11 and radiotap)")
+                       "(it reads Ethernet, Linux cooked SLL and SLL2, raw IP, BSD loopback, PPP, Cisco HDLC, NFLOG, "
+                       "pflog, 802.11 with radiotap, Prism, AVS or PPI)")
     if wanted:
         every = [c for c in every if c.matches(*wanted)]
         if not every:
             raise LabError(f"--flow {flow}: no TCP connection between those two ends in {file}")
     hz, kernel = _results_folder(path, kernel)
-    read = [(c, _findings(c, kernel, scan.last_ts, hz)) for c in every]
+    if all_ or wanted:
+        candidates = every
+    else:
+        # Findings are worked out for the connections where something happened, the busiest first, at
+        # most SHOWN of them: a capture of a million connections is read in seconds, not hours.
+        busy = [(c.eventful(), c) for c in every]
+        candidates = [c for score, c in sorted((x for x in busy if x[0]), key=lambda x: (-x[0], x[1].number))[:SHOWN]]
+    read = [(c, _findings(c, kernel, scan.last_ts, hz)) for c in candidates]
     read.sort(key=lambda cf: report.interest(*cf))
     shown = read if (all_ or wanted) else [(c, f) for c, f in read if any(x.kind not in report.QUIET_KINDS or
                                                                           x.settings.get("how") == "rst" for x in f)]
-    report.print_text(path, scan, shown, len(read) - len(shown), kernel, hz)
+    report.print_text(path, scan, shown, len(every) - len(shown), kernel, hz)
     if not every:
         ui.console.print("no TCP segment in it")
     if json_out:

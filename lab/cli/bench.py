@@ -128,17 +128,28 @@ def lines(path: Path) -> int:
 
 
 def agreement(ours: Path, theirs: Path) -> tuple[int, int]:
-    """Frames whose flags are the same in both outputs, of all."""
+    """Frames whose flags are the same in both outputs, of all the frames either lists (joined on the
+    frame number: a frame one side lists and the other does not is a disagreement, and nothing shifts)."""
     names = tcpscan_flags()
-    same = total = 0
+
+    def ours_of(line: str) -> tuple[int, frozenset]:
+        frame, _, flags = line.rstrip("\n").partition("\t")
+        return int(frame), frozenset(filter(None, flags.split(",")))
+
+    def theirs_of(line: str) -> tuple[int, frozenset]:
+        cols = line.rstrip("\n").split("\t")
+        return int(cols[0]), frozenset(n for n, v in zip(names, cols[1:]) if v and v not in ("0", "False"))
+
     with open(ours) as a, open(theirs) as b:
-        for x, y in zip(a, b):
-            frame, _, flags = x.rstrip("\n").partition("\t")
-            cols = y.rstrip("\n").split("\t")
-            theirs_set = {n for n, v in zip(names, cols[1:]) if v and v not in ("0", "False")}
+        mine = dict(ours_of(line) for line in a if line.strip())
+        same = total = 0
+        for line in b:
+            if not line.strip():
+                continue
+            frame, flags = theirs_of(line)
             total += 1
-            same += frame == cols[0] and set(filter(None, flags.split(","))) == theirs_set
-    return same, total
+            same += mine.pop(frame, None) == flags
+    return same, total + len(mine)
 
 
 def repeated(path: Path, out: Path, times: int) -> int:
@@ -147,6 +158,8 @@ def repeated(path: Path, out: Path, times: int) -> int:
     import numpy as np
 
     data = path.read_bytes()
+    if data[:4] not in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        raise LabError(f"{path}: the tenfold figure needs a classic pcap (tcpdump -w): give --capture one, or let the bench capture")
     endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
     records = np.frombuffer(data, dtype=np.uint8, offset=24)
     starts, off, head = [], 0, struct.Struct(endian + "I")

@@ -8,11 +8,11 @@ bytes, time and interface; the comments are added, nothing else changes.
 """
 from __future__ import annotations
 
-import gzip
 import struct
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from ..analysis.capture import open_capture
 from ..errors import LabError
 
 MAGIC_NG = b"\x0a\x0d\x0d\x0a"
@@ -29,22 +29,13 @@ CHUNK = 1 << 20
 def annotate(src: Path, out: Path, comments: dict[int, list[str]]) -> int:
     """Writes `out` (pcapng) from `src` with comments[frame] on each frame (1-based); returns how many
     frames got a comment."""
-    with _open(src) as f, open(out, "wb") as w:
+    with open_capture(src) as f, open(out, "wb") as w:
         head = f.read(4)
         if head == MAGIC_NG:
             return _from_pcapng(f, head, w, comments)
         if head in PCAP_MAGIC:
             return _from_pcap(f, head, w, comments)
     raise LabError(f"{src}: not a pcap or pcapng file: nothing to annotate")
-
-
-def _open(path: Path) -> BinaryIO:
-    f = open(path, "rb")
-    if f.read(2) == b"\x1f\x8b":
-        f.seek(0)
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    f.seek(0)
-    return f
 
 
 def _option(code: int, value: bytes) -> bytes:

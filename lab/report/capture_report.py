@@ -46,7 +46,9 @@ def _both(a, b, fmt=str) -> str:
 def header(conn: Connection) -> list[str]:
     s = conn.summary
     c, sv = s["client"], s["server"]
-    rtt = f"{s['first_rtt'] * 1000:.3f} ms" if s["first_rtt"] else "not seen (no handshake)"
+    answered = sv["syn_seen"] if c["syn_seen"] else True  # the SYN answered, where a SYN was seen
+    rtt = (f"{s['first_rtt'] * 1000:.3f} ms" if s["first_rtt"] and answered
+           else "no SYN-ACK seen" if c["syn_seen"] else "not seen (no handshake)")
     sack = "both" if c["sack"] and sv["sack"] else "client only" if c["sack"] else "server only" if sv["sack"] else "no"
     ts = "both" if c["timestamps"] and sv["timestamps"] else "client only" if c["timestamps"] else "server only" if sv["timestamps"] else "no"
     scaled = c["wscale"] is not None and sv["wscale"] is not None
@@ -84,10 +86,11 @@ def print_text(path: Path, scan: Scan, shown: list[tuple[Connection, list[Findin
                 more = f" and {len(f.frames) - 12} more" if len(f.frames) > 12 else ""
                 say(f"      frames {', '.join(map(str, f.frames[:12]))}{more}")
         if conn.dropped:
-            say(f"    ({conn.dropped} flagged segments past the first {len(conn.rows['index'])} not kept)")
+            say(f"    ({conn.dropped} flagged segments past the first {conn.kept} not kept)")
     if hidden:
         say()
-        say(f"{hidden} more connection{'s' if hidden != 1 else ''} with nothing but a handshake, data and a close: --all shows them")
+        say(f"{hidden} more connection{'s' if hidden != 1 else ''} not shown (nothing but a handshake, data and a close, "
+            f"or past the {len(shown)} busiest): --all shows every one")
 
 
 def to_json(path: Path, scan: Scan, shown: list[tuple[Connection, list[Finding]]], kernel: str) -> dict:

@@ -79,13 +79,29 @@ def pcap_header(link: int) -> bytes:
     (b"GIF89a, a picture and not a capture at all", "not a pcap or pcapng file"),
     (pcap_header(1)[:16], "the file is truncated"),
     (pcap_header(147) + struct.pack("<IIII", 1, 0, 4, 4) + b"abcd", "link type 147 is not one tcplab reads"),
-    (b"\x1f\x8b" + b"\0" * 30, "the compressed stream breaks off"),
+    (b"\x1f\x8b" + b"\0" * 30, "the compressed stream is damaged"),
 ])
 def test_an_unreadable_file_is_one_line_and_exit_2(tmp_path, content, words):
     path = tmp_path / "bad.pcap"
     if content is not None:
         path.write_bytes(content)
     assert words in error_line(analyze(str(path)))
+
+
+def test_a_gzip_cut_midway_is_read_up_to_the_cut(tmp_path):
+    """A capture compressed on the fly and copied before it was finished: the frames before the cut."""
+    c = keepalive_abort([2.004, 3.008, 4.012], 5.016)
+    whole = gzip.compress(c.write(tmp_path / "k.pcap").read_bytes())
+    (tmp_path / "cut.pcap.gz").write_bytes(whole[: len(whole) * 3 // 4])
+    r = analyze(str(tmp_path / "cut.pcap.gz"), "--annotate", str(tmp_path / "cut.pcapng"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = " ".join(r.stdout.split())  # the terminal's width wraps warnings
+    assert "the compressed stream ends before its end marker" in said and "Traceback" not in r.stdout + r.stderr
+    assert (tmp_path / "cut.pcapng").stat().st_size > 100
+
+
+def test_a_folder_is_not_a_capture(tmp_path):
+    assert "a folder, not a capture file" in error_line(analyze(str(tmp_path)))
 
 
 @pytest.mark.parametrize("args, words", [

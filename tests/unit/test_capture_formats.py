@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP, fragment
@@ -255,12 +256,17 @@ def test_window_scaling_offered_by_one_side_is_off_for_both(tmp_path, syn_ws, sy
 
 
 def test_pcapng_and_gzip_read_as_the_pcap(tmp_path):
+    """The same capture as tshark -w writes it (pcapng), and gzipped: the same frames, the same flags."""
     c = eventful()
     path = c.write(tmp_path / "e.pcap")
-    (tmp_path / "e.pcap.gz").write_bytes(gzip.compress(path.read_bytes()))
+    subprocess.run(["tshark", "-r", str(path), "-F", "pcapng", "-w", str(tmp_path / "e.pcapng")], check=True, capture_output=True)
+    assert (tmp_path / "e.pcapng").read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    (tmp_path / "e.pcapng.gz").write_bytes(gzip.compress((tmp_path / "e.pcapng").read_bytes()))
     ours = [(int(s), int(w)) for s, w in zip(one_flow(path).table.index, one_flow(path).wireshark)]
-    gz = one_flow(tmp_path / "e.pcap.gz")
-    assert [(int(s), int(w)) for s, w in zip(gz.table.index, gz.wireshark)] == ours
+    for other in ("e.pcapng", "e.pcapng.gz"):
+        flow = one_flow(tmp_path / other)
+        assert [(int(s), int(w)) for s, w in zip(flow.table.index, flow.wireshark)] == ours
+        assert [round(float(t), 6) for t in flow.ts] == [round(float(t), 6) for t in one_flow(path).ts]
 
 
 def test_frames_that_are_not_tcp_are_counted_with_the_reason(tmp_path):
