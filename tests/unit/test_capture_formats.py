@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP, fragment
@@ -192,21 +193,25 @@ def test_ipv6_with_extension_headers(tmp_path):
 def test_a_short_snaplen_hides_no_payload_length(tmp_path):
     """tcpdump -s 54: headers only; every length comes from the IP header."""
     c = eventful()
-    path = tmp_path / "s.pcap"
-    full = tmp_path / "full.pcap"
-    c.write(full)
-    data = bytearray(full.read_bytes())
-    out, off = bytearray(data[:24]), 24
-    out[16:20] = struct.pack("<I", 54)
-    while off < len(data):
-        incl = struct.unpack_from("<I", data, off + 8)[0]
-        keep = min(incl, 54)
-        out += data[off:off + 8] + struct.pack("<II", keep, incl) + data[off + 16:off + 16 + keep]
-        off += 16 + incl
-    path.write_bytes(bytes(out))
+    full = c.write(tmp_path / "full.pcap")
+    path = snapped(full, tmp_path / "s.pcap", 54)
     assert [len(f) for f in tf.analyze_file(path)] == [len(f) for f in tf.analyze_file(full)]
     assert tf.analyze_file(path)[0].plen.sum() == tf.analyze_file(full)[0].plen.sum()
     agree(path)
+
+
+def snapped(full: Path, out: Path, snaplen: int) -> Path:
+    """A classic pcap written again as `tcpdump -s snaplen` would have captured it."""
+    data = full.read_bytes()
+    cut, off = bytearray(data[:24]), 24
+    cut[16:20] = struct.pack("<I", snaplen)
+    while off < len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        keep = min(incl, snaplen)
+        cut += data[off:off + 8] + struct.pack("<II", keep, incl) + data[off + 16:off + 16 + keep]
+        off += 16 + incl
+    out.write_bytes(bytes(cut))
+    return out
 
 
 def test_sequence_numbers_wrap_past_two_to_the_32(tmp_path):

@@ -16,7 +16,7 @@ from scapy.packet import Raw
 from lab.analysis import capture
 from lab.analysis import tcpflow as tf
 from tests.pcapbuild import MACS, Conversation
-from tests.unit.test_capture_formats import agree, eventful, raw_pcap
+from tests.unit.test_capture_formats import agree, eventful, raw_pcap, snapped
 
 
 def frames(c: Conversation, wrap) -> list[tuple[float, bytes]]:
@@ -132,15 +132,7 @@ def test_a_snaplen_cutting_into_the_options_hides_the_flags_but_not_the_state(tm
     for p in c.packets:
         p[TCP].options = (p[TCP].options or []) + [("NOP", None), ("NOP", None), ("Timestamp", (1, 0))]
     full = c.write(tmp_path / "full.pcap")
-    path = tmp_path / "cut.pcap"
-    data = full.read_bytes()
-    out, off = bytearray(data[:24]), 24
-    while off < len(data):
-        incl = struct.unpack_from("<I", data, off + 8)[0]
-        keep = min(incl, 60)
-        out += data[off:off + 8] + struct.pack("<II", keep, incl) + data[off + 16:off + 16 + keep]
-        off += 16 + incl
-    path.write_bytes(bytes(out))
+    path = snapped(full, tmp_path / "cut.pcap", 60)
     assert agree(full)["duplicate_ack"] == 3
     assert sum(agree(path, at_least=1).values()) == 1  # only the RST's flag is left to show
 
