@@ -1,2 +1,3 @@
-"""What a results folder's captures and traces mean: the pcap reader, TCP segment labels, the kernel
-model of the timers, state-trace parsing, and the view checks, plots and measures read a folder by."""
+"""What captures and traces mean: the compiled scanner that streams a capture (Wireshark's TCP analysis,
+packet by packet), TCP segment labels and the timers behind them, each connection's findings against
+the kernel model of the timers, state-trace parsing, and the view checks, plots and measures read a folder by."""
