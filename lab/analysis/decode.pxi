@@ -40,6 +40,7 @@ cdef enum:
     V6_NO_LENGTH = -8     # IPv6 payload length 0 without a jumbo option: Wireshark 4.0 does not read on
     BAD_IP_OPTION = -9    # an IPv4 option Wireshark's dissector throws on: it reads no TCP after it
     QUOTED = 3            # a TCP header in an ICMP error (decode returned it with k.quoted)
+    SHORT_SEGMENT = 4     # a TCP header longer than its IP packet says: Wireshark shows its flags, analyses nothing
     PIECE = 2             # an IP fragment: its part of the datagram is in the Pkt's frag fields
     LINK_UNREAD = -4      # a link type this reader does not know
     PROTECTED = -5        # encrypted 802.11, or a tunnel this reader does not open
@@ -48,10 +49,11 @@ cdef enum:
 SKIP_REASONS = {
     NOT_IP: "not IP", NOT_TCP: "IP but not TCP", CUT_SHORT: "headers cut short by the snaplen",
     FRAGMENT: "IP fragments (a datagram is read at the fragment that completes it)", LINK_UNREAD: "a link type not read",
-    BAD_HEADER: "TCP headers shorter than 20 bytes or longer than their IP packet",
+    BAD_HEADER: "TCP headers shorter than 20 bytes and longer than their IP packet",
     V6_NO_LENGTH: "IPv6 packets of payload length 0 (offload; Wireshark 4.0 does not read them)",
     BAD_IP_OPTION: "IPv4 options too short for their kind",
     QUOTED: "TCP headers quoted in ICMP errors (their RST flag shown, not analysed)",
+    SHORT_SEGMENT: "TCP headers longer than their IP packet (their RST flag shown, not analysed)",
     PROTECTED: "encrypted or unknown tunnel payload", TOO_DEEP: "tunnels nested too deep",
 }
 
@@ -74,6 +76,7 @@ cdef struct Pkt:
     const unsigned char* opts # the TCP options, within the captured bytes
     int optlen
     bint opts_cut             # the capture ends inside the TCP header: Wireshark's option parsing throws
+    bint bogus                # a TCP header length under 20: analysed, nothing shown
     bint quoted               # a TCP header quoted in an ICMP error: no analysis, only its flags shown
     const unsigned char* frame  # the record's first byte, and its length on the wire (the reported length)
     Py_ssize_t wire
@@ -96,8 +99,12 @@ cdef int decode_tcp(const unsigned char* p, Py_ssize_t n, long long ip_payload, 
     if n < 20:
         return CUT_SHORT
     cdef int thl = (p[12] >> 4) * 4
-    if thl < 20 or ip_payload < thl:
-        return BAD_HEADER
+    if ip_payload < thl:  # Wireshark's "short segment": no analysis; the flags shown, unless the length is bogus too
+        k.flags = p[13]
+        return SHORT_SEGMENT if thl >= 20 else BAD_HEADER
+    # A header length under 20 is bogus: Wireshark has analysed the segment by then (its length taken
+    # from that header length), and gives up before it shows any flag.
+    k.bogus = thl < 20
     k.sport = be16(p)
     k.dport = be16(p + 2)
     k.seq = be32(p + 4)

@@ -519,10 +519,11 @@ cdef class Scanner:
         k.wire = wire
         k.quoted = False
         k.opts_cut = False
+        k.bogus = False
         cdef int why = decode_link(link, p, n, &k)
         if why == PIECE:
             why = self._piece(&k)
-        if why == QUOTED:
+        if why == QUOTED or why == SHORT_SEGMENT:
             self._skip(why)
             if self.frame_flags:
                 self.f_index[self.frame_rows] = self.frames
@@ -773,7 +774,7 @@ cdef class Scanner:
             r = self.frame_rows
             self.f_index[r] = self.frames
             # what tshark shows: nothing of the analysis where its option dissection threw
-            self.f_ws[r] = (ws & W_RESET) if throws else ws
+            self.f_ws[r] = 0 if k.bogus else (ws & W_RESET) if throws else ws
             self.frame_rows += 1
         if self.keep_all or ws & ~W_DUPLICATE_ACK or labels & (L_SYN | L_SYN_ACK | L_FIN | L_RST):
             r = self.rows

@@ -178,3 +178,14 @@ def test_modified_pcap_is_read(tmp_path):
             f.write(struct.pack("<IIIIIHBB", int(t), int(round((t % 1) * 1e6)), len(b), len(b), 1, 0x0800, 0, 0) + b)
     assert len(tf.analyze_file(path)[0]) == len(c.packets)
     agree(path)
+
+
+@pytest.mark.parametrize("thl, shown", [(4, False), (15, True)])  # 16 bytes of header: bogus, analysed; 60 in a 40-byte IP packet: short
+def test_tcp_headers_wireshark_cannot_analyse(tmp_path, thl, shown):
+    c = eventful()
+    rst = c.packets[-1]
+    bad = bytearray(bytes(rst))
+    bad[14 + 20 + 12] = (thl << 4) | (bad[14 + 20 + 12] & 0x0F)
+    path = raw_pcap(tmp_path / "h.pcap", 1, frames(c, bytes)[:-1] + [(float(rst.time), bytes(bad))])
+    flagged = agree(path)
+    assert flagged["reset"] == (1 if shown else 0)
