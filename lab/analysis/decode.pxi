@@ -64,6 +64,8 @@ cdef enum:
     GTPU_PORT = 2152
     TEREDO_PORT = 3544
     GRE_UDP_PORT = 4754
+    L2TP_PORT = 1701
+    AYIYA_PORT = 5072
 
 cdef struct Pkt:
     int family                # 4 or 6
@@ -333,7 +335,48 @@ cdef int decode_udp_tunnel(const unsigned char* p, Py_ssize_t n, Pkt* k, int dep
         return NOT_TCP
     if dport == GRE_UDP_PORT:
         return decode_gre(p + 8, n - 8, k, depth)
+    if (dport == L2TP_PORT or sport == L2TP_PORT) and n >= 8 + 6:
+        return decode_l2tp(p + 8, n - 8, k, depth)
+    if (dport == AYIYA_PORT or sport == AYIYA_PORT) and n >= 8 + 8:
+        off = 8 + 8 + (1 << (p[8] >> 4)) + (p[9] >> 4) * 4  # the identity's and the signature's lengths
+        if (p[10] & 0x0F) != 1 or off > n:  # only "forward" carries a packet
+            return NOT_TCP
+        if p[11] == 4:
+            return decode_ipv4(p + off, n - off, k, depth)
+        if p[11] == 41:
+            return decode_ipv6(p + off, n - off, k, depth)
+        return NOT_TCP
     return NOT_TCP
+
+
+cdef int decode_l2tp(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:
+    """An L2TPv2 data message (RFC 2661): its optional length, the tunnel and session, optional
+    sequence numbers and offset, then PPP in HDLC-like framing."""
+    cdef unsigned int control = be16(p)
+    cdef Py_ssize_t off = 2
+    if (control & 0x0F) != 2 or control & 0x8000:  # not version 2, or a control message
+        return NOT_TCP
+    if control & 0x4000:
+        off += 2
+    off += 4  # tunnel and session ids
+    if control & 0x0800:
+        off += 4
+    if control & 0x0200:
+        if off + 2 > n:
+            return CUT_SHORT
+        off += 2 + be16(p + off)
+    if off + 2 > n:
+        return CUT_SHORT
+    p += off
+    n -= off
+    if n >= 2 and p[0] == 0xFF and p[1] == 0x03:
+        p += 2
+        n -= 2
+    if n < 2:
+        return CUT_SHORT
+    if p[0] & 1:
+        return decode_ppp_protocol(p[0], p + 1, n - 1, k, depth)
+    return decode_ppp_protocol(be16(p), p + 2, n - 2, k, depth)
 
 
 cdef int decode_gre(const unsigned char* p, Py_ssize_t n, Pkt* k, int depth) noexcept nogil:

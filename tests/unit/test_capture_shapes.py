@@ -41,6 +41,8 @@ def as_v6(p):
     ("GTP-U", lambda p: outer_udp(2152, struct.pack(">BBHI", 0x30, 0xFF, len(bytes(p[IP])), 7) + bytes(p[IP]))),
     ("Teredo", lambda p: outer_udp(3544, bytes(as_v6(p)))),
     ("GRE in UDP", lambda p: outer_udp(4754, struct.pack(">HH", 0, 0x0800) + bytes(p[IP]))),
+    ("L2TPv2", lambda p: outer_udp(1701, struct.pack(">HHHH", 0x4002, 12 + len(bytes(p[IP])), 7, 9) + b"\xff\x03\x00\x21" + bytes(p[IP]))),
+    ("AYIYA", lambda p: outer_udp(5072, struct.pack(">BBBBI", 0x41, 0x00, 0x01, 41, 0) + b"\0" * 16 + bytes(as_v6(p)))),
     ("ERSPAN type I", lambda p: eth(IP(src="192.0.2.1", dst="192.0.2.2") / GRE(proto=0x88BE) / Ether(**MACS) / p[IP])),
     ("EoMPLS without a control word", lambda p: bytes(Ether(type=0x8847, **MACS)) + struct.pack(">I", (16 << 12) | 0x100 | 64)
      + bytes(Ether(src="00:1b:21:00:00:01", dst="00:0c:29:00:00:02") / p[IP])),  # Intel and VMware: vendors Wireshark knows
