@@ -251,7 +251,7 @@ def _analyzer(seconds: float, capture: Optional[str]) -> None:
         theirs_s, theirs_mem = tshark_run(path, theirs_out)
         m = lines(theirs_out)
         same, total = agreement(ours_out, theirs_out)
-        ui.step(f"tenfold: the capture repeated ten times over, one long connection, for memory that does not grow")
+        ui.step("tenfold: the capture repeated ten times over, one long connection, for memory that does not grow")
         big = Path(tmp) / "tenfold.pcap"
         size = repeated(path, big, 10)
         big_s, big_mem = analyzer_run(big, Path(tmp) / "tenfold.txt")
