@@ -617,6 +617,10 @@ cdef int decode_link(int link, const unsigned char* p, Py_ssize_t n, Pkt* k) noe
         if p[0] & 1:
             return decode_ppp_protocol(p[0], p + 1, n - 1, k, 0)
         return decode_ppp_protocol(be16(p), p + 2, n - 2, k, 0)
+    if link == LINK_PPP_ETHER:  # PPPoE as BSD captures it: the session header, then PPP's protocol
+        if n < 8:
+            return CUT_SHORT
+        return decode_ppp_protocol(be16(p + 6), p + 8, n - 8, k, 0)
     if link == LINK_C_HDLC:  # Cisco HDLC: address, control, then an ethertype
         if n < 4:
             return CUT_SHORT

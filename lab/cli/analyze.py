@@ -50,7 +50,7 @@ def analyze(file: str, flow: Optional[str], json_out: Optional[str], plots_dir: 
     unread = scan.skipped().get("a link type not read", 0)
     if scan.frames and unread == scan.frames:
         raise LabError(f"{file}: link type {', '.join(map(str, sorted(scan.links)))} is not one tcplab reads "
-                       "(it reads Ethernet, Linux cooked SLL and SLL2, raw IP, BSD loopback, PPP, Cisco HDLC, NFLOG, "
+                       "(it reads Ethernet, Linux cooked SLL and SLL2, raw IP, BSD loopback, PPP, PPPoE, Cisco HDLC, NFLOG, "
                        "pflog, 802.11 with radiotap, Prism, AVS or PPI)")
     if wanted:
         every = [c for c in every if c.matches(*wanted)]

@@ -56,6 +56,13 @@ def test_tunnels_wireshark_opens(tmp_path, name, wrap):
     agree(path)
 
 
+def test_pppoe_as_bsd_captures_it(tmp_path):
+    c = eventful()
+    path = raw_pcap(tmp_path / "p.pcap", 51, frames(c, lambda p: struct.pack(">BBHHH", 0x11, 0, 1, len(bytes(p[IP])) + 2, 0x21) + bytes(p[IP])))
+    assert len(tf.analyze_file(path)[0]) == len(c.packets)
+    agree(path)
+
+
 def test_a_vlan_tag_after_a_linux_cooked_header(tmp_path):
     c = eventful()
     path = raw_pcap(tmp_path / "s.pcap", 113, frames(c, lambda p: bytes(CookedLinux(pkttype=0, lladdrtype=1, proto=0x8100) / Dot1Q(vlan=7) / p[IP])))
