@@ -77,6 +77,21 @@ cdef enum:
 cdef unsigned long long FAST_RETRANSMIT_WITHIN = 20000000
 cdef unsigned long long DEFAULT_REORDER_WINDOW = 3000000
 
+cdef struct Unwrapped:
+    bint seen
+    unsigned int last           # the last raw 32-bit value
+    long long rel               # its unwrapped relative value
+
+
+cdef inline long long unwrap(Unwrapped* u, unsigned int raw, unsigned int base) noexcept nogil:
+    """A 32-bit sequence number as a relative one that keeps growing past 2**32 (a flow can carry more
+    than 4 GB): the step from the last one, taken as signed; the first one relative to `base`."""
+    u.rel = u.rel + <int>(raw - u.last) if u.seen else <long long>(<unsigned int>(raw - base))
+    u.last = raw
+    u.seen = True
+    return u.rel
+
+
 cdef struct Dir:
     # Wireshark's per-direction state (tcp_flow_t and tcp_analyze_seq_flow_info_t)
     bint base_set
@@ -93,12 +108,8 @@ cdef struct Dir:
     int dupacknum               # -1 after an ACK of unseen data (unsigned in Wireshark: counts as many)
     int mp_snap                 # the connection's MPTCP option kinds as this side's last segment found them
     # tcplab's own: unwrapped relative numbers, and the summary
-    long long last_rel_seq
-    unsigned int last_seq
-    bint seq_seen
-    long long last_rel_ack
-    unsigned int last_ack_raw
-    bint ack_seen
+    Unwrapped seqs             # this side's sequence numbers, relative to its base
+    Unwrapped acks             # its acknowledgements, relative to the peer's base
     long long scaled_window     # the last window, scaled (-1: none yet)
     long long packets
     long long payload
@@ -120,7 +131,6 @@ cdef struct Conv:
     long long first_rtt         # ns; 0: not known (a first RTT of exactly 0 stays unknown, as in Wireshark)
     double first_ts
     double last_ts
-    int syn_scale_missing       # a SYN (or SYN-ACK) was seen without the window scale option
     int mp_ops                  # MPTCP option subtypes seen on the connection, a bit each (Wireshark's mp_operations)
 
 
@@ -583,7 +593,7 @@ cdef class Scanner:
         if (k.flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK):
             if fwd.base_set and k.seq != fwd.base_seq:
                 fwd.base_seq = k.seq
-                fwd.seq_seen = False
+                fwd.seqs.seen = False
                 ws[0] |= W_REUSED_PORTS
             return ci
         if not fwd.base_set:
@@ -674,29 +684,15 @@ cdef class Scanner:
         if not rev.base_set and has_ack:
             rev.base_seq = ack - 1
             rev.base_set = True
-        cdef long long rel_seq, rel_ack = 0
-        if fwd.seq_seen:
-            rel_seq = fwd.last_rel_seq + <int>(seq - fwd.last_seq)
-        else:
-            rel_seq = <long long>(<unsigned int>(seq - fwd.base_seq))
-        fwd.last_rel_seq = rel_seq
-        fwd.last_seq = seq
-        fwd.seq_seen = True
-        if has_ack:
-            if fwd.ack_seen:
-                rel_ack = fwd.last_rel_ack + <int>(ack - fwd.last_ack_raw)
-            else:
-                rel_ack = <long long>(<unsigned int>(ack - rev.base_seq))
-            fwd.last_rel_ack = rel_ack
-            fwd.last_ack_raw = ack
-            fwd.ack_seen = True
+        cdef long long rel_seq = unwrap(&fwd.seqs, seq, fwd.base_seq)
+        cdef long long rel_ack = unwrap(&fwd.acks, ack, rev.base_seq) if has_ack else 0
 
         # What tcplab reads beside Wireshark's flags: SND.NXT before this segment and when it was set,
         # the peer's last acknowledgement.
         cdef unsigned int nxt0 = fwd.nextseq
         cdef double nxt_time0 = fwd.nextseqtime / 1e9
         cdef unsigned int peer_lastack = rev.lastack
-        cdef bint peer_acked = rev.ack_seen
+        cdef bint peer_acked = rev.acks.seen
         cdef long long peer_window = rev.scaled_window
 
         ws |= self._wireshark(c, fwd, rev, seq, ack, seglen, flags, k.win, ts)
