@@ -10,10 +10,53 @@ from ..errors import LabError
 SBIN = "/usr/sbin:/sbin"
 
 
+# Bits of the capability sets in /proc/self/status (linux/capability.h).
+NEEDED_CAPABILITIES = {"NET_ADMIN": 12, "SYS_ADMIN": 21}
+
+
 def require_root(task: str) -> None:
     if os.geteuid() != 0:
         invoke = os.path.join(os.path.dirname(sys.executable), "invoke")
         raise LabError(f"tcplab needs root to create namespaces and firewall rules: run `sudo {invoke} {task}` (or `sudo ./bootstrap {task}`)")
+    problem = capability_problem(_read("/proc/self/status"), _apparmor_profile(), in_container())
+    if problem:
+        raise LabError(problem)
+
+
+def capability_problem(status: str, apparmor: str, container: bool) -> str | None:
+    """Why root here still cannot make namespaces (a container without the capabilities, or under
+    Docker's AppArmor profile, which denies mount), as one line with the fix; None if it can."""
+    effective = 0
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            effective = int(line.split()[1], 16)
+    missing = [name for name, bit in NEEDED_CAPABILITIES.items() if not effective >> bit & 1]
+    if missing:
+        fix = ("run the container with " + " ".join(f"--cap-add {name}" for name in missing) if container
+               else "run it as root with every capability (not under capsh or a restricted service)")
+        return (f"tcplab needs the capabilities NET_ADMIN and SYS_ADMIN to make network namespaces, "
+                f"and lacks {' and '.join(missing)}: {fix}")
+    if apparmor.startswith("docker-default") and "enforce" in apparmor:
+        # docker-default says `deny mount,`, and `ip netns add` mounts; only another profile lifts it.
+        return ("tcplab makes network namespaces, which mount, and Docker's AppArmor profile (docker-default) "
+                "denies mount: run the container with --security-opt apparmor=unconfined as well")
+    return None
+
+
+def in_container() -> bool:
+    return bool(os.environ.get("TCPLAB_IMAGE")) or os.path.exists("/.dockerenv")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _apparmor_profile() -> str:
+    return (_read("/proc/self/attr/apparmor/current") or _read("/proc/self/attr/current")).strip()
 
 
 def require_tools(tools: dict[str, str]) -> None:

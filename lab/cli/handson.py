@@ -3,6 +3,9 @@ the lab's hosts, with tcplab watching. What each does is lab/session/handson.py'
 lab/handson/keeper.py); here are the steps, the live view and the verdict on the terminal."""
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import textwrap
 import time
 from typing import Optional, Sequence
@@ -27,6 +30,37 @@ def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory
         ui.error(str(e))
         return EXIT_INTERRUPTED
     _print_steps(rec, intro=True)
+    if in_image_as_main_command():
+        return _hold(rec)
+    return EXIT_OK
+
+
+def in_image_as_main_command() -> bool:
+    """`docker run … tcplab/tcplab start`: this process is what the container runs (under tini), and
+    its lab's namespaces live only as long as the container does."""
+    return bool(os.environ.get("TCPLAB_IMAGE")) and os.getppid() in (0, 1)
+
+
+def _hold(rec: record.Record) -> int:
+    """Keeps the container (and so the lab) alive until the lab is finished from another terminal;
+    Ctrl-C or `docker stop` here finishes and judges it, so the results reach the mounted folder."""
+    me = socket.gethostname()  # a container's hostname is its ID, which `docker exec` takes
+    ui.console.print(f"[bold]This container holds lab {escape(rec.lab)}.[/bold] In another terminal: "
+                     f"`docker exec -it {me} tcplab shell HOST`; at the end `docker exec {me} tcplab finish` "
+                     f"(results in /results), or Ctrl-C here finishes and judges it.", soft_wrap=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while handson.keeper_alive(rec):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `docker stop` sends it again; finishing takes a few seconds
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return finish(rec.lab, None, False)
+    ui.console.print(f"lab {rec.lab} is finished; the container ends")
     return EXIT_OK
 
 

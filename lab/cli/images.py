@@ -7,7 +7,7 @@ from ..backends.preflight import require_root
 from ..errors import LabError
 from . import EXIT_OK
 
-BUILDERS = {"host": images_mod.ensure, "ssh-vm": images_mod.ensure_ssh_vm}
+BUILDERS = {"host": images_mod.ensure, "ssh-vm": images_mod.ensure_ssh_vm, "tcplab": images_mod.ensure_tcplab}
 
 
 def images(rebuild: bool, image: str = "host") -> int:

@@ -98,7 +98,8 @@ def load(lab: str) -> Optional[Record]:
 def ask_finish(lab: str, folder: Path, keep: bool) -> None:
     path = state_dir(lab) / REQUEST
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"folder": str(folder), "keep": keep}))
+    # The keeper works from another folder (the repository): a relative path would land elsewhere.
+    tmp.write_text(json.dumps({"folder": str(folder.absolute()), "keep": keep}))
     os.replace(tmp, path)
 
 

@@ -1,13 +1,14 @@
 """What a run leaves in its results folder's manifest.json (lab/results/manifest.py reads it).
 
 Written when the lab is up (exercise, parameters, the resolved `{name}` variables, backend, topology
-and addresses, kernel release and HZ, the per-host TCP sysctls, tool versions, and the checks, plots
+and addresses, where it ran (this machine or a Swarm node), kernel release and HZ, the per-host TCP sysctls, tool versions, and the checks, plots
 and measures with their arguments as templates), so a run cut short still has one; then again when
 the run ends (its timeline as it ran, programs, captures, impairments, the state trace, and why it
 stopped early if it did).
 """
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -32,6 +33,7 @@ def start(ex: Exercise, lab: str, backend: Backend, folder: Path) -> dict[str, A
         "title": ex.title,
         "lab": lab,
         "backend": backend.name,
+        "engine": engine(),
         "parameters": ex.values,
         "variables": ex.variables,
         "addresses": ex.addresses,
@@ -48,6 +50,15 @@ def start(ex: Exercise, lab: str, backend: Backend, folder: Path) -> dict[str, A
     }
     write_json(folder / MANIFEST, manifest)
     return manifest
+
+
+def engine() -> dict[str, str]:
+    """Where the lab ran: {name: local}, or on a Swarm node, whose ID and hostname the service's
+    environment carries (Swarm fills its {{.Node.ID}} and {{.Node.Hostname}} templates in)."""
+    node_id = os.environ.get("TCPLAB_SWARM_NODE_ID")
+    if not node_id:
+        return {"name": "local"}
+    return {"name": "swarm", "node_id": node_id, "node_hostname": os.environ.get("TCPLAB_SWARM_NODE_HOSTNAME", "")}
 
 
 def finish(folder: Path, manifest: dict[str, Any], summary: dict[str, Any], error: Optional[str]) -> None:
