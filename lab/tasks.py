@@ -43,15 +43,25 @@ def _run(command: str, *args) -> None:
         "keep": "leave the lab up after the run, to look around; remove it with `invoke down`",
         "kernels": "run on several kernels and compare: a comma list of host (this machine's, in namespaces), bookworm "
                    "(Debian 12's 6.1) and trixie (Debian 13's 6.12), in VMs (`invoke vms`), e.g. --kernels host,bookworm",
+        "engine": "local (this machine, the default) or swarm: the lab runs as a job of the tcplab image on a node of the "
+                  "Docker Swarm that the local daemon manages (namespaces inside the job's container), its results come back here",
     },
 )
 def up(c, exercise, lab="tcplab", backend="netns", set_=None, results=None, keep=False, inventory=None,
-       accept_new_host_keys=False, kernels=None):
+       accept_new_host_keys=False, kernels=None, engine="local"):
     """Bring a lab up, run the exercise, collect captures and logs, check them, tear down (once per value of a sweep,
     or per kernel with --kernels).
 
     Exit status: 0 every check passed, 1 a check failed, 2 bad input or environment, 130 interrupted.
     """
+    if engine not in ("local", "swarm"):
+        raise Exit(f"error: --engine {engine!r}: local or swarm", code=EXIT_BAD_INPUT)
+    if engine == "swarm":
+        if backend != "netns" or inventory or keep or accept_new_host_keys or kernels is not None:
+            raise Exit("error: --engine swarm runs the lab on namespaces inside a container on a Swarm node: leave out --backend, "
+                       "--inventory, --keep, --accept-new-host-keys and --kernels", code=EXIT_BAD_INPUT)
+        _run("up.up_swarm", exercise, lab, set_ or [], results)
+        return
     if kernels is not None:
         if backend != "netns" or inventory or keep or accept_new_host_keys:
             raise Exit("error: --kernels chooses the machines itself (namespaces for host, VMs for the others): "
@@ -227,6 +237,22 @@ def vms(c, action, name=None, count=2, kernel="bookworm", accel="auto", all=Fals
 
 @task(
     help={
+        "action": "up (start the Swarm), down (remove it), status (list the sandboxes and their nodes)",
+        "name": "the sandbox's name, up to 8 letters and digits (default local)",
+        "nodes": "up: how many nodes, the first the manager (default 2)",
+    },
+)
+def swarm(c, action, name="local", nodes=2):
+    """A Docker Swarm on this machine alone, to try and test `--engine swarm`: Docker daemons of tcplab's own, each in
+    namespaces of its own, joined as one manager and workers. The machine's own daemon is never put in Swarm mode.
+
+    `up` prints the DOCKER_HOST that makes `invoke up … --engine swarm` and `invoke serve --engine swarm` use it.
+    """
+    _run("swarm.swarm", action, name, int(nodes))
+
+
+@task(
+    help={
         "listen": "ADDRESS:PORT to serve on (default 127.0.0.1:8080; another address than loopback warns without TLS)",
         "class_": "class file (YAML): the class's students, the exercises offered, per-student variants (docs/lab-server.md). "
                   "Without it, one user: the instructor",
@@ -268,3 +294,5 @@ def main() -> None:
             from .cli import handover
 
             handover.results_to_their_owner()
+            if os.environ.get("TCPLAB_SHIP_RESULTS"):
+                handover.ship(os.environ["TCPLAB_SHIP_RESULTS"])

@@ -1,17 +1,22 @@
-"""Hands the results folder to the person who ran the container.
+"""Hands the results folder to the person who ran the container, or to the server that placed the
+lab on a Swarm node.
 
 Inside the tcplab image everything runs as root (namespaces need it), so what a command writes
 under the mounted results/ would be root's on the host. After each command, what root owns there
 goes to the owner of results/ itself (the host user who made the folder), or to TCPLAB_OWNER
-("uid:gid", for a folder Docker made as root because it did not exist yet).
+("uid:gid", for a folder Docker made as root because it did not exist yet). A lab placed on a Swarm
+node (lab/swarm/jobs.py) has TCPLAB_SHIP_RESULTS name its folder, which is written to the output,
+where the service's logs carry it back (lab/swarm/shipping.py).
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from ..errors import LabError
 from ..results.folder import RESULTS_ROOT
+from ..swarm import shipping
 
 
 def owner(root: Path, setting: str | None) -> tuple[int, int] | None:
@@ -52,3 +57,13 @@ def results_to_their_owner(root: Path = RESULTS_ROOT) -> None:
                 os.chown(root, *who)
         except OSError:
             pass
+
+
+def ship(folder: str) -> None:
+    path = Path(folder)
+    if not path.is_dir():
+        return  # the run stopped before it made one: the job's end says why
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.stdout.write("".join(line + "\n" for line in shipping.pack(path)))
+    sys.stdout.flush()

@@ -1,0 +1,158 @@
+"""One lab as a Swarm job: `docker service create --mode replicated-job` of the tcplab image running
+`tcplab up …` on the netns backend, placed by Swarm's scheduler on a node that holds the image, with
+the capabilities namespaces need and a reservation so a node is not overfilled; its output followed
+through the service's logs (progress shown as it comes, the results folder unpacked at the end);
+removed when it ends, whether it passed, failed, or its node left the Swarm.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import docker
+import docker.errors
+from docker.types import Resources, RestartPolicy, ServiceMode
+
+from .. import ui
+from . import cluster, shipping
+
+LAB_LABEL = "tcplab.lab"
+CAPABILITIES = ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+# What a lab reserves on its node: a tenth of a core and 200 MB, so that Swarm spreads a class over
+# the nodes rather than piling it on the first (a lab uses about that while it runs; see README).
+CPU_RESERVATION = 0.1
+MEMORY_RESERVATION = 200 * 1024 * 1024
+ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+RESULTS_GRACE = 15.0  # seconds, after the task ended, for the last of its logs to arrive
+NODE_GONE = {"down", "unknown", "disconnected"}
+
+
+def service_name(lab: str) -> str:
+    return f"tcplab-{lab}"
+
+
+@dataclass
+class Ended:
+    """How a job ended: its node, the task's last state and message, and the folder if it came back."""
+
+    node_id: str = ""
+    node_hostname: str = ""
+    state: str = ""
+    message: str = ""
+    folder: Optional[Path] = None
+    failure: str = ""
+    shown: list[str] = field(default_factory=list)
+
+
+def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: Path,
+        show: Callable[[str], None] = ui.relay, stop: Callable[[], bool] = lambda: False) -> Ended:
+    """Runs `tcplab ARGS` as lab `lab`'s job and unpacks its results folder into `into`."""
+    remove(client, lab)  # a job of the same lab left by a killed run
+    folder_in_container = f"results/{into.name}"
+    service = client.services.create(
+        tag, args=[*args, "--results", folder_in_container], name=service_name(lab),
+        labels={LAB_LABEL: lab}, container_labels={LAB_LABEL: lab},
+        env=["TCPLAB_SWARM_NODE_ID={{.Node.ID}}", "TCPLAB_SWARM_NODE_HOSTNAME={{.Node.Hostname}}",
+             f"TCPLAB_SHIP_RESULTS={folder_in_container}", "COLUMNS=100"],
+        cap_add=CAPABILITIES, mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
+        restart_policy=RestartPolicy(condition="none", max_attempts=0),
+        resources=Resources(cpu_reservation=int(CPU_RESERVATION * 1e9), mem_reservation=MEMORY_RESERVATION),
+        constraints=[f"node.labels.{cluster.IMAGE_LABEL}=={tag}"])
+    ended = Ended()
+    receiver = shipping.Receiver()
+    done_reading = threading.Event()
+
+    def read() -> None:
+        try:
+            stream = client.api.service_logs(service.id, follow=True, stdout=True, stderr=True)
+            for line in shipping.lines(stream):
+                shown = receiver.feed(line)
+                if shown is not None:
+                    show(shown)
+                if receiver.complete:
+                    break
+        except (docker.errors.DockerException, OSError, ValueError):
+            pass  # the service went (removed, or its node with it): what came is judged below
+        finally:
+            done_reading.set()
+
+    reader = threading.Thread(target=read, name=f"logs-{lab}", daemon=True)
+    reader.start()
+    try:
+        ended_at = None
+        while True:
+            task = _task(client, service.id)
+            if task is not None:
+                ended.node_id = task.get("NodeID") or ended.node_id
+                status = task.get("Status") or {}
+                ended.state = status.get("State", "")
+                ended.message = status.get("Err") or status.get("Message") or ""
+                if ended.node_id and not ended.node_hostname:
+                    ended.node_hostname = _hostname(client, ended.node_id)
+                if ended.state in ENDED and ended_at is None:
+                    ended_at = time.monotonic()
+                if ended.node_id and ended.state not in ENDED and _node_gone(client, ended.node_id):
+                    ended.failure = (f"node {ended.node_hostname or ended.node_id[:12]} left the Swarm mid-lab "
+                                     f"(its state: {_node_state(client, ended.node_id)}); start the lab again and Swarm places it elsewhere")
+                    break
+            if receiver.complete or done_reading.is_set() and ended_at is not None:
+                break
+            if ended_at is not None and time.monotonic() - ended_at > RESULTS_GRACE:
+                break
+            if stop():
+                ended.failure = "stopped"
+                break
+            time.sleep(0.3)
+        done_reading.wait(2)
+        if not ended.failure:
+            if receiver.complete:
+                receiver.unpack(into)
+                ended.folder = into
+            else:
+                ended.failure = (f"the lab's job ended ({ended.state}{': ' + ended.message if ended.message else ''}) "
+                                 f"on node {ended.node_hostname or '?'} without sending its results back")
+    finally:
+        remove(client, lab)
+    return ended
+
+
+def _task(client: docker.DockerClient, service_id: str) -> Optional[dict]:
+    try:
+        tasks = client.api.tasks(filters={"service": service_id})
+    except docker.errors.APIError:
+        return None
+    return max(tasks, key=lambda t: t.get("CreatedAt", "")) if tasks else None
+
+
+def _node_state(client: docker.DockerClient, node_id: str) -> str:
+    try:
+        return client.nodes.get(node_id).attrs["Status"]["State"]
+    except docker.errors.DockerException:
+        return "gone"
+
+
+def _node_gone(client: docker.DockerClient, node_id: str) -> bool:
+    return _node_state(client, node_id) in NODE_GONE | {"gone"}
+
+
+def _hostname(client: docker.DockerClient, node_id: str) -> str:
+    try:
+        return client.nodes.get(node_id).attrs["Description"]["Hostname"]
+    except docker.errors.DockerException:
+        return ""
+
+
+def remove(client: docker.DockerClient, lab: Optional[str] = None) -> list[str]:
+    """Removes lab `lab`'s job (every lab's with None); the names of what went."""
+    label = f"{LAB_LABEL}={lab}" if lab else LAB_LABEL
+    gone = []
+    for s in client.services.list(filters={"label": label}):
+        try:
+            s.remove()
+            gone.append(s.name)
+        except docker.errors.NotFound:
+            pass
+    return gone
