@@ -264,10 +264,12 @@ def swarm(c, action, name="local", nodes=2):
         "data": "the server's folder: its database, tokens.json, the results folders (default /var/lib/tcplab/serve)",
         "certfile": "serve TLS with this certificate (PEM), with --keyfile",
         "keyfile": "the certificate's private key (PEM)",
+        "engine": "local (labs on this machine, the default) or swarm: automated labs run as jobs on the nodes of the Docker Swarm "
+                  "that the local daemon manages, their results back here (hands-on labs stay on this machine)",
     }
 )
 def serve(c, listen="127.0.0.1:8080", class_=None, backend="docker", max_labs=60, max_starting=0, idle_minutes="30", data=None,
-          certfile=None, keyfile=None):
+          certfile=None, keyfile=None, engine="local"):
     """A lab server for a classroom: each student runs exercises from a browser, the instructor watches every lab live.
 
     Prints each student's personal link. Ctrl-C ends every lab it runs (hands-on ones finished and judged).
@@ -275,7 +277,8 @@ def serve(c, listen="127.0.0.1:8080", class_=None, backend="docker", max_labs=60
     try:
         from .serve.main import serve as run_server
 
-        code = run_server(listen, class_, backend, int(max_labs), int(max_starting) or None, float(idle_minutes), data, certfile, keyfile)
+        code = run_server(listen, class_, backend, int(max_labs), int(max_starting) or None, float(idle_minutes), data, certfile, keyfile,
+                          engine)
     except LabError as e:
         raise Exit(f"error: {e}", code=EXIT_BAD_INPUT) from None
     if code:

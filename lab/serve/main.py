@@ -46,7 +46,8 @@ def _loopback(host: str) -> bool:
 
 
 def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_labs: int, max_starting: Optional[int],
-          idle_minutes: float, data: Optional[str], certfile: Optional[str] = None, keyfile: Optional[str] = None) -> int:
+          idle_minutes: float, data: Optional[str], certfile: Optional[str] = None, keyfile: Optional[str] = None,
+          engine: str = "local") -> int:
     import uvicorn
 
     host, port = parse_listen(listen)
@@ -57,6 +58,8 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
     if backend == "netns" and class_file:
         raise LabError("--backend netns gives every shell root on this machine itself, so it serves only its instructor: "
                        "leave out --class, or use --backend docker (each student's hosts in containers of their own)")
+    if engine not in ("local", "swarm"):
+        raise LabError(f"--engine {engine!r}: local (labs on this machine, the default) or swarm")
     if max_labs < 1 or (max_starting is not None and max_starting < 1) or idle_minutes < 0:
         raise LabError("--max-labs and --max-starting take 1 or more, --idle-minutes 0 (never) or more")
     if bool(certfile) != bool(keyfile):
@@ -78,6 +81,13 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
 
         images.ensure(probe.client)
     probe.close()
+    if engine == "swarm":
+        # The Swarm checked, and the image on its nodes, before the first student waits on it.
+        from ..session import swarmrun
+
+        swarmrun.prepare()
+        # A lab on the Swarm costs this machine only its worker following it: many may start at once.
+        max_starting = max_starting or max_labs
 
     folder = Path(data) if data else DEFAULT_DATA
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,14 +106,14 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
     tokens = issue(store, klass, folder)
     users = Users(store, csrf_secret.encode())
     limits = Limits(max_labs=max_labs, max_starting=max_starting or os.cpu_count() or 1, idle_minutes=idle_minutes)
-    supervisor = Supervisor(store, folder, backend, limits)
+    supervisor = Supervisor(store, folder, backend, limits, engine)
     server = Server(store, users, klass, supervisor, secret)
 
     scheme = "https" if certfile else "http"
     shown = f"[{host}]" if ":" in host else host
     base = f"{scheme}://{shown}:{port}"
     ui.console.print(f"tcplab lab server for class {klass.name}: {len(klass.students)} students, exercises "
-                     f"{', '.join(klass.exercises)}, labs on {backend} (at most {max_labs}, {limits.max_starting} starting at once)")
+                     f"{', '.join(klass.exercises)}, labs on {backend if engine == 'local' else 'the Swarm (automated ones; hands-on on ' + backend + ' here)'} (at most {max_labs}, {limits.max_starting} starting at once)")
     for name, token in tokens.items():
         if name != INSTRUCTOR:
             ui.console.print(f"  {name:<20} {base}/join/{token}", soft_wrap=True)

@@ -37,6 +37,7 @@ from ..errors import LabError
 from ..handson import record
 from ..session import EXIT_BAD_INPUT, EXIT_INTERRUPTED, down, handson
 from ..session import run as run_mod
+from ..session import swarmrun
 
 JOB, EVENTS, REQUEST, OUTCOME, LOG = "job.json", "events.jsonl", "request.json", "outcome.json", "worker.log"
 ASSIGN = "assign"  # in a spare's folder: the lab folder it is to run
@@ -96,7 +97,10 @@ def _outcome(folder: Path, code: int, results: Optional[Path], error: Optional[s
     os.replace(tmp, folder / OUTCOME)
 
 
-def _auto(job: dict[str, Any]) -> tuple[int, Optional[Path]]:
+def _auto(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
+    if job.get("engine") == "swarm":
+        o = swarmrun.up(job["exercise"], job["lab"], job["sets"], job["results"], stop=lambda: _request(folder) == "stop")
+        return o.code, o.folder
     o = run_mod.up(job["exercise"], job["lab"], job["backend"], job["sets"], job["results"], False)
     return o.code, o.folder or (Path(job["results"]) if Path(job["results"]).exists() else None)
 
@@ -140,7 +144,7 @@ def main(folder: Path) -> int:
     code, results, error = EXIT_BAD_INPUT, None, None
     try:
         if job["mode"] == "auto":
-            code, results = _auto(job)
+            code, results = _auto(job, folder)
         else:
             code, results = _hands_on(job, folder)
     except LabError as e:

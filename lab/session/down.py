@@ -48,4 +48,32 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
         labstate.drop_lock(name)
         keeper_log(name).unlink(missing_ok=True)
         out[name] = removed
+    for name, services in swarm_jobs(None if all_labs else names).items():
+        out.setdefault(name, []).extend(f"Swarm service {s}" for s in services)
     return out
+
+
+def swarm_jobs(names: Optional[list[str]]) -> dict[str, list[str]]:
+    """Removes the labs' jobs from the Swarm that the local Docker daemon manages (every lab's with
+    None), also after the `up` or server that placed them was killed. Nothing where there is no
+    daemon, or it manages no Swarm."""
+    if os.environ.get("DOCKER_HOST") is None and not os.path.exists("/var/run/docker.sock"):
+        return {}
+    import docker
+    import docker.errors
+
+    from ..swarm import jobs
+
+    try:
+        client = docker.from_env(timeout=10)
+        swarm = client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            return {}
+        out: dict[str, list[str]] = {}
+        for service in client.services.list(filters={"label": jobs.LAB_LABEL}):
+            lab = (service.attrs["Spec"].get("Labels") or {}).get(jobs.LAB_LABEL, "")
+            if names is None or lab in names:
+                out.setdefault(lab, []).extend(jobs.remove(client, lab))
+        return out
+    except docker.errors.DockerException:
+        return {}

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import docker.errors
+
 from .. import ui
 from ..backends.docker import images
 from ..errors import LabError
@@ -51,6 +53,14 @@ def up(name: str, lab: str, sets: Sequence[str], results_dir: Optional[str], pla
     if sweep_mod.plan(name, sets, lab, {}) is not None:
         raise LabError("--engine swarm runs one lab: give each parameter one value (a sweep's runs are compared on one machine)")
     exercise_mod.load(name, sets, lab)  # every value checked here, before anything is placed
+    try:
+        return _placed(name, lab, sets, results_dir, placed, stop)
+    except docker.errors.DockerException as e:
+        raise LabError(f"lab {lab}: the Swarm's manager failed: {str(e).splitlines()[0][:200]}") from None
+
+
+def _placed(name: str, lab: str, sets: Sequence[str], results_dir: Optional[str], placed: Optional[tuple[object, str]],
+            stop: Callable[[], bool]) -> Outcome:
     client, tag = placed or prepare()
     folder = results.create(Path(results_dir) if results_dir else results.default_folder(lab, name))
     args = ["up", name, "--lab", lab, *[a for s in sets for a in ("--set", s)]]

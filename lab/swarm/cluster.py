@@ -98,17 +98,18 @@ def image_everywhere(client: docker.DockerClient, tag: str, source: Optional[doc
     for node in nodes(client):
         if not node.usable:
             continue
-        c = node_client(client, node)
-        if c is None:
-            ui.warn(f"node {node.hostname} has no {API_LABEL} label naming its Docker API, so the tcplab image cannot be "
-                    f"loaded there and no lab goes to it: `docker node update --label-add {API_LABEL}=ssh://root@{node.hostname} {node.id[:12]}`")
-            continue
         try:
+            c = node_client(client, node)
+            if c is None:
+                ui.warn(f"node {node.hostname} has no {API_LABEL} label naming its Docker API, so the tcplab image cannot be "
+                        f"loaded there and no lab goes to it: `docker node update --label-add {API_LABEL}=ssh://root@{node.hostname} {node.id[:12]}`")
+                continue
             if not _has(c, tag):
                 ui.step(f"loading {tag} on node {node.hostname} (a few seconds per 100 MB)")
                 c.images.load(source.images.get(tag).save(chunk_size=1 << 20, named=True))  # named: the tag goes along
         except docker.errors.DockerException as e:
-            ui.warn(f"node {node.hostname}: cannot load {tag} there ({str(e).splitlines()[0][:160]}); no lab goes to it")
+            ui.warn(f"node {node.hostname}: its Docker API ({node.api or 'the local daemon'}) does not take {tag} "
+                    f"({str(e).splitlines()[0][:160]}); no lab goes to it")
             continue
         if node.image != tag:
             _label(client, node.id, tag)

@@ -105,7 +105,7 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
             if stop():
                 ended.failure = "stopped"
                 break
-            time.sleep(0.3)
+            time.sleep(1.0)  # forty labs polling the manager must not load it
         done_reading.wait(2)
         if not ended.failure:
             if receiver.complete:
