@@ -22,6 +22,7 @@ import docker
 import docker.errors
 
 from .. import ui
+from ..backends.docker import images
 from ..errors import LabError
 
 API_LABEL = "tcplab.docker"
@@ -82,14 +83,6 @@ def node_client(client: docker.DockerClient, node: Node) -> Optional[docker.Dock
     return client if node.id == local_node_id(client) else None
 
 
-def _has(c: docker.DockerClient, tag: str) -> bool:
-    try:
-        c.images.get(tag)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
 def image_everywhere(client: docker.DockerClient, tag: str, source: Optional[docker.DockerClient] = None) -> list[Node]:
     """Loads the image `tag` (from `source`, the local daemon by default) on every usable node
     that lacks it, and labels each node that has it; the nodes labs can go to."""
@@ -104,7 +97,7 @@ def image_everywhere(client: docker.DockerClient, tag: str, source: Optional[doc
                 ui.warn(f"node {node.hostname} has no {API_LABEL} label naming its Docker API, so the tcplab image cannot be "
                         f"loaded there and no lab goes to it: `docker node update --label-add {API_LABEL}=ssh://root@{node.hostname} {node.id[:12]}`")
                 continue
-            if not _has(c, tag):
+            if not images.exists(c, tag):
                 ui.step(f"loading {tag} on node {node.hostname} (a few seconds per 100 MB)")
                 c.images.load(source.images.get(tag).save(chunk_size=1 << 20, named=True))  # named: the tag goes along
         except docker.errors.DockerException as e:

@@ -20,6 +20,8 @@ from .. import ui
 from . import cluster, shipping
 
 LAB_LABEL = "tcplab.lab"
+# On the job's container: not tcplab.lab, which the Docker backend's own hosts carry on a node's daemon.
+JOB_LABEL = "tcplab.job"
 CAPABILITIES = ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
 # What a lab reserves on its node: a tenth of a core and 200 MB, so that Swarm spreads a class over
 # the nodes rather than piling it on the first (a lab uses about that while it runs; see README).
@@ -54,7 +56,7 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
     folder_in_container = f"results/{into.name}"
     service = client.services.create(
         tag, args=[*args, "--results", folder_in_container], name=service_name(lab),
-        labels={LAB_LABEL: lab}, container_labels={LAB_LABEL: lab},
+        labels={LAB_LABEL: lab}, container_labels={JOB_LABEL: lab},
         env=["TCPLAB_SWARM_NODE_ID={{.Node.ID}}", "TCPLAB_SWARM_NODE_HOSTNAME={{.Node.Hostname}}",
              f"TCPLAB_SHIP_RESULTS={folder_in_container}", "COLUMNS=100"],
         cap_add=CAPABILITIES, mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
@@ -146,7 +148,8 @@ def _hostname(client: docker.DockerClient, node_id: str) -> str:
 
 
 def remove(client: docker.DockerClient, lab: Optional[str] = None) -> list[str]:
-    """Removes lab `lab`'s job (every lab's with None); the names of what went."""
+    """Removes lab `lab`'s job (every lab's with None), and its ended containers on the nodes, which
+    Swarm leaves behind for a while after a job's service is removed; the names of the services."""
     label = f"{LAB_LABEL}={lab}" if lab else LAB_LABEL
     gone = []
     for s in client.services.list(filters={"label": label}):
@@ -155,4 +158,19 @@ def remove(client: docker.DockerClient, lab: Optional[str] = None) -> list[str]:
             gone.append(s.name)
         except docker.errors.NotFound:
             pass
+    if gone:
+        _remove_containers(client, lab)
     return gone
+
+
+def _remove_containers(client: docker.DockerClient, lab: Optional[str]) -> None:
+    label = f"{JOB_LABEL}={lab}" if lab else JOB_LABEL
+    for node in cluster.nodes(client):
+        if node.state != "ready":
+            continue  # a node that is down takes its containers with it
+        try:
+            c = cluster.node_client(client, node)
+            for container in c.containers.list(all=True, filters={"label": label}) if c else []:
+                container.remove(force=True)
+        except docker.errors.DockerException:
+            pass  # gone meanwhile, or the node's API does not answer: Swarm removes them in its own time

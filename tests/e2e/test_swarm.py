@@ -50,7 +50,7 @@ def leftovers(swarm) -> list[str]:
     found = [s.name for s in swarm["client"].services.list(filters={"label": "tcplab.lab"})]
     for n in swarm["nodes"]:
         if sandbox.running(n):
-            found += [c.name for c in docker.DockerClient(base_url=n.url).containers.list(all=True, filters={"label": "tcplab.lab"})]
+            found += [c.name for c in docker.DockerClient(base_url=n.url).containers.list(all=True, filters={"label": "tcplab.job"})]
     return found
 
 

@@ -76,9 +76,9 @@ def ssh_vm_tag() -> str:
 def ensure(client: docker.DockerClient, rebuild: bool = False) -> str:
     """The host image's tag, built first if it is missing or out of date."""
     wanted = tag()
-    if rebuild or not _exists(client, wanted):
+    if rebuild or not exists(client, wanted):
         with one_build_at_a_time(STATE_ROOT / "images.lock"):
-            if rebuild or not _exists(client, wanted):  # another `up` may have built it while this one waited
+            if rebuild or not exists(client, wanted):  # another `up` may have built it while this one waited
                 _build(client, IMAGE_DIR, wanted, _base(client), "host")
     return wanted
 
@@ -86,10 +86,10 @@ def ensure(client: docker.DockerClient, rebuild: bool = False) -> str:
 def ensure_ssh_vm(client: docker.DockerClient, rebuild: bool = False) -> str:
     """The stand-in VM image's tag, built on the host image first if it is missing or out of date."""
     wanted = ssh_vm_tag()
-    if rebuild or not _exists(client, wanted):
+    if rebuild or not exists(client, wanted):
         base = ensure(client)
         with one_build_at_a_time(STATE_ROOT / "images.lock"):
-            if rebuild or not _exists(client, wanted):
+            if rebuild or not exists(client, wanted):
                 _build(client, SSH_VM_DIR, wanted, base, "ssh-vm")
     return wanted
 
@@ -97,15 +97,15 @@ def ensure_ssh_vm(client: docker.DockerClient, rebuild: bool = False) -> str:
 def ensure_tcplab(client: docker.DockerClient, rebuild: bool = False) -> str:
     """The tcplab image's tag, built first if it is missing or out of date."""
     wanted = tcplab_tag()
-    if rebuild or not _exists(client, wanted):
+    if rebuild or not exists(client, wanted):
         with one_build_at_a_time(STATE_ROOT / "images.lock"):
-            if rebuild or not _exists(client, wanted):
+            if rebuild or not exists(client, wanted):
                 base = _base(client, TRIXIE_REGISTRY_BASE, TRIXIE_OFFLINE_BASE, "trixie")
                 _build(client, ROOT, wanted, base, "tcplab", dockerfile=TCPLAB_DOCKERFILE)
     return wanted
 
 
-def _exists(client: docker.DockerClient, name: str) -> bool:
+def exists(client: docker.DockerClient, name: str) -> bool:
     try:
         client.images.get(name)
         return True
@@ -132,7 +132,7 @@ def _build(client: docker.DockerClient, folder: Path, wanted: str, base: str, la
 def _base(client: docker.DockerClient, registry: str = REGISTRY_BASE, offline: str = OFFLINE_BASE,
           suite: str = "bookworm") -> str:
     for name in (registry, offline):
-        if _exists(client, name):
+        if exists(client, name):
             return name
     ui.step(f"pulling {registry}")
     try:
