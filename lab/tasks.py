@@ -136,18 +136,20 @@ def analyze(c, file, flow=None, json=None, plots=None, kernel="host", all=False,
 
 @task(
     help={
-        "parts": "which figures, a comma list of analyzer, docker, overhead, parallel, serve (default: all)",
+        "parts": "which figures, a comma list of analyzer, docker, overhead, parallel, serve, swarm (default: all)",
         "seconds": "analyzer: seconds of bulk transfer to capture (default 8: about a million packets here)",
         "capture": "analyzer: analyse this pcap instead of making one (made and kept there if it does not exist)",
         "repeat": "overhead: runs of each, whose medians are printed (default 5)",
-        "labs": "parallel: Docker labs started at once (default 20); serve: labs started through the lab server at once (default 30)",
+        "labs": "parallel: Docker labs started at once (default 20); serve: labs started through the lab server at once (default 30); "
+                "swarm: labs through the server on a one-node and a two-node Swarm (default 40)",
     }
 )
-def bench(c, parts="analyzer,docker,overhead,parallel,serve", seconds=8.0, capture=None, repeat=5, labs=20):
+def bench(c, parts="analyzer,docker,overhead,parallel,serve,swarm", seconds=8.0, capture=None, repeat=5, labs=20):
     """Print figures, each beside what a user would use instead (tshark, the docker CLI, raw iproute2).
 
     The analyzer against tshark (whole processes, the same file, a label per frame, peak memory), a Docker lab against the docker CLI, `up`'s overhead against a raw
-    iproute2 script, twenty Docker labs at once, the lab server's ready shell and thirty labs at once.
+    iproute2 script, twenty Docker labs at once, the lab server's ready shell and thirty labs at once, forty labs on a Swarm
+    of one node and of two.
     """
     _run("bench.run", float(seconds), capture, parts, int(repeat), int(labs))
 
@@ -235,6 +237,12 @@ def vms(c, action, name=None, count=2, kernel="bookworm", accel="auto", all=Fals
     _run("vms.vms", action, name, int(count), kernel, accel, all)
 
 
+@task(help={"folder": "the results folder to make (it must not exist, or be empty)"})
+def receive(c, folder):
+    """Unpack a results folder from a lab's output on standard input: `docker service logs --raw SERVICE | invoke receive DIR`."""
+    _run("receive.receive", folder)
+
+
 @task(
     help={
         "action": "up (start the Swarm), down (remove it), status (list the sandboxes and their nodes)",
@@ -266,14 +274,18 @@ def swarm(c, action, name="local", nodes=2):
         "keyfile": "the certificate's private key (PEM)",
         "engine": "local (labs on this machine, the default) or swarm: automated labs run as jobs on the nodes of the Docker Swarm "
                   "that the local daemon manages, their results back here (hands-on labs stay on this machine)",
+        "print_k8s_job": "print, instead of serving, EXERCISE as a Kubernetes Job of the tcplab image (untested: see the README)",
     }
 )
 def serve(c, listen="127.0.0.1:8080", class_=None, backend="docker", max_labs=60, max_starting=0, idle_minutes="30", data=None,
-          certfile=None, keyfile=None, engine="local"):
+          certfile=None, keyfile=None, engine="local", print_k8s_job=None):
     """A lab server for a classroom: each student runs exercises from a browser, the instructor watches every lab live.
 
     Prints each student's personal link. Ctrl-C ends every lab it runs (hands-on ones finished and judged).
     """
+    if print_k8s_job:
+        _run("k8s.print_job", print_k8s_job)
+        return
     try:
         from .serve.main import serve as run_server
 

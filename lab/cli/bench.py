@@ -37,7 +37,7 @@ from ..spec.topology import load as load_topology
 
 BENCH_LAB = "bench"
 PORT = 5001
-PARTS = ("analyzer", "docker", "overhead", "parallel", "serve")
+PARTS = ("analyzer", "docker", "overhead", "parallel", "serve", "swarm")
 REPO = EXERCISE_DIR.parent
 FAST = {"keepidle": 1, "keepintvl": 1, "keepcnt": 1}  # exercise1: the abort 2 s after the last received segment
 PARALLEL_SETS = ["keepidle=1", "keepintvl=1", "keepcnt=5", "user_timeout=2500"]
@@ -229,6 +229,10 @@ def run(seconds: float, capture: Optional[str], parts: str = ",".join(PARTS), re
         from . import benchserve
 
         benchserve.run(30 if labs == 20 else labs)
+    if "swarm" in chosen:
+        from . import benchserve
+
+        benchserve.swarm(40 if labs == 20 else labs)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -21,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -34,17 +35,18 @@ FAST = {"keepidle": 1, "keepintvl": 1, "keepcnt": 5, "user_timeout": 2500}
 
 
 class Served:
-    def __init__(self, tmp: Path, backend: str, students: int):
+    def __init__(self, tmp: Path, backend: str, students: int, extra: tuple[str, ...] = (), env: Optional[dict[str, str]] = None):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        args = ["serve", "--listen", f"127.0.0.1:{self.port}", "--data", str(tmp / "data"), "--backend", backend]
+        args = ["serve", "--listen", f"127.0.0.1:{self.port}", "--data", str(tmp / "data"), "--backend", backend, *extra]
         if students:
             klass = tmp / "class.yml"
             klass.write_text(yaml.safe_dump({"class": "bench", "students": [f"s{i:02d}" for i in range(students)]}))
             args += ["--class", str(klass), "--max-labs", str(students + 5)]
         self.log = open(tmp / "serve.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 600  # the first serve on docker may build the host image
         while True:
             try:
@@ -132,9 +134,9 @@ def docker_run_three() -> float:
     return took
 
 
-def class_at_once(labs: int) -> dict[str, Any]:
+def class_at_once(labs: int, extra: tuple[str, ...] = (), env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tcplab-bench-") as tmp:
-        served = Served(Path(tmp), "docker", labs)
+        served = Served(Path(tmp), "docker", labs, extra, env)
         try:
             t0 = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(labs) as pool:
@@ -147,6 +149,8 @@ def class_at_once(labs: int) -> dict[str, Any]:
                 peak = max(peak, served.rss_mb())
                 if all(lab["state"] in ("done", "failed") for lab in listed) or time.perf_counter() - t0 > 900:
                     break
+                if extra:
+                    time.sleep(0.4)  # on the Swarm, the figure is the labs', not the API's: poll it gently
                 time.sleep(0.1)
             wall = time.perf_counter() - t0
             passed = sum(1 for lab in listed if lab["state"] == "done" and (lab["verdict"] or {}).get("passed"))
@@ -169,3 +173,26 @@ def run(labs: int) -> None:
     ui.console.print(f"{r['labs']} labs at once: {r['passed']}/{r['labs']} passed, every verdict after {r['wall']:.1f} s; "
                      f"GET /api/labs meanwhile p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({r['samples']} requests, target p99 < 200 ms); "
                      f"the server's memory at most {r['rss']:.0f} MB")
+
+
+def swarm(labs: int = 40) -> None:
+    """The same class on a Swarm sandbox of one node, then of two (`invoke swarm up`), through `serve --engine swarm`."""
+    from ..swarm import sandbox
+
+    rows = []
+    for nodes in (1, 2):
+        name = f"bench{nodes}"
+        ui.step(f"swarm: a sandbox of {nodes} node(s), then {labs} automated exercise2 labs through `serve --engine swarm`")
+        made = subprocess.run([sys.executable, "-m", "invoke", "swarm", "up", "--name", name, "--nodes", str(nodes)], cwd=REPO,
+                              capture_output=True, text=True)
+        try:
+            if made.returncode != 0:
+                raise LabError(f"bench: `invoke swarm up` failed: {(made.stdout + made.stderr).strip().splitlines()[-1:]}")
+            r = class_at_once(labs, ("--engine", "swarm"), {"DOCKER_HOST": sandbox.load(name)[0].url})
+            rows.append((nodes, r))
+        finally:
+            subprocess.run([sys.executable, "-m", "invoke", "swarm", "down", "--name", name], cwd=REPO, capture_output=True)
+    for nodes, r in rows:
+        ui.console.print(f"{labs} labs on a Swarm of {nodes} node(s): {r['passed']}/{r['labs']} passed, every verdict after "
+                         f"{r['wall']:.1f} s, {r['labs'] / r['wall'] * 60:.0f} labs per minute")
+    ui.console.print("(both sandboxes share this machine's cores: a second node adds a scheduler's choice here, not CPU)")

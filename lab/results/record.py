@@ -57,7 +57,8 @@ def engine() -> dict[str, str]:
     environment carries (Swarm fills its {{.Node.ID}} and {{.Node.Hostname}} templates in)."""
     node_id = os.environ.get("TCPLAB_SWARM_NODE_ID")
     if not node_id:
-        return {"name": "local"}
+        k8s_node = os.environ.get("TCPLAB_K8S_NODE_NAME")  # from the Job's downward API (lab/swarm/kubernetes.py)
+        return {"name": "kubernetes", "node_hostname": k8s_node} if k8s_node else {"name": "local"}
     return {"name": "swarm", "node_id": node_id, "node_hostname": os.environ.get("TCPLAB_SWARM_NODE_HOSTNAME", "")}
 
 

@@ -140,7 +140,10 @@ def test_a_worker_stopped_mid_lab_fails_that_lab_with_the_reason(swarm, tmp_path
     while on_worker is None:
         assert time.monotonic() < deadline, "no lab was placed on the worker"
         for lab in procs:
-            tasks = swarm["client"].api.tasks(filters={"service": f"tcplab-{lab}"})
+            try:
+                tasks = swarm["client"].api.tasks(filters={"service": f"tcplab-{lab}"})
+            except docker.errors.NotFound:
+                continue  # not placed yet
             if any(t.get("NodeID") and t["Status"]["State"] == "running" and
                    swarm["client"].nodes.get(t["NodeID"]).attrs["Description"]["Hostname"] == worker.hostname for t in tasks):
                 on_worker = lab
