@@ -170,15 +170,18 @@ HANDS_ON = {
         "set_": "a parameter for the steps' commands, name=value; repeatable",
         "strict": "judge against the lab's values (its defaults and --set), not what the person's programs set: "
                   "a person who types other numbers fails, with a hint saying so",
+        "assigned": "as --strict, for these parameters only (a comma list): the lab server's per-student values",
     },
 )
-def start(c, exercise, lab="tcplab", backend="netns", set_=None, inventory=None, accept_new_host_keys=False, strict=False):
+def start(c, exercise, lab="tcplab", backend="netns", set_=None, inventory=None, accept_new_host_keys=False, strict=False,
+          assigned=""):
     """Bring a lab up for an exercise done by hand, and print its steps with this lab's commands.
 
     The lab's own capture runs, the exercise's programs wait in each host's folder, nothing else is
     started. Exit 2 for bad input.
     """
-    _run("handson.start", exercise, lab, backend, set_ or [], inventory, accept_new_host_keys, strict)
+    _run("handson.start", exercise, lab, backend, set_ or [], inventory, accept_new_host_keys, strict,
+         [a.strip() for a in assigned.split(",") if a.strip()])
 
 
 @task(help=HANDS_ON)
@@ -272,8 +275,8 @@ def swarm(c, action, name="local", nodes=2):
         "data": "the server's folder: its database, tokens.json, the results folders (default /var/lib/tcplab/serve)",
         "certfile": "serve TLS with this certificate (PEM), with --keyfile",
         "keyfile": "the certificate's private key (PEM)",
-        "engine": "local (labs on this machine, the default) or swarm: automated labs run as jobs on the nodes of the Docker Swarm "
-                  "that the local daemon manages, their results back here (hands-on labs stay on this machine)",
+        "engine": "local (labs on this machine, the default) or swarm: every lab runs as a job on a node of the Docker Swarm that "
+                  "the local daemon manages, its terminals through the node's own Docker API, its results back here",
         "print_k8s_job": "print, instead of serving, EXERCISE as a Kubernetes Job of the tcplab image (untested: see the README)",
     }
 )

@@ -23,9 +23,9 @@ from . import EXIT_INTERRUPTED, EXIT_OK
 
 
 def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory: Optional[str] = None,
-          accept_new_host_keys: bool = False, strict: bool = False) -> int:
+          accept_new_host_keys: bool = False, strict: bool = False, assigned: Sequence[str] = ()) -> int:
     try:
-        rec = handson.start(name, lab, backend_name, sets, inventory, accept_new_host_keys, strict=strict)
+        rec = handson.start(name, lab, backend_name, sets, inventory, accept_new_host_keys, assigned=assigned, strict=strict)
     except handson.Interrupted as e:
         ui.error(str(e))
         return EXIT_INTERRUPTED

@@ -113,7 +113,7 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
     shown = f"[{host}]" if ":" in host else host
     base = f"{scheme}://{shown}:{port}"
     ui.console.print(f"tcplab lab server for class {klass.name}: {len(klass.students)} students, exercises "
-                     f"{', '.join(klass.exercises)}, labs on {backend if engine == 'local' else 'the Swarm (automated ones; hands-on on ' + backend + ' here)'} (at most {max_labs}, {limits.max_starting} starting at once)")
+                     f"{', '.join(klass.exercises)}, labs on {backend if engine == 'local' else 'the Swarm'} (at most {max_labs}, {limits.max_starting} starting at once)")
     for name, token in tokens.items():
         if name != INSTRUCTOR:
             ui.console.print(f"  {name:<20} {base}/join/{token}", soft_wrap=True)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from ..errors import LabError
 from ..onhost import procs
-from ..session import handson
+from ..session import handson, swarmrun
 from ..spec import exercise as exercise_mod
 
 SCROLLBACK = 64 * 1024
@@ -33,8 +33,9 @@ class Terminal:
         self.master, slave = os.openpty()
         self._set_size(self.master, 30, 100)
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        on_swarm = swarmrun.shell_argv(lab, host)
         try:
-            direct = handson.shell_argv(host, lab)
+            direct = (on_swarm, None, {}) if on_swarm else handson.shell_argv(host, lab)
         except LabError:
             direct = None  # the python wrapper says why, in the terminal
         # The backend's own command where it has one (no Python to start first: the shell is there at once).

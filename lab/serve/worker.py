@@ -107,6 +107,9 @@ def _auto(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
 
 def _hands_on(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
     lab = job["lab"]
+    if job.get("engine") == "swarm":
+        o = swarmrun.handson(job["exercise"], lab, job["sets"], job.get("assigned") or [], job["results"], lambda: _request(folder))
+        return o.code, o.folder
     if not job.get("attach"):  # (a worker re-attached after a restart of the server finds its lab up already)
         try:
             handson.start(job["exercise"], lab, job["backend"], job["sets"], assigned=job.get("assigned") or [])

@@ -1,10 +1,13 @@
 """`up --engine swarm`: an exercise run placed on a Docker Swarm node as a job of the tcplab image
 (lab/swarm/jobs.py), its progress shown here as it comes, its results folder back on this machine
-and judged here. Input is checked here first, so a bad --set is one line before anything is placed."""
+and judged here; and a hands-on lab held on a node for the lab server. Input is checked here first,
+so a bad --set is one line before anything is placed."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -13,12 +16,13 @@ import docker.errors
 from .. import ui
 from ..backends.docker import images
 from ..errors import LabError
-from ..naming import check_lab_name
+from ..handson import record
+from ..naming import check_lab_name, state_dir
 from ..report import verdict
 from ..results import folder as results
 from ..spec import exercise as exercise_mod
 from ..spec import sweep as sweep_mod
-from ..swarm import cluster, jobs, sandbox
+from ..swarm import cluster, jobs, sandbox, shipping
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from .run import Outcome
 
@@ -79,3 +83,97 @@ def _placed(name: str, lab: str, sets: Sequence[str], results_dir: Optional[str]
     ui.stage("finishing")
     passed = verdict.check_folder(folder)
     return Outcome(EXIT_OK if passed else EXIT_FAILED, folder)
+
+
+PLACEMENT = "swarm.json"  # in the lab's state folder here: where its container runs, for its terminals
+MIRROR_EVERY = 0.5
+
+
+def handson(name: str, lab: str, sets: Sequence[str], assigned: Sequence[str], results_dir: str,
+            request: Callable[[], Optional[str]]) -> Outcome:
+    """A hands-on lab held by a job on a Swarm node (`tcplab start` in the container holds it): its
+    record mirrored here, where the lab server reads its steps and live wire as for a local lab; shells
+    through the node's own Docker API (shell_argv); finished in the container when asked, its results
+    folder coming back in the output of that `tcplab finish`."""
+    check_lab_name(lab)
+    ui.reset_clock()
+    ui.stage("starting")
+    exercise_mod.load(name, sets, lab)
+    client, tag = prepare()
+    args = ["start", name, "--lab", lab, *[a for s in sets for a in ("--set", s)]]
+    if assigned:
+        args += ["--assigned", ",".join(assigned)]
+    ui.step(f"placing hands-on lab {lab} on the Swarm as service {jobs.service_name(lab)}")
+    service = jobs.create(client, tag, lab, args)
+    local = state_dir(lab)
+    try:
+        ended, container = jobs.placed(client, service.id)
+        if container is None:
+            raise LabError(f"lab {lab}: {ended.failure}")
+        api = jobs.node_api(client, ended.node_id)
+        node = docker.DockerClient(base_url=api, timeout=120) if api else client
+        local.mkdir(parents=True, exist_ok=True)
+        (local / PLACEMENT).write_text(json.dumps({"api": api, "container": container, "node": ended.node_hostname}))
+        ui.step(f"hands-on lab {lab} on node {ended.node_hostname}")
+        ready = False
+        while True:
+            data = jobs.read_file(node, container, f"/run/tcplab/{lab}/{record.FILE}")
+            if data:
+                tmp = local / (record.FILE + ".tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, local / record.FILE)
+                rec = record.load(lab)
+                if not ready and rec is not None and rec.status == record.READY:
+                    ready = True
+                    ui.stage("running")
+            action = request()
+            if action == "finish" and ready:
+                return _finish_there(client, node, container, lab, Path(results_dir))
+            if action == "stop":
+                raise KeyboardInterrupt
+            if jobs.node_gone(client, ended.node_id):
+                raise LabError(f"lab {lab}: {jobs.node_left(client, ended)}")
+            t = jobs.last_task(client, service.id)
+            if t is not None and (t.get("Status") or {}).get("State") in jobs.ENDED:
+                raise LabError(f"lab {lab}: its job ended before it was finished ({t['Status'].get('State')}: "
+                               f"{t['Status'].get('Err') or t['Status'].get('Message') or ''})")
+            time.sleep(MIRROR_EVERY)
+    finally:
+        jobs.remove(client, lab)
+        for f in (PLACEMENT, record.FILE):
+            (local / f).unlink(missing_ok=True)
+        try:
+            local.rmdir()
+        except OSError:
+            pass
+
+
+def _finish_there(client, node, container: str, lab: str, into: Path) -> Outcome:
+    ui.stage("finishing")
+    folder = results.create(into)
+    inside = f"results/{into.name}"
+    lines, status = jobs.exec_lines(node, container, ["tcplab", "finish", "--lab", lab, "--results", inside],
+                                    {"TCPLAB_SHIP_RESULTS": inside, "COLUMNS": "100"})
+    receiver = shipping.Receiver()
+    for line in lines:
+        shown = receiver.feed(line)
+        if shown is not None:
+            _progress(shown)
+    try:
+        receiver.unpack(folder)
+    except LabError as e:
+        results.remove_if_empty(folder)
+        raise LabError(f"lab {lab}: `tcplab finish` in its container (exit status {status()}): {e}") from None
+    passed = verdict.check_folder(folder)
+    return Outcome(EXIT_OK if passed else EXIT_FAILED, folder)
+
+
+def shell_argv(lab: str, host: str) -> Optional[list[str]]:
+    """A shell on a host of a hands-on lab held on a Swarm node: `docker exec` through the node's own
+    API (a manager cannot exec into a container on another node); None if the lab is not on the Swarm."""
+    try:
+        where = json.loads((state_dir(lab) / PLACEMENT).read_text())
+    except (OSError, ValueError):
+        return None
+    return ["docker", *(["-H", where["api"]] if where.get("api") else []), "exec", "-it", where["container"],
+            "tcplab", "shell", host, "--lab", lab]

@@ -6,11 +6,13 @@ removed when it ends, whether it passed, failed, or its node left the Swarm.
 """
 from __future__ import annotations
 
+import io
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import docker
 import docker.errors
@@ -49,20 +51,24 @@ class Ended:
     shown: list[str] = field(default_factory=list)
 
 
-def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: Path,
-        show: Callable[[str], None] = ui.relay, stop: Callable[[], bool] = lambda: False) -> Ended:
-    """Runs `tcplab ARGS` as lab `lab`'s job and unpacks its results folder into `into`."""
+def create(client: docker.DockerClient, tag: str, lab: str, args: list[str], env: Sequence[str] = ()):
+    """Lab `lab`'s job, created: `tcplab ARGS` in the image `tag`, placed by Swarm's scheduler."""
     remove(client, lab)  # a job of the same lab left by a killed run
-    folder_in_container = f"results/{into.name}"
-    service = client.services.create(
-        tag, args=[*args, "--results", folder_in_container], name=service_name(lab),
+    return client.services.create(
+        tag, args=args, name=service_name(lab),
         labels={LAB_LABEL: lab}, container_labels={JOB_LABEL: lab},
-        env=["TCPLAB_SWARM_NODE_ID={{.Node.ID}}", "TCPLAB_SWARM_NODE_HOSTNAME={{.Node.Hostname}}",
-             f"TCPLAB_SHIP_RESULTS={folder_in_container}", "COLUMNS=100"],
+        env=["TCPLAB_SWARM_NODE_ID={{.Node.ID}}", "TCPLAB_SWARM_NODE_HOSTNAME={{.Node.Hostname}}", "COLUMNS=100", *env],
         cap_add=CAPABILITIES, mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
         restart_policy=RestartPolicy(condition="none", max_attempts=0),
         resources=Resources(cpu_reservation=int(CPU_RESERVATION * 1e9), mem_reservation=MEMORY_RESERVATION),
         constraints=[f"node.labels.{cluster.IMAGE_LABEL}=={tag}"])
+
+
+def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: Path,
+        show: Callable[[str], None] = ui.relay, stop: Callable[[], bool] = lambda: False) -> Ended:
+    """Runs `tcplab ARGS` as lab `lab`'s job and unpacks its results folder into `into`."""
+    folder_in_container = f"results/{into.name}"
+    service = create(client, tag, lab, [*args, "--results", folder_in_container], [f"TCPLAB_SHIP_RESULTS={folder_in_container}"])
     ended = Ended()
     receiver = shipping.Receiver()
     done_reading = threading.Event()
@@ -86,19 +92,18 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
     try:
         ended_at = None
         while True:
-            task = _task(client, service.id)
+            task = last_task(client, service.id)
             if task is not None:
                 ended.node_id = task.get("NodeID") or ended.node_id
                 status = task.get("Status") or {}
                 ended.state = status.get("State", "")
                 ended.message = status.get("Err") or status.get("Message") or ""
                 if ended.node_id and not ended.node_hostname:
-                    ended.node_hostname = _hostname(client, ended.node_id)
+                    ended.node_hostname = hostname(client, ended.node_id)
                 if ended.state in ENDED and ended_at is None:
                     ended_at = time.monotonic()
-                if ended.node_id and ended.state not in ENDED and _node_gone(client, ended.node_id):
-                    ended.failure = (f"node {ended.node_hostname or ended.node_id[:12]} left the Swarm mid-lab "
-                                     f"(its state: {_node_state(client, ended.node_id)}); start the lab again and Swarm places it elsewhere")
+                if ended.node_id and ended.state not in ENDED and node_gone(client, ended.node_id):
+                    ended.failure = node_left(client, ended)
                     break
             if receiver.complete or done_reading.is_set() and ended_at is not None:
                 break
@@ -121,7 +126,12 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
     return ended
 
 
-def _task(client: docker.DockerClient, service_id: str) -> Optional[dict]:
+def node_left(client: docker.DockerClient, ended: Ended) -> str:
+    return (f"node {ended.node_hostname or ended.node_id[:12]} left the Swarm mid-lab (its state: {_node_state(client, ended.node_id)}); "
+            f"start the lab again and Swarm places it elsewhere")
+
+
+def last_task(client: docker.DockerClient, service_id: str) -> Optional[dict]:
     try:
         tasks = client.api.tasks(filters={"service": service_id})
     except docker.errors.APIError:
@@ -136,11 +146,11 @@ def _node_state(client: docker.DockerClient, node_id: str) -> str:
         return "gone"
 
 
-def _node_gone(client: docker.DockerClient, node_id: str) -> bool:
+def node_gone(client: docker.DockerClient, node_id: str) -> bool:
     return _node_state(client, node_id) in NODE_GONE | {"gone"}
 
 
-def _hostname(client: docker.DockerClient, node_id: str) -> str:
+def hostname(client: docker.DockerClient, node_id: str) -> str:
     try:
         return client.nodes.get(node_id).attrs["Description"]["Hostname"]
     except docker.errors.DockerException:
@@ -174,3 +184,52 @@ def _remove_containers(client: docker.DockerClient, lab: Optional[str]) -> None:
                 container.remove(force=True)
         except docker.errors.DockerException:
             pass  # gone meanwhile, or the node's API does not answer: Swarm removes them in its own time
+
+
+def placed(client: docker.DockerClient, service_id: str, timeout: float = 120) -> tuple[Ended, Optional[str]]:
+    """Waits until the job's task runs: where (its node), and its container's ID; or how it ended first."""
+    ended = Ended()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t = last_task(client, service_id)
+        if t is not None:
+            status = t.get("Status") or {}
+            ended.node_id = t.get("NodeID") or ""
+            ended.state = status.get("State", "")
+            ended.message = status.get("Err") or status.get("Message") or ""
+            container = (status.get("ContainerStatus") or {}).get("ContainerID")
+            if ended.state == "running" and container:
+                ended.node_hostname = hostname(client, ended.node_id)
+                return ended, container
+            if ended.state in ENDED:
+                ended.failure = f"the lab's job ended ({ended.state}: {ended.message}) before it ran"
+                return ended, None
+        time.sleep(0.3)
+    ended.failure = f"the lab's job was not running after {timeout:.0f} s ({ended.state or 'no task'}: {ended.message})"
+    return ended, None
+
+
+def node_api(client: docker.DockerClient, node_id: str) -> Optional[str]:
+    """The Docker API of a node, as a `docker -H` takes it (None for the local daemon)."""
+    node = next((n for n in cluster.nodes(client) if n.id == node_id), None)
+    return node.api if node else None
+
+
+def read_file(c: docker.DockerClient, container: str, path: str) -> Optional[bytes]:
+    """One file of a running container, through its node's API; None if it is not there (yet)."""
+    try:
+        stream, _ = c.api.get_archive(container, path)
+        data = b"".join(stream)
+    except docker.errors.DockerException:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.next()
+        f = tar.extractfile(member) if member is not None else None
+        return f.read() if f is not None else None
+
+
+def exec_lines(c: docker.DockerClient, container: str, argv: list[str], env: dict[str, str]) -> tuple[Iterable[str], Callable[[], int]]:
+    """A command run in the container, through its node's API: its output's lines, and then its exit status."""
+    exec_id = c.api.exec_create(container, argv, environment=env, stdout=True, stderr=True)["Id"]
+    stream = c.api.exec_start(exec_id, stream=True)
+    return shipping.lines(stream), lambda: c.api.exec_inspect(exec_id).get("ExitCode") or 0

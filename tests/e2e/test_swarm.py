@@ -129,6 +129,53 @@ def test_a_class_of_forty_through_the_server_lands_on_both_nodes_and_passes(swar
     wait_no_leftovers(swarm)
 
 
+def test_by_hand_through_the_server_the_shells_reach_the_lab_on_its_node(swarm, tmp_path, monkeypatch):
+    """A hands-on lab on the Swarm: steps and terminals as on one machine, the shells through the node's API."""
+    from websockets.sync.client import connect
+
+    from .test_serve_api import read_until, ws_url
+
+    monkeypatch.setenv("DOCKER_HOST", swarm["env"]["DOCKER_HOST"])
+    served = start(tmp_path, "--class", str(write_class(tmp_path / "class.yml", ["ann"])), "--engine", "swarm", ready=300)
+    try:
+        tok = served.tokens["ann"]
+        r = served.request("POST", "/api/labs", tok, {"exercise": "exercise2", "mode": "hands-on", "set": FAST})
+        assert r.status == 201, r.body
+        lab = served.wait(tok, r.json()["id"], states=("running", "done", "failed"), timeout=180)
+        assert lab["state"] == "running", (lab["state"], lab["error"])
+        steps = [s["run"] for s in lab["steps"]]
+        origin = {"Authorization": f"Bearer {tok}", "Origin": served.base}
+        shells = {}
+        try:
+            # One shell per host, as the lab's page has: the capture and the server go to the background.
+            for host in ("source", "dest"):
+                shells[host] = connect(ws_url(served, lab["id"], host), additional_headers=origin, open_timeout=30)
+                read_until(shells[host], f" {host}]".encode(), timeout=30)
+            for host, command, seen in (("source", steps[0] + " >/dev/null 2>&1 &", None), ("dest", steps[1] + " &", b"listening"),
+                                        ("source", steps[2], b"blocked in recv()"), ("dest", steps[3], None)):
+                shells[host].send(json.dumps({"type": "input", "data": command + "\r"}))
+                if seen:
+                    read_until(shells[host], seen, timeout=30)
+                else:
+                    time.sleep(1)
+            read_until(shells["source"], b"ETIMEDOUT", timeout=30)
+            deadline = time.monotonic() + 30
+            while not all(s.get("done_at") for s in served.lab(tok, lab["id"])["steps"]):
+                assert time.monotonic() < deadline, served.lab(tok, lab["id"])["steps"]
+                time.sleep(0.5)
+        finally:
+            for ws in shells.values():
+                ws.close()
+        assert served.request("POST", f"/api/labs/{lab['id']}/finish", tok).status in (200, 202)
+        done = served.wait(tok, lab["id"], timeout=180)
+        assert done["state"] == "done" and done["verdict"]["passed"], (done["state"], done["error"], done.get("verdict"))
+        m = served.request("GET", f"/api/labs/{lab['id']}/files/manifest.json", tok).json()
+        assert m["mode"] == "hands-on" and m["engine"]["name"] == "swarm" and m["engine"]["node_hostname"] in hostnames(swarm)
+    finally:
+        assert served.stop() == 0, served.log_text()[-2000:]
+    wait_no_leftovers(swarm)
+
+
 def test_a_worker_stopped_mid_lab_fails_that_lab_with_the_reason(swarm, tmp_path):
     """Last: it stops the worker for good. Two labs at once are spread one per node; the worker goes."""
     procs = {lab: subprocess.Popen(invoke_argv("up", "exercise2", "--engine", "swarm", "--lab", lab, "--results", str(tmp_path / lab)),
