@@ -89,6 +89,17 @@ def test_up_in_the_image_passes_and_the_results_are_the_callers(image, results):
     assert (folder / "reading.json").stat().st_uid == CALLER[0]
 
 
+def test_plots_and_state_tracing_work_inside_the_container(image, results):
+    """persist-timer draws its window charts (matplotlib), tcp-states traces the kernel's states (tracefs)."""
+    for exercise, sets in (("persist-timer", ["stall=3", "duration=4"]), ("tcp-states", [])):
+        r = docker_run(image, results, "up", exercise, *[a for s in sets for a in ("--set", s)])
+        assert r.returncode == 0 and "PASSED" in r.stdout, r.stdout + r.stderr
+    folders = {f.name.split("-20")[0]: f for f in results.iterdir()}
+    assert (folders["tcplab-persist-timer"] / "window.png").stat().st_size > 10_000
+    assert json.loads((folders["tcplab-tcp-states"] / "manifest.json").read_text())["state_trace"]
+    assert (folders["tcplab-tcp-states"] / "state_diagram.png").exists()
+
+
 def test_without_the_capabilities_one_line_says_which_to_add(image, results):
     r = docker_run(image, results, "up", "exercise2", caps=False)
     assert r.returncode == 2
@@ -109,7 +120,7 @@ def test_exercise2_by_hand_in_the_container_then_ctrl_c_judges_it(image, results
         held = tmux.window()
         tmux.type(held, f"docker run -it --rm --name {name} --label {LABEL} {' '.join(CAPS)} -v {results}:/results {image} "
                         f"start exercise2 {' '.join(a for s in EX2_FAST for a in ('--set', s))}")
-        tmux.wait_for(held, f"This container holds lab tcplab", timeout=60)
+        tmux.wait_for(held, "This container holds lab tcplab", timeout=60)
         steps = docker.from_env().containers.get(name).exec_run(["sh", "-c", "cat /run/tcplab/tcplab/handson.json"]).output
         commands = [s["run"] for s in json.loads(steps)["steps"]]
         # The seed's four steps, each in a shell of its own, as a person opens them.
