@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..errors import LabError
-from ..naming import STATE_ROOT, state_dir
+from ..naming import LAB_NAME_RE, STATE_ROOT, state_dir
 from ..onhost import procs
 
 STATE_FILE = "state.json"
@@ -105,7 +105,8 @@ def labs() -> list[str]:
     """Every lab with a state folder on this machine, up or left over."""
     if not STATE_ROOT.is_dir():
         return []
-    return sorted(p.name for p in STATE_ROOT.iterdir() if p.is_dir())
+    # Only names a lab can have: other folders here are not labs (the Swarm sandboxes' `swarm-sandbox`).
+    return sorted(p.name for p in STATE_ROOT.iterdir() if p.is_dir() and LAB_NAME_RE.match(p.name))
 
 
 @contextlib.contextmanager

@@ -237,6 +237,11 @@ def down(name: str) -> list[str]:
                 pass
     shutil.rmtree(DATA_ROOT / name, ignore_errors=True)
     shutil.rmtree(RUN_ROOT / name, ignore_errors=True)
+    for folder in (RUN_ROOT, DATA_ROOT):
+        try:
+            folder.rmdir()  # the last sandbox gone: nothing of them left
+        except OSError:
+            pass
     return removed
 
 

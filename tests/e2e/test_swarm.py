@@ -37,6 +37,7 @@ def swarm():
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert not (sandbox.RUN_ROOT / NAME).exists() and not (sandbox.DATA_ROOT / NAME).exists()
         assert not [n for n in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout.split() if n.startswith(f"tcplabsw-{NAME}-")]
+        assert "no labs on this machine" in invoke("status").stdout  # a sandbox is not a lab, up or gone
         # The machine's own daemon was never part of it.
         assert docker.DockerClient(base_url=sandbox.OWN_DOCKER).info()["Swarm"]["LocalNodeState"] == "inactive"
 
