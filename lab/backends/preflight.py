@@ -36,10 +36,18 @@ def capability_problem(status: str, apparmor: str, container: bool) -> str | Non
                else "run it as root with every capability (not under capsh or a restricted service)")
         return (f"tcplab needs the capabilities NET_ADMIN and SYS_ADMIN to make network namespaces, "
                 f"and lacks {' and '.join(missing)}: {fix}")
-    if apparmor.startswith("docker-default") and "enforce" in apparmor:
-        # docker-default says `deny mount,`, and `ip netns add` mounts; only another profile lifts it.
-        return ("tcplab makes network namespaces, which mount, and Docker's AppArmor profile (docker-default) "
-                "denies mount: run the container with --security-opt apparmor=unconfined as well")
+    if apparmor and "enforce" in apparmor and not apparmor.startswith("unconfined"):
+        # docker-default (and containerd's cri-containerd.apparmor.d) say `deny mount,`, and `ip netns add` mounts.
+        profile = apparmor.split()[0]
+        if os.environ.get("TCPLAB_SWARM_NODE_ID"):
+            return (f"this Swarm node confines containers with the AppArmor profile {profile}, which denies mount, and network "
+                    f"namespaces mount; a Swarm service cannot ask for another profile: place labs on nodes without AppArmor "
+                    f"(drain this one: `docker node update --availability drain NODE`)")
+        if os.environ.get("TCPLAB_K8S_NODE_NAME"):
+            return (f"this pod runs under the AppArmor profile {profile}, which denies mount, and network namespaces mount: "
+                    f"give the container securityContext.appArmorProfile: {{type: Unconfined}}")
+        return (f"tcplab makes network namespaces, which mount, and the container's AppArmor profile ({profile}) "
+                f"denies mount: run the container with --security-opt apparmor=unconfined as well")
     return None
 
 

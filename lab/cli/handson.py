@@ -36,9 +36,42 @@ def start(name: str, lab: str, backend_name: str, sets: Sequence[str], inventory
 
 
 def in_image_as_main_command() -> bool:
-    """`docker run … tcplab/tcplab start`: this process is what the container runs (under tini), and
-    its lab's namespaces live only as long as the container does."""
-    return bool(os.environ.get("TCPLAB_IMAGE")) and os.getppid() in (0, 1)
+    """`docker run … tcplab/tcplab start`: this process is what the container runs (under tini, itself
+    under docker-init with `docker run --init`), and its lab's namespaces live only as long as the
+    container does."""
+    if not os.environ.get("TCPLAB_IMAGE"):
+        return False
+    parent = os.getppid()
+    try:
+        name = open(f"/proc/{parent}/comm").read().strip()
+    except OSError:
+        name = ""
+    return parent in (0, 1) or name in ("tini", "docker-init")
+
+
+def _others() -> list[int]:
+    """The container's processes other than this one, its init and its parents (zombies aside)."""
+    mine = {os.getpid(), 1}
+    pid = os.getppid()
+    while pid > 1 and pid not in mine:
+        mine.add(pid)
+        try:
+            pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in mine:
+            try:
+                state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                out.append(int(entry))
+    return out
+
+
+HOLD_AFTER_FINISH = 120.0  # seconds the container waits for the finish that ended its lab
 
 
 def _hold(rec: record.Record) -> int:
@@ -60,6 +93,11 @@ def _hold(rec: record.Record) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # `docker stop` sends it again; finishing takes a few seconds
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return finish(rec.lab, None, False)
+    # The `tcplab finish` that ended the keeper still judges and hands the folder over: the container
+    # (and every process in it) ends with this one, so wait for it, and for any other `docker exec`.
+    deadline = time.monotonic() + HOLD_AFTER_FINISH
+    while _others() and time.monotonic() < deadline:
+        time.sleep(0.2)
     ui.console.print(f"lab {rec.lab} is finished; the container ends")
     return EXIT_OK
 

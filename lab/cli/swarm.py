@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-import docker
+import docker.errors
 
 from .. import ui
-from ..backends.docker import images
 from ..backends.preflight import require_root
 from ..errors import LabError
 from ..session import swarmrun
@@ -23,14 +22,11 @@ def swarm(action: str, name: str, nodes: int) -> int:
     if action == "up":
         made = sandbox.up(name, nodes)
         os.environ["DOCKER_HOST"] = made[0].url
-        swarmrun.prepare()  # the image on every node now, so the first lab placed does not wait for it
-        # The lab server's hands-on labs stay on the manager's daemon (the Docker backend): its host image
-        # too, built here, since the sandbox's nodes cannot reach Debian's mirror.
-        own = sandbox.own_daemon()
-        host_tag = images.ensure(own)
-        manager = docker.DockerClient(base_url=made[0].url, timeout=300)
-        if not images.exists(manager, host_tag):
-            manager.images.load(own.images.get(host_tag).save(chunk_size=1 << 20, named=True))
+        try:
+            swarmrun.prepare()  # the image on every node now, so the first lab placed does not wait for it
+        except docker.errors.DockerException as e:
+            raise LabError(f"sandbox {name}: the tcplab image could not be put on its nodes: {str(e).splitlines()[0][:200]}; "
+                           f"`invoke swarm down --name {name}` removes it") from None
         ui.console.print(f"sandbox {name}: {len(made)} node(s), manager {made[0].hostname}: " + ", ".join(f"{n.hostname} ({n.address})" for n in made))
         ui.console.print(f"use it with: export DOCKER_HOST={made[0].url}")
         ui.console.print(f"remove it with: invoke swarm down --name {name}")

@@ -75,7 +75,7 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
     probe = backends.get(backend, "svprobe")
     require_tools({**probe.required_tools, **probe.tools})
     probe.check_environment()
-    if backend == "docker":
+    if backend == "docker" and engine == "local":
         # Built now, not by the first student's lab while the class waits on it.
         from ..backends.docker import images
 
@@ -85,7 +85,7 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
         # The Swarm checked, and the image on its nodes, before the first student waits on it.
         from ..session import swarmrun
 
-        swarmrun.prepare()
+        _, image = swarmrun.prepare()
         # A lab on the Swarm costs this machine only its worker following it: many may start at once.
         max_starting = max_starting or max_labs
 
@@ -106,7 +106,7 @@ def serve(listen: str, class_file: Optional[str], backend: Optional[str], max_la
     tokens = issue(store, klass, folder)
     users = Users(store, csrf_secret.encode())
     limits = Limits(max_labs=max_labs, max_starting=max_starting or os.cpu_count() or 1, idle_minutes=idle_minutes)
-    supervisor = Supervisor(store, folder, backend, limits, engine)
+    supervisor = Supervisor(store, folder, backend, limits, engine, image if engine == "swarm" else None)
     server = Server(store, users, klass, supervisor, secret)
 
     scheme = "https" if certfile else "http"

@@ -50,9 +50,11 @@ class Limits:
 
 
 class Supervisor:
-    def __init__(self, store: Store, data: Path, backend: str, limits: Limits, engine: str = "local"):
+    def __init__(self, store: Store, data: Path, backend: str, limits: Limits, engine: str = "local", image: Optional[str] = None):
         self.store, self.data, self.backend, self.limits = store, data, backend, limits
-        self.engine = engine  # local, or swarm: automated labs placed on the Swarm (lab/session/swarmrun.py)
+        # local, or swarm: labs placed on the Swarm (lab/session/swarmrun.py) as jobs of `image`, which the
+        # server put on the nodes once before serving: its workers neither hash nor load it again.
+        self.engine, self.image = engine, image
         self.version = 0
         self.changed = asyncio.Event()
         self._children: dict[str, subprocess.Popen] = {}  # lab id -> its worker, when we started it
@@ -199,7 +201,7 @@ class Supervisor:
         results.parent.mkdir(parents=True, exist_ok=True)
         sets = [f"{k}={v}" for k, v in {**lab["sets"], **lab["variant"]}.items()]
         job = {"exercise": lab["exercise"], "lab": lab["lab"], "mode": lab["mode"], "backend": lab["backend"], "sets": sets,
-               "assigned": sorted(lab["variant"]), "results": str(results), "engine": self.engine}
+               "assigned": sorted(lab["variant"]), "results": str(results), "engine": self.engine, "image": self.image}
         (folder / JOB).write_text(json.dumps(job))
         # Starting before any worker has it: a server killed in between finds a lab starting without a worker, and fails it.
         self.store.update(lab["id"], state="starting", folder=str(results))

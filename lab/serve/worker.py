@@ -99,7 +99,8 @@ def _outcome(folder: Path, code: int, results: Optional[Path], error: Optional[s
 
 def _auto(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
     if job.get("engine") == "swarm":
-        o = swarmrun.up(job["exercise"], job["lab"], job["sets"], job["results"], stop=lambda: _request(folder) == "stop")
+        o = swarmrun.up(job["exercise"], job["lab"], job["sets"], job["results"], placed=swarmrun.placed_as(job.get("image")),
+                        stop=lambda: _request(folder) == "stop")
         return o.code, o.folder
     o = run_mod.up(job["exercise"], job["lab"], job["backend"], job["sets"], job["results"], False)
     return o.code, o.folder or (Path(job["results"]) if Path(job["results"]).exists() else None)
@@ -108,7 +109,8 @@ def _auto(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
 def _hands_on(job: dict[str, Any], folder: Path) -> tuple[int, Optional[Path]]:
     lab = job["lab"]
     if job.get("engine") == "swarm":
-        o = swarmrun.handson(job["exercise"], lab, job["sets"], job.get("assigned") or [], job["results"], lambda: _request(folder))
+        o = swarmrun.handson(job["exercise"], lab, job["sets"], job.get("assigned") or [], job["results"], lambda: _request(folder),
+                             placed=swarmrun.placed_as(job.get("image")))
         return o.code, o.folder
     if not job.get("attach"):  # (a worker re-attached after a restart of the server finds its lab up already)
         try:

@@ -71,8 +71,10 @@ def swarm_jobs(names: Optional[list[str]]) -> dict[str, list[str]]:
             return {}
         out: dict[str, list[str]] = {}
         for service in client.services.list(filters={"label": jobs.LAB_LABEL}):
-            lab = (service.attrs["Spec"].get("Labels") or {}).get(jobs.LAB_LABEL, "")
-            if names is None or lab in names:
+            labels = service.attrs["Spec"].get("Labels") or {}
+            lab = labels.get(jobs.LAB_LABEL, "")
+            # --all: the labs placed from this machine; a lab named with --lab, whoever placed it.
+            if (names is None and labels.get(jobs.OWNER_LABEL) == jobs.owner()) or (names is not None and lab in names):
                 out.setdefault(lab, []).extend(jobs.remove(client, lab))
         return out
     except docker.errors.DockerException:

@@ -49,6 +49,11 @@ def prepare() -> tuple[object, str]:
     return client, tag
 
 
+def placed_as(image: Optional[str]) -> Optional[tuple[object, str]]:
+    """The manager and an image the caller has already put on the nodes (the lab server's); None: prepare anew."""
+    return (cluster.manager(), image) if image else None
+
+
 def up(name: str, lab: str, sets: Sequence[str], results_dir: Optional[str], placed: Optional[tuple[object, str]] = None,
        stop: Callable[[], bool] = lambda: False) -> Outcome:
     check_lab_name(lab)
@@ -90,7 +95,7 @@ MIRROR_EVERY = 0.5
 
 
 def handson(name: str, lab: str, sets: Sequence[str], assigned: Sequence[str], results_dir: str,
-            request: Callable[[], Optional[str]]) -> Outcome:
+            request: Callable[[], Optional[str]], placed: Optional[tuple[object, str]] = None) -> Outcome:
     """A hands-on lab held by a job on a Swarm node (`tcplab start` in the container holds it): its
     record mirrored here, where the lab server reads its steps and live wire as for a local lab; shells
     through the node's own Docker API (shell_argv); finished in the container when asked, its results
@@ -99,7 +104,7 @@ def handson(name: str, lab: str, sets: Sequence[str], assigned: Sequence[str], r
     ui.reset_clock()
     ui.stage("starting")
     exercise_mod.load(name, sets, lab)
-    client, tag = prepare()
+    client, tag = placed or prepare()
     args = ["start", name, "--lab", lab, *[a for s in sets for a in ("--set", s)]]
     if assigned:
         args += ["--assigned", ",".join(assigned)]
@@ -133,7 +138,10 @@ def handson(name: str, lab: str, sets: Sequence[str], assigned: Sequence[str], r
                 raise KeyboardInterrupt
             if jobs.node_gone(client, ended.node_id):
                 raise LabError(f"lab {lab}: {jobs.node_left(client, ended)}")
-            t = jobs.last_task(client, service.id)
+            try:
+                t = jobs.last_task(client, service.id)
+            except jobs.Removed as e:
+                raise LabError(f"lab {lab}: {e}") from None
             if t is not None and (t.get("Status") or {}).get("State") in jobs.ENDED:
                 raise LabError(f"lab {lab}: its job ended before it was finished ({t['Status'].get('State')}: "
                                f"{t['Status'].get('Err') or t['Status'].get('Message') or ''})")

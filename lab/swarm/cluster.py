@@ -100,6 +100,7 @@ def image_everywhere(client: docker.DockerClient, tag: str, source: Optional[doc
             if not images.exists(c, tag):
                 ui.step(f"loading {tag} on node {node.hostname} (a few seconds per 100 MB)")
                 c.images.load(source.images.get(tag).save(chunk_size=1 << 20, named=True))  # named: the tag goes along
+                images.drop_older(c, tag.partition(":")[0], tag)
         except docker.errors.DockerException as e:
             ui.warn(f"node {node.hostname}: its Docker API ({node.api or 'the local daemon'}) does not take {tag} "
                     f"({str(e).splitlines()[0][:160]}); no lab goes to it")

@@ -7,6 +7,7 @@ removed when it ends, whether it passed, failed, or its node left the Swarm.
 from __future__ import annotations
 
 import io
+import socket
 import tarfile
 import threading
 import time
@@ -19,11 +20,16 @@ import docker.errors
 from docker.types import Resources, RestartPolicy, ServiceMode
 
 from .. import ui
+from ..errors import LabError
 from . import cluster, shipping
 
 LAB_LABEL = "tcplab.lab"
 # On the job's container: not tcplab.lab, which the Docker backend's own hosts carry on a node's daemon.
 JOB_LABEL = "tcplab.job"
+# Which machine placed the job, so `invoke down --all` there removes its own labs, not another machine's.
+OWNER_LABEL = "tcplab.placed-from"
+PLACING_TIMEOUT = 180.0  # seconds a job may wait for a node before the lab is failed with Swarm's reason
+WAITING = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 CAPABILITIES = ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
 # What a lab reserves on its node: a tenth of a core and 200 MB, so that Swarm spreads a class over
 # the nodes rather than piling it on the first (a lab uses about that while it runs; see README).
@@ -36,6 +42,10 @@ NODE_GONE = {"down", "unknown", "disconnected"}
 
 def service_name(lab: str) -> str:
     return f"tcplab-{lab}"
+
+
+def owner() -> str:
+    return socket.gethostname()
 
 
 @dataclass
@@ -52,11 +62,18 @@ class Ended:
 
 
 def create(client: docker.DockerClient, tag: str, lab: str, args: list[str], env: Sequence[str] = ()):
-    """Lab `lab`'s job, created: `tcplab ARGS` in the image `tag`, placed by Swarm's scheduler."""
-    remove(client, lab)  # a job of the same lab left by a killed run
+    """Lab `lab`'s job, created: `tcplab ARGS` in the image `tag`, placed by Swarm's scheduler. Refused
+    while a job of the same lab runs (another `up --lab` of that name, here or on another machine)."""
+    for s in client.services.list(filters={"label": f"{LAB_LABEL}={lab}"}):
+        t = last_task(client, s.id)
+        if t is None or (t.get("Status") or {}).get("State") not in ENDED:
+            raise LabError(f"lab {lab} runs on the Swarm already (service {s.name}, placed from "
+                           f"{(s.attrs['Spec'].get('Labels') or {}).get(OWNER_LABEL, '?')}): give another --lab, "
+                           f"or `invoke down --lab {lab}` to remove it")
+    remove(client, lab)  # an ended job of the same lab, left by a killed run
     return client.services.create(
         tag, args=args, name=service_name(lab),
-        labels={LAB_LABEL: lab}, container_labels={JOB_LABEL: lab},
+        labels={LAB_LABEL: lab, OWNER_LABEL: owner()}, container_labels={JOB_LABEL: lab},
         env=["TCPLAB_SWARM_NODE_ID={{.Node.ID}}", "TCPLAB_SWARM_NODE_HOSTNAME={{.Node.Hostname}}", "COLUMNS=100", *env],
         cap_add=CAPABILITIES, mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
         restart_policy=RestartPolicy(condition="none", max_attempts=0),
@@ -72,6 +89,7 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
     ended = Ended()
     receiver = shipping.Receiver()
     done_reading = threading.Event()
+    started = time.monotonic()
 
     def read() -> None:
         try:
@@ -80,6 +98,8 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
                 shown = receiver.feed(line)
                 if shown is not None:
                     show(shown)
+                    if shown.startswith("error:"):
+                        ended.shown.append(shown[len("error:"):].strip())
                 if receiver.complete:
                     break
         except (docker.errors.DockerException, OSError, ValueError):
@@ -92,7 +112,11 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
     try:
         ended_at = None
         while True:
-            task = last_task(client, service.id)
+            try:
+                task = last_task(client, service.id)
+            except Removed as e:
+                ended.failure = str(e)
+                break
             if task is not None:
                 ended.node_id = task.get("NodeID") or ended.node_id
                 status = task.get("Status") or {}
@@ -102,6 +126,10 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
                     ended.node_hostname = hostname(client, ended.node_id)
                 if ended.state in ENDED and ended_at is None:
                     ended_at = time.monotonic()
+                if ended.state in WAITING and ended.state != "starting" and time.monotonic() - started > PLACING_TIMEOUT:
+                    ended.failure = (f"Swarm placed the lab on no node in {PLACING_TIMEOUT:.0f} s ({ended.state}: "
+                                     f"{ended.message or 'no reason given'}): `docker node ls` shows the nodes")
+                    break
                 if ended.node_id and ended.state not in ENDED and node_gone(client, ended.node_id):
                     ended.failure = node_left(client, ended)
                     break
@@ -119,8 +147,9 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
                 receiver.unpack(into)
                 ended.folder = into
             else:
+                said = f": {ended.shown[-1]}" if ended.shown else ""
                 ended.failure = (f"the lab's job ended ({ended.state}{': ' + ended.message if ended.message else ''}) "
-                                 f"on node {ended.node_hostname or '?'} without sending its results back")
+                                 f"on node {ended.node_hostname or '?'} without sending its results back{said}")
     finally:
         remove(client, lab)
     return ended
@@ -131,9 +160,16 @@ def node_left(client: docker.DockerClient, ended: Ended) -> str:
             f"start the lab again and Swarm places it elsewhere")
 
 
+class Removed(LabError):
+    """The job's service is gone: removed by someone else (`invoke down`) while this one followed it."""
+
+
 def last_task(client: docker.DockerClient, service_id: str) -> Optional[dict]:
+    """The service's newest task (None while it has none, or the manager did not answer this time)."""
     try:
         tasks = client.api.tasks(filters={"service": service_id})
+    except docker.errors.NotFound:
+        raise Removed("its job was removed from the Swarm meanwhile (`invoke down`?)") from None
     except docker.errors.APIError:
         return None
     return max(tasks, key=lambda t: t.get("CreatedAt", "")) if tasks else None
@@ -215,17 +251,22 @@ def node_api(client: docker.DockerClient, node_id: str) -> Optional[str]:
     return node.api if node else None
 
 
+READ_LIMIT = 4 * 10**6
+
+
 def read_file(c: docker.DockerClient, container: str, path: str) -> Optional[bytes]:
     """One file of a running container, through its node's API; None if it is not there (yet)."""
     try:
-        stream, _ = c.api.get_archive(container, path)
+        stream, stat = c.api.get_archive(container, path)
+        if stat.get("size", 0) > READ_LIMIT:
+            return None  # a record made huge in the container is not read (the lab then shows no progress)
         data = b"".join(stream)
-    except docker.errors.DockerException:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            f = tar.extractfile(member) if member is not None and member.isfile() else None
+            return f.read(READ_LIMIT) if f is not None else None
+    except (docker.errors.DockerException, tarfile.TarError, OSError, KeyError):
         return None
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        member = tar.next()
-        f = tar.extractfile(member) if member is not None else None
-        return f.read() if f is not None else None
 
 
 def exec_lines(c: docker.DockerClient, container: str, argv: list[str], env: dict[str, str]) -> tuple[Iterable[str], Callable[[], int]]:

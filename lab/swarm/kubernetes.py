@@ -55,5 +55,7 @@ def job(exercise: str, sets: Sequence[str], image: str, lab: str = "tcplab") -> 
         },
     }
     head = ("# tcplab lab as a Kubernetes Job (untested: no Kubernetes server where tcplab is built).\n"
+            f"# The image is the one built on this machine: push it to your registry (and name that), or load it on every node.\n"
+            "# On nodes with AppArmor, add securityContext.appArmorProfile: {type: Unconfined} (network namespaces mount).\n"
             f"# kubectl create -f job.yml; then kubectl logs job/<name> | invoke receive results/{lab}\n")
     return head + yaml.safe_dump(spec, sort_keys=False)

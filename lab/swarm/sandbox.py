@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..backends.debian import unmount_under
 from ..errors import LabError
@@ -56,7 +57,10 @@ def _run(*argv: str) -> None:
 
 
 def _docker(node: Node, *args: str, timeout: float = 60) -> str:
-    r = subprocess.run(["docker", "-H", node.url, *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        r = subprocess.run(["docker", "-H", node.url, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"docker on sandbox node {node.hostname}: `{' '.join(args)}` took over {timeout:.0f} s") from None
     if r.returncode != 0:
         raise LabError(f"docker on sandbox node {node.hostname}: `{' '.join(args)}` failed: {r.stderr.strip()}")
     return r.stdout.strip()
@@ -101,8 +105,7 @@ def up(name: str, count: int) -> list[Node]:
     try:
         _network(nodes)
         for n in nodes:
-            _start(name, n)
-            _save(name, nodes)
+            _start(name, n, lambda: _save(name, nodes))
         for n in nodes:
             _wait(n)
         _join(nodes)
@@ -129,7 +132,7 @@ def _network(nodes: list[Node]) -> None:
         _run("ip", "-n", n.netns, "link", "set", "eth0", "up")
 
 
-def _start(name: str, n: Node) -> None:
+def _start(name: str, n: Node, saved: Callable[[], None]) -> None:
     run_dir = RUN_ROOT / name / n.name
     data = DATA_ROOT / name / n.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,11 +142,17 @@ def _start(name: str, n: Node) -> None:
             'hostname "$0" && exec dockerd "$@"', n.hostname,
             "--data-root", str(data / "docker"), "--exec-root", str(run_dir / "exec"), "-H", n.url,
             "--pidfile", str(run_dir / "docker.pid"), "--iptables=false", "--ip6tables=false", "--bridge=none",
-            "--cgroup-parent", cgroup_parent(name, n)]
+            # cgroupfs, so the parent is a plain cgroup (systemd's driver wants a slice) whose processes are the node's;
+            # containerd namespaces of the node's own: where a system containerd runs, dockerd uses it rather than
+            # starting its own, and the machine's daemon's containers live in its `moby` namespace.
+            "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", cgroup_parent(name, n),
+            "--containerd-namespace", cgroup_parent(name, n), "--containerd-plugins-namespace", f"{cgroup_parent(name, n)}-plugins"]
     with open(run_dir / "dockerd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-    n.pid = proc.pid  # `sh` execs dockerd, so this PID is the daemon's
-    n.start = procs.start_time(proc.pid) or 0
+        # Recorded at once (a Ctrl-C from here on leaves a daemon `down` finds); `sh` execs dockerd, so the PID is the daemon's.
+        n.pid = proc.pid
+        n.start = procs.start_time(proc.pid) or 0
+        saved()
 
 
 def _wait(n: Node) -> None:
@@ -204,7 +213,9 @@ def _leftovers(name: str, n: Node) -> list[int]:
             continue
         if str(run_dir) in cmdline:  # containerd and the shims name the exec root: a reused PID does not
             pids.append(pid)
-    for procs_file in Path("/sys/fs/cgroup/pids").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs"):
+    # The node's containers' processes: in its cgroup parent, under cgroup v1's pids controller or v2's one tree.
+    for procs_file in [*Path("/sys/fs/cgroup/pids").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs"),
+                       *Path("/sys/fs/cgroup").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs")]:
         try:
             pids += [int(line) for line in procs_file.read_text().split()]
         except (OSError, ValueError):
@@ -230,7 +241,8 @@ def down(name: str) -> list[str]:
         unmount_under(RUN_ROOT / name / n.name)
         if subprocess.run(["ip", "netns", "del", n.netns], capture_output=True).returncode == 0:
             removed.append(f"netns {n.netns}")
-        for cgroup in sorted(Path("/sys/fs/cgroup").glob(f"*/{cgroup_parent(name, n)}/**/"), key=lambda p: -len(p.parts)):
+        made = [*Path("/sys/fs/cgroup").glob(f"*/{cgroup_parent(name, n)}/**/"), *Path("/sys/fs/cgroup").glob(f"{cgroup_parent(name, n)}/**/")]
+        for cgroup in sorted(made, key=lambda p: -len(p.parts)):
             try:
                 cgroup.rmdir()  # empty now: its processes were stopped above
             except OSError:

@@ -112,8 +112,8 @@ def test_without_the_capabilities_one_line_says_which_to_add(image, results):
     assert list(results.iterdir()) == []
 
 
-def test_exercise2_by_hand_in_the_container_then_ctrl_c_judges_it(image, results):
-    """`docker run -it … start` holds the lab; shells come from `docker exec -it … tcplab shell`; Ctrl-C judges."""
+def test_exercise2_by_hand_in_the_container_finished_from_another_terminal(image, results):
+    """`docker run -it … start` holds the lab; shells come from `docker exec -it … tcplab shell`; `docker exec … finish` judges."""
     name = f"tcplab-e2eimage-{os.getpid()}"
     tmux = Tmux()
     try:
@@ -137,9 +137,12 @@ def test_exercise2_by_hand_in_the_container_then_ctrl_c_judges_it(image, results
         tmux.wait_for(shells["client"], "blocked in recv()")
         tmux.type(shells["firewall"], commands[3])
         tmux.wait_for(shells["client"], "ETIMEDOUT", timeout=30)
-        tmux.keys(held, "C-c")
-        screen = tmux.wait_for(held, "checks", timeout=60)
+        finish = tmux.window()
+        tmux.type(finish, f"docker exec {name} tcplab finish")
+        screen = tmux.wait_for(finish, "checks", timeout=60)
         assert "PASSED 5/5 checks" in screen, screen
+        # The container waited for that finish to judge and hand the folder over before it ended.
+        tmux.wait_for(held, "lab tcplab is finished; the container ends", timeout=60)
         deadline = time.monotonic() + 30
         while subprocess.run(["docker", "inspect", name], capture_output=True).returncode == 0:
             assert time.monotonic() < deadline, "the container did not end after the lab was judged"
@@ -151,3 +154,24 @@ def test_exercise2_by_hand_in_the_container_then_ctrl_c_judges_it(image, results
     report = json.loads((folder / "report.json").read_text())
     assert report["passed"] and {c["name"] for c in report["checks"]} >= {"keepalive_probes", "student_capture"}
     assert owners(results) == {CALLER}
+
+
+def test_ctrl_c_on_the_container_holding_a_lab_finishes_and_judges_it(image, results):
+    name = f"tcplab-e2eimage-c-{os.getpid()}"
+    tmux = Tmux()
+    try:
+        held = tmux.window()
+        tmux.type(held, f"docker run -it --rm --name {name} --label {LABEL} {' '.join(CAPS)} -v {results}:/results {image} start exercise2")
+        tmux.wait_for(held, "This container holds lab tcplab", timeout=60)
+        tmux.keys(held, "C-c")
+        screen = tmux.wait_for(held, "checks", timeout=60)
+        assert "FAILED" in screen and "results: " in screen, screen  # nothing was done by hand: judged, and failed
+        deadline = time.monotonic() + 30
+        while subprocess.run(["docker", "inspect", name], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "the container did not end after Ctrl-C"
+            time.sleep(0.5)
+    finally:
+        tmux.kill()
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    [folder] = results.iterdir()
+    assert (folder / "report.json").exists() and owners(results) == {CALLER}

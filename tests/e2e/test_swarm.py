@@ -177,6 +177,30 @@ def test_by_hand_through_the_server_the_shells_reach_the_lab_on_its_node(swarm, 
     wait_no_leftovers(swarm)
 
 
+def test_down_after_the_server_was_killed_removes_its_labs_jobs(swarm, tmp_path, monkeypatch):
+    from .conftest import pid_alive
+    from .test_serve_class import _rows
+
+    monkeypatch.setenv("DOCKER_HOST", swarm["env"]["DOCKER_HOST"])
+    served = start(tmp_path, "--class", str(write_class(tmp_path / "class.yml", ["ann", "ben"])), "--engine", "swarm", ready=300)
+    slow = {**FAST, "keepidle": 20, "user_timeout": 30000}
+    labs = [served.request("POST", "/api/labs", served.tokens[s], {"exercise": "exercise2", "mode": mode, "set": slow}).json()
+            for s, mode in (("ann", "auto"), ("ben", "hands-on"))]
+    for s, lab in zip(("ann", "ben"), labs):
+        assert served.wait(served.tokens[s], lab["id"], states=("running",), timeout=180)["state"] == "running"
+    workers = [row["worker_pid"] for row in _rows(served.data / "serve.db")]
+    served.proc.kill()
+    served.proc.wait()
+    assert len(swarm["client"].services.list(filters={"label": "tcplab.lab"})) == 2  # the server's death left them
+    r = subprocess.run(invoke_argv("down", "--all"), cwd=REPO, env=swarm["env"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and " ".join(r.stdout.split()).count("Swarm service tcplab-") == 2, r.stdout + r.stderr
+    wait_no_leftovers(swarm)
+    deadline = time.monotonic() + 30
+    while any(pid_alive(pid) for pid in workers):  # each lab's worker, orphaned, sees its job gone and ends
+        assert time.monotonic() < deadline, [pid for pid in workers if pid_alive(pid)]
+        time.sleep(0.5)
+
+
 def test_a_worker_stopped_mid_lab_fails_that_lab_with_the_reason(swarm, tmp_path):
     """Last: it stops the worker for good. Two labs at once are spread one per node; the worker goes."""
     procs = {lab: subprocess.Popen(invoke_argv("up", "exercise2", "--engine", "swarm", "--lab", lab, "--results", str(tmp_path / lab)),
@@ -204,4 +228,10 @@ def test_a_worker_stopped_mid_lab_fails_that_lab_with_the_reason(swarm, tmp_path
     assert f"node {worker.hostname} left the Swarm mid-lab" in " ".join(outs[on_worker].split())
     assert not (tmp_path / on_worker).exists()
     assert procs[other].returncode == 0 and "PASSED 4/4 checks" in outs[other], outs[other]
+    wait_no_leftovers(swarm)
+    # Started again, the lab goes where a node is up.
+    again = up_swarm(swarm, on_worker, tmp_path / "again", *EX2_FAST)
+    assert again.returncode == 0 and "PASSED 4/4 checks" in again.stdout, again.stdout + again.stderr
+    m = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert m["engine"]["node_hostname"] == swarm["nodes"][0].hostname
     wait_no_leftovers(swarm)

@@ -32,3 +32,10 @@ def test_dockers_apparmor_profile_is_named_with_its_way_out():
     said = preflight.capability_problem(FULL, "docker-default (enforce)", container=True)
     assert "denies mount" in said and "--security-opt apparmor=unconfined" in said
     assert preflight.capability_problem(FULL, "docker-default (complain)", container=True) is None
+    assert "cri-containerd.apparmor.d" in preflight.capability_problem(FULL, "cri-containerd.apparmor.d (enforce)", container=True)
+
+
+def test_on_a_swarm_node_the_way_out_is_another_node(monkeypatch):
+    monkeypatch.setenv("TCPLAB_SWARM_NODE_ID", "abc")
+    said = preflight.capability_problem(FULL, "docker-default (enforce)", container=True)
+    assert "cannot ask for another profile" in said and "--security-opt" not in said

@@ -73,3 +73,79 @@ def test_the_kubernetes_job_asks_for_the_capabilities_and_no_sysctl():
     assert container["args"][:2] == ["up", "exercise2"] and "keepidle=2" in container["args"]
     with pytest.raises(LabError, match="keepidle"):
         kubernetes.job("exercise2", ["keepidle=-1"], "tcplab/tcplab:abc")
+
+
+def _shipped(data: bytes) -> shipping.Receiver:
+    """A Receiver fed `data` as a lab would ship it, with a correct header."""
+    import base64
+    import hashlib
+
+    r = shipping.Receiver()
+    r.feed(f"{shipping.BEGIN} {len(data)} {hashlib.sha256(data).hexdigest()}")
+    text = base64.b64encode(data).decode()
+    for i in range(0, len(text), shipping.LINE):
+        r.feed(text[i:i + shipping.LINE])
+    r.feed(shipping.END)
+    return r
+
+
+def _tar(add) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        add(tar)
+    return buf.getvalue()
+
+
+def test_a_folder_that_reaches_out_of_itself_is_refused_and_nothing_lands_outside(tmp_path):
+    import io
+    import tarfile
+
+    def escaping(tar):
+        for name in ("../outside.txt", "/etc/tcplab-owned"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+
+    def linking(tar):
+        link = tarfile.TarInfo("passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+        inner = tarfile.TarInfo("passwd")  # written through the link, were it followed
+        inner.size = 3
+        tar.addfile(inner, io.BytesIO(b"bad"))
+
+    for i, add in enumerate((escaping, linking)):
+        with pytest.raises(LabError, match="could not be unpacked"):
+            _shipped(_tar(add)).unpack(tmp_path / f"into{i}")
+    assert not (tmp_path / "outside.txt").exists() and not __import__("os").path.exists("/etc/tcplab-owned")
+
+
+def test_a_malformed_header_is_an_ordinary_line_and_bad_base64_one_line(tmp_path):
+    r = shipping.Receiver()
+    assert r.feed(f"{shipping.BEGIN} lots") == f"{shipping.BEGIN} lots"  # not a header: shown, never a traceback
+    bad = _shipped(b"x" * 100)
+    bad.body[0] = "!!!!" + bad.body[0][4:]
+    with pytest.raises(LabError, match="not base64"):
+        bad.unpack(tmp_path / "a")
+
+
+def test_a_folder_over_the_limits_is_refused_before_it_is_written(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    monkeypatch.setattr(shipping, "MAX_UNPACKED", 1000)
+
+    def big(tar):
+        info = tarfile.TarInfo("big.pcap")
+        info.size = 5000
+        tar.addfile(info, io.BytesIO(b"\0" * 5000))
+
+    with pytest.raises(LabError, match="would unpack to over"):
+        _shipped(_tar(big)).unpack(tmp_path / "big")
+    assert not (tmp_path / "big").exists()
+    monkeypatch.setattr(shipping, "MAX_BYTES", 10)
+    with pytest.raises(LabError, match="packed, over"):
+        _shipped(b"y" * 100).unpack(tmp_path / "packed")

@@ -102,11 +102,11 @@ def ensure_tcplab(client: docker.DockerClient, rebuild: bool = False) -> str:
             if rebuild or not exists(client, wanted):
                 base = _base(client, TRIXIE_REGISTRY_BASE, TRIXIE_OFFLINE_BASE, "trixie")
                 _build(client, ROOT, wanted, base, "tcplab", dockerfile=TCPLAB_DOCKERFILE)
-                _drop_older(client, TCPLAB_REPOSITORY, wanted)
+                drop_older(client, TCPLAB_REPOSITORY, wanted)
     return wanted
 
 
-def _drop_older(client: docker.DockerClient, repository: str, keep: str) -> None:
+def drop_older(client: docker.DockerClient, repository: str, keep: str) -> None:
     """Earlier tags of the image (each edit of tcplab makes one): untagged, their layers freed where nothing uses them."""
     for image in client.images.list(name=repository):
         for t in image.tags:
