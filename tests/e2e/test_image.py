@@ -44,6 +44,13 @@ def docker_run(image: str, results: Path, *args: str, caps: bool = True, timeout
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
+def gone(container: str, when: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["docker", "inspect", container], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, f"the container did not end {when}"
+        time.sleep(0.5)
+
+
 def owners(folder: Path) -> set[tuple[int, int]]:
     return {(p.lstat().st_uid, p.lstat().st_gid) for p in folder.rglob("*")}
 
@@ -143,10 +150,7 @@ def test_exercise2_by_hand_in_the_container_finished_from_another_terminal(image
         assert "PASSED 5/5 checks" in screen, screen
         # The container waited for that finish to judge and hand the folder over before it ended.
         tmux.wait_for(held, "lab tcplab is finished; the container ends", timeout=60)
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "inspect", name], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, "the container did not end after the lab was judged"
-            time.sleep(0.5)
+        gone(name, "after the lab was judged")
     finally:
         tmux.kill()
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
@@ -166,10 +170,7 @@ def test_ctrl_c_on_the_container_holding_a_lab_finishes_and_judges_it(image, res
         tmux.keys(held, "C-c")
         screen = tmux.wait_for(held, "checks", timeout=60)
         assert "FAILED" in screen and "results: " in screen, screen  # nothing was done by hand: judged, and failed
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "inspect", name], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, "the container did not end after Ctrl-C"
-            time.sleep(0.5)
+        gone(name, "after Ctrl-C")
     finally:
         tmux.kill()
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
