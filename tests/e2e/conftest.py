@@ -1,6 +1,7 @@
 """Helpers for end-to-end tests: they drive `invoke` as a user does, on real namespaces and real TCP."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -176,3 +177,26 @@ def early_results(module: str, timeout: float = 240) -> dict[str, Path]:
         assert proc.returncode == 0, f"{name}: {text}"
         out[name] = folder
     return out
+
+
+@contextlib.contextmanager
+def registry_base(client, registry: str, offline: str):
+    """`registry` (a Dockerfile's default base, which no registry gives here) stood in for by the base
+    made offline, for the duration; and an image tcplab-test/plain removed afterwards."""
+    import docker.errors
+
+    tagged_here = False
+    try:
+        client.images.get(registry)
+    except docker.errors.ImageNotFound:
+        client.images.get(offline).tag(registry)  # stands in for the pull
+        tagged_here = True
+    try:
+        yield
+    finally:
+        try:
+            client.images.remove("tcplab-test/plain", force=True)
+        except docker.errors.ImageNotFound:
+            pass
+        if tagged_here:
+            client.images.remove(registry)

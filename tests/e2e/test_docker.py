@@ -16,7 +16,7 @@ import pytest
 
 from lab.backends.docker import images
 
-from .conftest import EX1_FAST, EX2_FAST, REPO, STATE_ROOT, invoke, report, start, up, verdicts, wait_for_event, with_sets
+from .conftest import EX1_FAST, EX2_FAST, REPO, STATE_ROOT, invoke, registry_base, report, start, up, verdicts, wait_for_event, with_sets
 
 LABEL = "tcplab.lab"
 
@@ -56,23 +56,13 @@ def test_images_build_offline_from_nothing(client):
 def test_plain_dockerfile_builds_as_a_user_with_a_registry_would(client):
     """`docker build images/host` with its default base: what a user with registry access runs."""
     invoke("images", timeout=900)
-    tagged_here = False
-    try:
-        client.images.get(images.REGISTRY_BASE)
-    except docker.errors.ImageNotFound:
-        client.images.get(images.OFFLINE_BASE).tag(images.REGISTRY_BASE)  # stands in for the pull
-        tagged_here = True
-    try:
+    with registry_base(client, images.REGISTRY_BASE, images.OFFLINE_BASE):
         r = subprocess.run(["docker", "build", "--network", "host", "-q", "-t", "tcplab-test/plain", str(images.IMAGE_DIR)],
                            capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr
         out = client.containers.run("tcplab-test/plain", ["sh", "-c", "python3 --version && tcpdump --version && nft --version"],
                                     remove=True, network_mode="none").decode()
         assert "Python 3" in out and "tcpdump version" in out and "nftables" in out
-    finally:
-        client.images.remove("tcplab-test/plain", force=True)
-        if tagged_here:
-            client.images.remove(images.REGISTRY_BASE)
 
 
 @pytest.mark.parametrize(

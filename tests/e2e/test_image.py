@@ -14,7 +14,7 @@ import pytest
 
 from lab.backends.docker import images
 
-from .conftest import EX2_FAST, REPO, invoke
+from .conftest import EX2_FAST, REPO, invoke, registry_base
 from .tmuxing import Tmux
 
 CAPS = ["--cap-add", "NET_ADMIN", "--cap-add", "SYS_ADMIN"]
@@ -59,13 +59,7 @@ def test_the_image_builds_offline_and_the_plain_dockerfile_builds_the_same(image
     client = docker.from_env()
     built = client.images.get(image)
     assert built.labels.get(images.LABEL) == "tcplab"
-    tagged_here = False
-    try:
-        client.images.get(images.TRIXIE_REGISTRY_BASE)
-    except docker.errors.ImageNotFound:
-        client.images.get(images.TRIXIE_OFFLINE_BASE).tag(images.TRIXIE_REGISTRY_BASE)  # stands in for the pull
-        tagged_here = True
-    try:
+    with registry_base(client, images.TRIXIE_REGISTRY_BASE, images.TRIXIE_OFFLINE_BASE):
         # What a user with a registry types, from the repository's root.
         r = subprocess.run(["docker", "build", "--network", "host", "-q", "-f", "images/tcplab/Dockerfile", "-t", "tcplab-test/plain", "."],
                            cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -74,10 +68,6 @@ def test_the_image_builds_offline_and_the_plain_dockerfile_builds_the_same(image
         assert plain.attrs["RootFS"]["Layers"] == built.attrs["RootFS"]["Layers"]  # the same file systems, layer by layer
         out = client.containers.run("tcplab-test/plain", ["list"], remove=True, network_mode="none").decode()
         assert "exercise2" in out and "keepidle" in out
-    finally:
-        client.images.remove("tcplab-test/plain", force=True)
-        if tagged_here:
-            client.images.remove(images.TRIXIE_REGISTRY_BASE)
 
 
 def test_up_in_the_image_passes_and_the_results_are_the_callers(image, results):
