@@ -537,14 +537,17 @@ class RequestModel:
         """The delayed ACK's wait after the segment it acknowledges, as the sender sees it (less one round trip)."""
         return delayed_ack(self.hz)
 
-    def latency(self, n: int, rtt: float, slack: float = 0.001) -> Window:
+    def latency(self, n: int, rtt: float, answer: Optional[float] = None, slack: float = 0.001) -> Window:
         """Request n from its first byte on the wire to the reply: fast ones below the delayed-ACK minimum; a
-        delayed one the timer's window plus two round trips (the first segment's way there and its ACK's back,
-        then the second segment's and the reply's)."""
+        delayed one the timer's window plus a round trip (the first segment's way there and its ACK's back),
+        then the answer: from the request's last segment to the reply, a round trip and the server's time to
+        read and reply. No TCP timer sets the answer (the server's scheduler does: milliseconds in a busy VM),
+        so where the capture measured it, it is the request's own; without it, one round trip."""
         d = delayed_ack(self.hz)
+        tail = rtt if answer is None else answer
         if self.delayed(n):
-            return Window(d.nominal + 2 * rtt, d.low, d.high + 2 * rtt + slack)
-        return Window(2 * rtt, 0.0, d.low)
+            return Window(d.nominal + rtt + tail, d.low + (answer or 0.0), d.high + rtt + tail + slack)
+        return Window(rtt + tail, 0.0, d.low)
 
 
 # TIME_WAIT: TCP_TIMEWAIT_LEN, fixed at build time (no sysctl; tcp_fin_timeout is FIN_WAIT2's).

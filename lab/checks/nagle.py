@@ -40,6 +40,11 @@ class Request:
         return self.reply.ts - self.start if self.reply is not None else None
 
     @property
+    def answer(self) -> Optional[float]:
+        """From the request's last segment to the reply: a round trip and the server's time to reply."""
+        return self.reply.ts - self.segments[-1].ts if self.reply is not None else None
+
+    @property
     def ack_wait(self) -> Optional[float]:
         return self.first_ack.ts - self.start if self.first_ack is not None else None
 
@@ -129,7 +134,8 @@ def _requests_word(ns: list[int]) -> str:
 @check
 def request_latency(ctx: Context, capture: str, client: str, nodelay, quickack, writes, requests, size) -> CheckResult:
     """Each request's latency from the packets (its first byte to the server's reply): the ones the model says
-    pay the delayed-ACK timer within its window (plus two round trips), the others below its minimum."""
+    pay the delayed-ACK timer within its window plus a round trip and the request's own answer (its last segment
+    to the reply), the others below its minimum."""
     name = "request_latency"
     m = model_for(ctx, nodelay, quickack, writes)
     o = observe(ctx, capture, client)
@@ -148,7 +154,7 @@ def request_latency(ctx: Context, capture: str, client: str, nodelay, quickack, 
         if r.latency is None:
             unanswered.append(r.n)
             continue
-        w = m.latency(r.n, o.rtt)
+        w = m.latency(r.n, o.rtt, r.answer)
         if not w.holds(r.latency):
             (quick_delayed if m.delayed(r.n) else slow_fast).append(r)
     if unanswered:
@@ -156,17 +162,21 @@ def request_latency(ctx: Context, capture: str, client: str, nodelay, quickack, 
     if slow_fast:
         problems.append(f"{_requests_word([r.n for r in slow_fast])} took {ms([r.latency for r in slow_fast])}, not below "
                         f"the delayed-ACK minimum {d.low * 1000:.1f} ms")
-    if quick_delayed:
-        w = m.latency(quick_delayed[0].n, o.rtt)
-        problems.append(f"{_requests_word([r.n for r in quick_delayed])} took {ms([r.latency for r in quick_delayed])}, outside "
-                        f"the delayed-ACK window {w.low * 1000:.1f}..{w.high * 1000:.1f} ms")
+    for r in quick_delayed[:3]:
+        w = m.latency(r.n, o.rtt, r.answer)
+        problems.append(f"request {r.n} took {r.latency * 1000:.2f} ms, outside the delayed-ACK window {w.low * 1000:.1f}.."
+                        f"{w.high * 1000:.1f} ms (with its answer, {r.answer * 1000:.2f} ms from its last segment to the reply)")
+    if len(quick_delayed) > 3:
+        problems.append(f"and {_requests_word([r.n for r in quick_delayed[3:]])} likewise")
     expected = [f"{variant(m)}, ping-pong after {count(m.pingpong_thresh, 'reply', 'replies')}:"]
     if fast:
         expected.append(f"{_requests_word(fast)} fast (below the delayed-ACK minimum, {d.low * 1000:.1f} ms);")
     if delayed:
-        w = m.latency(delayed[0], o.rtt)
+        w = m.latency(delayed[0], o.rtt, 0.0)
         expected.append(f"{'and ' if fast else ''}{_requests_word(delayed)} each {d.nominal * 1000:.0f} ms of delayed-ACK timer "
-                        f"plus two round trips ({w.low * 1000:.1f}..{w.high * 1000:.1f} ms at {f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown'})")
+                        f"plus a round trip ({w.low * 1000:.1f}..{w.high * 1000:.1f} ms at {f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown'}), "
+                        f"then its answer (from its last segment to the reply: a round trip and the server's reply, which "
+                        f"no timer sets, measured per request)")
     seen_fast = [r.latency for r in o.requests if r.latency is not None and r.latency < d.low]
     seen_slow = [r.latency for r in o.requests if r.latency is not None and r.latency >= d.low]
     observed = "; ".join(filter(None, [

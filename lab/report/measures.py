@@ -227,8 +227,9 @@ TOPICS["request_times"] = {"delayed_ack"}
 @measure
 def request_times(ctx: Context, capture: str, client: str, nodelay, quickack, writes, requests, size) -> Figures:
     """Each request's latency from the packets (first byte to the reply) and the wait for the server's ACK of its
-    first segment, beside the kernel model's (a fast request's model figure is two round trips; a delayed one's
-    the 40 ms delayed-ACK timer plus them), with the count of delayed requests and the medians."""
+    first segment, beside the kernel model's (a fast request's model figure is two round trips, the answer taken
+    as one; a delayed one's the 40 ms delayed-ACK timer plus them), with the count of delayed requests and the
+    medians."""
     from ..checks import nagle
     m = nagle.model_for(ctx, nodelay, quickack, writes)
     o = nagle.observe(ctx, capture, client)

@@ -25,6 +25,9 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
         names = labs.known()
     else:
         names = [check_lab_name(lab or "tcplab")]
+    # The Swarm's jobs first: a lab held there has a worker here mirroring its record into the lab's state
+    # folder, and removing that folder under it makes the worker remove the job itself, racing this.
+    placed = swarm_jobs(None if all_labs else names)
     out: dict[str, list[str]] = {}
     docker_labs = set(labs.in_docker()) if names else set()
     for name in names:
@@ -48,7 +51,7 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
         labstate.drop_lock(name)
         keeper_log(name).unlink(missing_ok=True)
         out[name] = removed
-    for name, services in swarm_jobs(None if all_labs else names).items():
+    for name, services in placed.items():
         out.setdefault(name, []).extend(f"Swarm service {s}" for s in services)
     return out
 

@@ -193,7 +193,8 @@ def test_down_after_the_server_was_killed_removes_its_labs_jobs(swarm, tmp_path,
     served.proc.wait()
     assert len(swarm["client"].services.list(filters={"label": "tcplab.lab"})) == 2  # the server's death left them
     r = subprocess.run(invoke_argv("down", "--all"), cwd=REPO, env=swarm["env"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and " ".join(r.stdout.split()).count("Swarm service tcplab-") == 2, r.stdout + r.stderr
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 0 and all(f"lab sv{lab['id']}: removed Swarm service tcplab-sv{lab['id']}" in said for lab in labs), r.stdout + r.stderr
     wait_no_leftovers(swarm)
     deadline = time.monotonic() + 30
     while any(pid_alive(pid) for pid in workers):  # each lab's worker, orphaned, sees its job gone and ends

@@ -52,9 +52,10 @@ def test_report_wording():
     assert ms([0.0438]) == "43.80 ms" and ms([0.041, 0.044, 0.0438]) == "41.00..44.00 ms (median 43.80)"
 
 
-def results(tmp, ack_waits, *, together=False, writes=2, params=None, sysctls=None, size=200, log_requests=None):
+def results(tmp, ack_waits, *, together=False, writes=2, params=None, sysctls=None, size=200, log_requests=None, answer=0.00004):
     """A results folder as `invoke up nagle-delayed-ack` leaves it: per request, how long the server took to
-    acknowledge its first segment (None: the second write goes with the first, as TCP_NODELAY sends it)."""
+    acknowledge its first segment (None: the second write goes with the first, as TCP_NODELAY sends it), and
+    how long it took to reply once the second segment was out (`answer`)."""
     tmp.mkdir(parents=True, exist_ok=True)
     conv = Conversation()
     conv.handshake()
@@ -74,9 +75,9 @@ def results(tmp, ack_waits, *, together=False, writes=2, params=None, sysctls=No
             conv.server_ack(t + wait)  # acknowledges the first segment
             conv.client_data(t + wait + 0.00002, b"x" * (size - size // 2))  # Nagle lets the second go
             conv.server_ack(t + wait + 0.00004)
-            conv.server_data(t + wait + 0.00008, b"r" * 100)
-        conv.client_ack(t + (wait or 0) + 0.0001)
-        t += (wait or 0) + 0.0002
+            conv.server_data(t + wait + 0.00004 + answer, b"r" * 100)
+        conv.client_ack(t + (wait or 0) + answer + 0.00006)
+        t += (wait or 0) + answer + 0.00016
     conv.write(tmp / "source.pcap")
     (tmp / "client.log").write_text(json.dumps({"event": "connected", "wall": conv.t0, "mono": 1.0,
                                                 "local": f"{CLIENT[0]}:{CLIENT[1]}", "local_port": CLIENT[1]}) + "\n")
@@ -123,6 +124,17 @@ def test_checks_fail_where_the_packets_differ_from_the_model(tmp_path, waits, pa
     bad, out = failing(results(tmp_path / "f", waits, params=params))
     assert bad == fails, {n: out[n].detail for n in out}
     assert words in out["request_latency"].detail + out["nagle_holds_second_write"].detail + out["quickack_at_start"].detail
+
+
+def test_a_slow_answer_is_the_servers_not_the_timers(tmp_path):
+    # In a busy VM the server took 6 ms to reply once the whole request was in: 44 + 6 ms is still the
+    # delayed-ACK timer plus the request's own answer (the CI run that saw 54.27 ms where 53.8 was the bound).
+    bad, out = failing(results(tmp_path / "slow", KERNEL, answer=0.006))
+    assert bad == set(), {n: out[n].detail for n in bad}
+    # ...but the answer excuses no late timer: a delayed ACK after 60 ms still fails, naming the answer.
+    bad, out = failing(results(tmp_path / "late", [0.00005, 0.043, 0.060, 0.043, 0.043], answer=0.006))
+    assert "request_latency" in bad
+    assert "request 3 took 66.04 ms" in out["request_latency"].detail and "6.02 ms from its last segment" in out["request_latency"].detail
 
 
 def test_a_recorded_pingpong_threshold_is_the_models(tmp_path):
