@@ -180,16 +180,7 @@ def undo(path: str, mark: str, folders: list) -> list:
         base = None
     done = []
     theirs = marked(mark)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in theirs:
-            if _same(p):
-                try:
-                    os.kill(p["pid"], sig)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 2
-        while any(_same(p) for p in theirs) and time.monotonic() < deadline:
-            time.sleep(0.02)
+    _stop(theirs)
     done += ["process %s (%d)" % (os.path.basename(p["argv"][0]) if p["argv"] else "?", p["pid"]) for p in theirs]
     readable(folders)
     if base is None:
@@ -233,6 +224,33 @@ def undo(path: str, mark: str, folders: list) -> list:
             except OSError:
                 pass
     return done
+
+
+SHELLS = ("bash", "sh", "dash", "zsh", "ksh", "ash", "fish")
+STOP_WAIT = 2.0  # s each signal gets before the next
+
+
+def _stop(theirs: list) -> None:
+    """SIGTERM, then SIGHUP, then SIGKILL. An interactive shell ignores SIGTERM (bash does) and ends on
+    SIGHUP, as when its terminal closes; it gets that once its programs have ended on SIGTERM, so that a
+    tcpdump it runs writes its last packets (a SIGHUP, which tcpdump does not catch, would cut it short)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGKILL):
+        for p in theirs:
+            if _same(p):
+                try:
+                    os.kill(p["pid"], sig)
+                except ProcessLookupError:
+                    pass
+        waiting = [p for p in theirs if sig != signal.SIGTERM or not _shell(p)]
+        deadline = time.monotonic() + STOP_WAIT
+        while any(_same(p) for p in waiting) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not any(_same(p) for p in theirs):
+            return
+
+
+def _shell(p: dict) -> bool:
+    return bool(p["argv"]) and os.path.basename(p["argv"][0]).lstrip("-") in SHELLS
 
 
 def _name(command: str, table: str) -> str:

@@ -15,6 +15,7 @@ a lab where its image is missing.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -85,33 +86,41 @@ def node_client(client: docker.DockerClient, node: Node) -> Optional[docker.Dock
 
 def image_everywhere(client: docker.DockerClient, tag: str, source: Optional[docker.DockerClient] = None) -> list[Node]:
     """Loads the image `tag` (from `source`, the local daemon by default) on every usable node
-    that lacks it, and labels each node that has it; the nodes labs can go to."""
+    that lacks it, all nodes at once, and labels each node that has it; the nodes labs can go to."""
     source = source or client
-    ready = []
-    for node in nodes(client):
-        if not node.usable:
-            continue
-        try:
-            c = node_client(client, node)
-            if c is None:
-                ui.warn(f"node {node.hostname} has no {API_LABEL} label naming its Docker API, so the tcplab image cannot be "
-                        f"loaded there and no lab goes to it: `docker node update --label-add {API_LABEL}=ssh://root@{node.hostname} {node.id[:12]}`")
-                continue
-            if not images.exists(c, tag):
-                ui.step(f"loading {tag} on node {node.hostname} (a few seconds per 100 MB)")
-                c.images.load(source.images.get(tag).save(chunk_size=1 << 20, named=True))  # named: the tag goes along
-                images.drop_older(c, tag.partition(":")[0], tag)
-        except docker.errors.DockerException as e:
-            ui.warn(f"node {node.hostname}: its Docker API ({node.api or 'the local daemon'}) does not take {tag} "
-                    f"({str(e).splitlines()[0][:160]}); no lab goes to it")
-            continue
-        if node.image != tag:
-            _label(client, node.id, tag)
-        ready.append(node)
+    usable = [node for node in nodes(client) if node.usable]
+    # One thread a node: a load is the node's daemon unpacking layers, so a class's ten nodes take
+    # about as long as one.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(usable), LOADS_AT_ONCE))) as pool:
+        ready = [node for node, ok in zip(usable, pool.map(lambda n: _load(client, source, n, tag), usable)) if ok]
     if not ready:
         raise LabError("--engine swarm: no node of the Swarm can run labs (none ready and active with the tcplab image); "
                        "`docker node ls` shows them")
     return ready
+
+
+LOADS_AT_ONCE = 8
+
+
+def _load(client: docker.DockerClient, source: docker.DockerClient, node: Node, tag: str) -> bool:
+    """The image on one node, and the node labelled with it; False (with a warning) where it cannot be."""
+    try:
+        c = node_client(client, node)
+        if c is None:
+            ui.warn(f"node {node.hostname} has no {API_LABEL} label naming its Docker API, so the tcplab image cannot be "
+                    f"loaded there and no lab goes to it: `docker node update --label-add {API_LABEL}=ssh://root@{node.hostname} {node.id[:12]}`")
+            return False
+        if not images.exists(c, tag):
+            ui.step(f"loading {tag} on node {node.hostname} (a few seconds per 100 MB)")
+            c.images.load(source.images.get(tag).save(chunk_size=1 << 20, named=True))  # named: the tag goes along
+            images.drop_older(c, tag.partition(":")[0], tag)
+    except docker.errors.DockerException as e:
+        ui.warn(f"node {node.hostname}: its Docker API ({node.api or 'the local daemon'}) does not take {tag} "
+                f"({str(e).splitlines()[0][:160]}); no lab goes to it")
+        return False
+    if node.image != tag:
+        _label(client, node.id, tag)
+    return True
 
 
 def _label(client: docker.DockerClient, node_id: str, tag: str) -> None:
