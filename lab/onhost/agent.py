@@ -13,22 +13,31 @@ Standard library only, Python 3.7 or later, so it runs on whatever the machine h
                                               print the clocks read as it starts (JSON); exit 3 if unavailable
     agent.py trace-stop DIR                   stop it, write DIR/states.trace, remove the instance; print the clocks
     agent.py trace-remove DIR                 remove the instance and tracefs mount DIR/tracefs.json records
+    agent.py serve                            the commands above, one a line on stdin ({"args": [...]}),
+                                              each answered with a line on stdout ({"code", "out", "err"}),
+                                              until stdin ends: one Python for a whole run instead of one a
+                                              command (a slow machine takes tenths of a second to start one)
 
 The record lives on the machine, written by the machine, so `invoke down` finds every program even
 when the orchestrator was killed mid-run or runs elsewhere.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import procs  # noqa: E402  (uploaded beside this file)
 import sysinfo  # noqa: E402
 import tracefs  # noqa: E402
+
+
+_ANSWERS = None  # serve's own stdout, where its answers go: a spawned program's wrapper must not hold it
 
 
 def spawn(folder: str, name: str, argv: list) -> None:
@@ -39,11 +48,14 @@ def spawn(folder: str, name: str, argv: list) -> None:
         # The caller: wait for the wrapper's word that the program runs and is recorded.
         os.close(ready_w)
         line = os.read(ready_r, 200).decode()
+        os.close(ready_r)
         print(line.strip())
         sys.exit(0 if line else 1)
     # The wrapper: a session of its own, so closing the SSH channel or the orchestrator dying leaves
     # the program running until `down` or the timeline stops it.
     os.close(ready_r)
+    if _ANSWERS is not None:
+        os.close(_ANSWERS)
     os.setsid()
     out = os.open(os.path.join(folder, name + ".log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     err = os.open(os.path.join(folder, name + ".err"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -177,6 +189,33 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def serve() -> None:
+    global _ANSWERS
+    _ANSWERS = os.dup(1)
+    answers = os.fdopen(_ANSWERS, "w")
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)  # a stray print of a command must not corrupt the answers
+    me = os.getpid()
+    for line in sys.stdin:
+        out, err, code = io.StringIO(), io.StringIO(), 0
+        sys.stdout, sys.stderr = out, err
+        try:
+            main(json.loads(line)["args"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if isinstance(e.code, str):
+                err.write(e.code + "\n")
+        except Exception:  # one command's failure is its answer; the next command is served
+            code = 1
+            traceback.print_exc(file=err)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        if os.getpid() != me:
+            os._exit(1)  # a spawned program's wrapper that failed before its own exit: never a second server
+        answers.write(json.dumps({"code": code, "out": out.getvalue(), "err": err.getvalue()}) + "\n")
+        answers.flush()
+
+
 def main(args: list) -> None:
     # sudo keeps a strict umask of the user's; files root writes here must stay readable over SFTP.
     os.umask(0o022)
@@ -194,6 +233,8 @@ def main(args: list) -> None:
         trace_stop(args[1])
     elif args[:1] == ["trace-remove"] and len(args) == 2:
         print(json.dumps(_trace_remove(args[1], _trace_record(args[1])) if os.path.isdir(args[1]) else []))
+    elif args == ["serve"] and _ANSWERS is None:
+        serve()
     else:
         sys.exit(__doc__)
 

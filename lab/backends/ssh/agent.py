@@ -1,15 +1,24 @@
 """The lab's agent on an SSH machine (lab/onhost/agent.py), as the backend calls it: uploaded into the
-lab's folder with the modules it imports, then run once per command (spawn, signal, stop-all, facts,
-trace-start, trace-stop, trace-remove), under sudo where the inventory says so."""
+lab's folder with the modules it imports, then started once per connection as `agent.py serve`, which
+answers every command (spawn, signal, stop-all, facts, trace-start, trace-stop, trace-remove) over that
+one channel, under sudo where the inventory says so. Why not one `python3 agent.py COMMAND` a command: a
+slow machine (an emulated VM here) takes half a second to start Python and its imports, a dozen times a
+run. Where serving fails, the command runs on its own, as before, and that run's error is the one told."""
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
+import threading
+import weakref
 from pathlib import Path
 from typing import Optional
 
+import paramiko
+
 from ... import errors
-from ...errors import LabError
+from ...errors import CommandError, LabError
 from ...onhost import handson, pathrtt, procs, sysinfo, tracefs
 from ..base import Process
 from .session import Session
@@ -21,15 +30,75 @@ FILES = [Path(procs.__file__).with_name("agent.py")] + [Path(m.__file__) for m i
 UNAVAILABLE = 3  # the agent's exit status when a machine cannot trace (no tracefs, no tracepoint)
 
 
+_uploaded: "weakref.WeakSet[Session]" = weakref.WeakSet()  # sessions whose machine has the agent, from this process
+_servers: "weakref.WeakKeyDictionary[Session, _Server]" = weakref.WeakKeyDictionary()
+_servers_lock = threading.Lock()
+
+
 def upload(s: Session) -> None:
     folder = f"{s.lab_dir}/agent"
     s.mkdirs(folder)
     for path in FILES:
         s.put(path, f"{folder}/{path.name}")
+    _uploaded.add(s)
 
 
 def call(s: Session, *args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
-    return s.run(["python3", f"{s.lab_dir}/agent/agent.py", *args], timeout=timeout, check=check)
+    argv = ["python3", f"{s.lab_dir}/agent/agent.py", *args]
+    server = _server(s, argv[:2])
+    if server is not None:
+        r = server.ask(list(args), argv, timeout)
+        if r is not None:
+            if check and r.returncode != 0:
+                raise CommandError(s.role, argv, r.returncode, r.stderr)
+            return r
+        with _servers_lock:
+            _servers.pop(s, None)
+    return s.run(argv, timeout=timeout, check=check)
+
+
+class _Server:
+    """`agent.py serve` on one machine, over one channel of the session's connection; one command at a
+    time (a lock: a run's other threads may ask too)."""
+
+    def __init__(self, channel: paramiko.Channel, machine: str):
+        self.channel, self.machine, self.lock = channel, machine, threading.Lock()
+        self.answers = channel.makefile("rb")
+
+    def alive(self) -> bool:
+        return not (self.channel.closed or self.channel.exit_status_ready())
+
+    def ask(self, args: list[str], argv: list[str], timeout: float) -> Optional[subprocess.CompletedProcess]:
+        """The command's answer; None where the server did not answer (the caller runs it on its own)."""
+        with self.lock:
+            try:
+                self.channel.settimeout(timeout)
+                self.channel.sendall((json.dumps({"args": args}) + "\n").encode())
+                line = self.answers.readline()
+                answer = json.loads(line)
+                return subprocess.CompletedProcess(argv, int(answer["code"]), answer["out"], answer["err"])
+            except socket.timeout:
+                self.channel.close()  # an answer that comes later must not be taken for the next command's
+                raise LabError(f"{self.machine}: `{' '.join(argv)}` did not finish within {timeout:g} s") from None
+            except (paramiko.SSHException, OSError, EOFError, ValueError, KeyError, TypeError):
+                self.channel.close()
+                return None
+            except BaseException:
+                self.channel.close()  # Ctrl-C mid-command: what the channel holds next is unknown
+                raise
+
+
+def _server(s: Session, python: list[str]) -> Optional[_Server]:
+    if s not in _uploaded:
+        return None  # the agent may not be there yet: the command on its own says so if it is not
+    with _servers_lock:
+        server = _servers.get(s)
+        if server is None or not server.alive():
+            try:
+                server = _servers[s] = _Server(s.channel([*python, "serve"]), str(s.machine))
+            except LabError:
+                return None
+        return server
 
 
 def answer(s: Session, *args: str, timeout: float = 30) -> object:

@@ -118,19 +118,29 @@ class SshBackend(base.Backend):
                         f"`invoke down --lab {self.lab} --inventory {self.inventory.file}` removes it, or choose another --lab"
                     ) from None
                 raise LabError(f"{s.machine}: cannot create {folder}: {e}") from None
-            agent.upload(s)
-            for script in sorted(self.scripts.get(role, ())):
-                target = f"{folder}/programs/{script.parent.name}"
-                s.mkdirs(target)
-                # The script's neighbours too, so a program may import a module beside it.
-                for path in sorted(script.parent.glob("*.py")):
-                    s.put(path, f"{target}/{path.name}")
-            if self.sysctls.get(role):
-                self._set_sysctls(role, self.sysctls[role])
-            if role in self.impairing:
-                self.mirrors[role] = mirror.create(s, self.lab, self.interfaces_found[role])
-            kernel = self.facts(role)["kernel"]
-            ui.step(f"{s.machine}: ready in {folder}, {kernel['release']}, data plane {s.machine.address or '-'} on {self.interfaces_found.get(role, '-')}")
+        # Then every machine furnished at once: each is a round trip per file and command, which on a slow
+        # machine (an emulated VM: a tenth of a second or more each) adds up machine by machine.
+        with ThreadPoolExecutor(max_workers=len(self.roles)) as pool:
+            kernels = list(pool.map(self._furnish, self.roles))
+        for role, kernel in zip(self.roles, kernels):
+            s = self.sessions[role]
+            ui.step(f"{s.machine}: ready in {s.lab_dir}, {kernel['release']}, data plane {s.machine.address or '-'} on {self.interfaces_found.get(role, '-')}")
+
+    def _furnish(self, role: str) -> dict:
+        """The agent, the programs, the sysctls and the mirror on one machine of the lab; its kernel."""
+        s = self.sessions[role]
+        agent.upload(s)
+        for script in sorted(self.scripts.get(role, ())):
+            target = f"{s.lab_dir}/programs/{script.parent.name}"
+            s.mkdirs(target)
+            # The script's neighbours too, so a program may import a module beside it.
+            for path in sorted(script.parent.glob("*.py")):
+                s.put(path, f"{target}/{path.name}")
+        if self.sysctls.get(role):
+            self._set_sysctls(role, self.sysctls[role])
+        if role in self.impairing:
+            self.mirrors[role] = mirror.create(s, self.lab, self.interfaces_found[role])
+        return self.facts(role)["kernel"]
 
     def _set_sysctls(self, role: str, values: dict[str, str]) -> None:
         # The machine's own values are written down first, so teardown and `down` put them back.
@@ -154,15 +164,21 @@ class SshBackend(base.Backend):
         """Stops the lab's programs, removes its chain, table, sysctl changes and folder on each machine.
         A run's state names the machines it touched; with none (`down --inventory` alone), every machine."""
         roles = list(self.inventory.machines) if state.machines is None else state.machines
-        removed, unreachable = [], []
-        for role in roles:
+
+        def clean(role: str) -> tuple[list[str], Optional[str]]:
             if role not in self.inventory.machines:
-                unreachable.append(f"{role}: the lab used it, and {self.inventory.file} no longer names it: put it back")
-                continue
+                return [], f"{role}: the lab used it, and {self.inventory.file} no longer names it: put it back"
             try:
-                removed += self._clean(self.sessions[role])
+                return self._clean(self.sessions[role]), None
             except LabError as e:
-                unreachable.append(str(e))
+                return [], str(e)
+
+        removed: list[str] = []
+        unreachable: list[str] = []
+        with ThreadPoolExecutor(max_workers=max(1, len(roles))) as pool:  # every machine at once, as create furnishes them
+            for gone, problem in pool.map(clean, roles):
+                removed += gone
+                unreachable += [problem] if problem else []
         self.close()
         if unreachable:
             done = f"removed {', '.join(removed)}; " if removed else ""

@@ -100,6 +100,17 @@ class Session:
                 channel.close()
         return subprocess.CompletedProcess(argv or line, code, out, err)
 
+    def channel(self, argv: Sequence[str]) -> paramiko.Channel:
+        """One argv left running (as root where the inventory says sudo), its stdin and stdout open for the
+        caller to talk to it; closed with the connection."""
+        try:
+            channel = self.connect().get_transport().open_session()
+            channel.exec_command(command_line(argv, self.machine.sudo))
+            return channel
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self.close()
+            raise LabError(f"{self.machine}: lost the SSH connection while starting `{' '.join(argv)}`: {e or type(e).__name__}") from None
+
     def attached(self, argv: Sequence[str], interactive: bool) -> int:
         """One argv run on this terminal (lab/backends/ssh/terminal.py), as root where the inventory says
         sudo; with `interactive`, in a pty. Returns its exit status."""
