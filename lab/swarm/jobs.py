@@ -38,6 +38,7 @@ MEMORY_RESERVATION = 200 * 1024 * 1024
 ENDED = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
 RESULTS_GRACE = 15.0  # seconds, after the task ended, for the last of its logs to arrive
 NODE_GONE = {"down", "unknown", "disconnected"}
+NODE_SETTLE = 30.0  # seconds a job's task, ended without a word from tcplab, waits for its node to be called down
 
 
 def service_name(lab: str) -> str:
@@ -146,6 +147,8 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
             if receiver.complete:
                 receiver.unpack(into)
                 ended.folder = into
+            elif not ended.shown and ended.state not in ("complete", "failed") and ended.node_id and node_leaving(client, ended.node_id):
+                ended.failure = node_left(client, ended)
             else:
                 said = f": {ended.shown[-1]}" if ended.shown else ""
                 ended.failure = (f"the lab's job ended ({ended.state}{': ' + ended.message if ended.message else ''}) "
@@ -184,6 +187,18 @@ def _node_state(client: docker.DockerClient, node_id: str) -> str:
 
 def node_gone(client: docker.DockerClient, node_id: str) -> bool:
     return _node_state(client, node_id) in NODE_GONE | {"gone"}
+
+
+def node_leaving(client: docker.DockerClient, node_id: str, within: float = NODE_SETTLE) -> bool:
+    """Whether the node is gone, or goes within `within` seconds. A node whose daemon died may have its
+    task rejected ("assigned node no longer meets constraints") before the manager, which waits some
+    heartbeats, calls the node down."""
+    deadline = time.monotonic() + within
+    while not node_gone(client, node_id):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1.0)
+    return True
 
 
 def hostname(client: docker.DockerClient, node_id: str) -> str:
