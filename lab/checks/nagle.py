@@ -159,6 +159,13 @@ def request_latency(ctx: Context, capture: str, client: str, nodelay, quickack, 
             (quick_delayed if m.delayed(r.n) else slow_fast).append(r)
     if unanswered:
         problems.append(f"no reply to {_requests_word(unanswered)}")
+    # The answer is measured, not modelled, but it pays no timer: one as long as a delayed ACK is a stall
+    # the model does not explain (the server holding its reply, say), whatever the rest of the request did.
+    stalled = [r for r in o.requests if r.answer is not None and r.answer >= d.low]
+    if stalled:
+        problems.append(f"{_requests_word([r.n for r in stalled])}: from the last segment to the reply took "
+                        f"{ms([r.answer for r in stalled])}, as long as a delayed ACK, where only a round trip and the "
+                        f"server's reply belong")
     if slow_fast:
         problems.append(f"{_requests_word([r.n for r in slow_fast])} took {ms([r.latency for r in slow_fast])}, not below "
                         f"the delayed-ACK minimum {d.low * 1000:.1f} ms")
@@ -176,7 +183,7 @@ def request_latency(ctx: Context, capture: str, client: str, nodelay, quickack, 
         expected.append(f"{'and ' if fast else ''}{_requests_word(delayed)} each {d.nominal * 1000:.0f} ms of delayed-ACK timer "
                         f"plus a round trip ({w.low * 1000:.1f}..{w.high * 1000:.1f} ms at {f'HZ={ctx.hz}' if ctx.hz else 'HZ unknown'}), "
                         f"then its answer (from its last segment to the reply: a round trip and the server's reply, which "
-                        f"no timer sets, measured per request)")
+                        f"no timer sets, measured per request, and below the delayed-ACK minimum)")
     seen_fast = [r.latency for r in o.requests if r.latency is not None and r.latency < d.low]
     seen_slow = [r.latency for r in o.requests if r.latency is not None and r.latency >= d.low]
     observed = "; ".join(filter(None, [

@@ -47,8 +47,10 @@ def spawn(folder: str, name: str, argv: list) -> None:
     if os.fork() > 0:
         # The caller: wait for the wrapper's word that the program runs and is recorded.
         os.close(ready_w)
-        line = os.read(ready_r, 200).decode()
+        line = os.read(ready_r, 1000).decode()
         os.close(ready_r)
+        if line.startswith("error: "):
+            sys.exit(line[len("error: "):].strip())
         print(line.strip())
         sys.exit(0 if line else 1)
     # The wrapper: a session of its own, so closing the SSH channel or the orchestrator dying leaves
@@ -56,10 +58,15 @@ def spawn(folder: str, name: str, argv: list) -> None:
     os.close(ready_r)
     if _ANSWERS is not None:
         os.close(_ANSWERS)
-    os.setsid()
-    out = os.open(os.path.join(folder, name + ".log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    err = os.open(os.path.join(folder, name + ".err"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.setsid()
+        out = os.open(os.path.join(folder, name + ".log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(os.path.join(folder, name + ".err"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError as e:
+        # Told through the pipe, not the wrapper's stderr, which under `serve` is nobody's.
+        os.write(ready_w, ("error: %s cannot start: %s\n" % (name, e)).encode()[:900])
+        os._exit(1)
     child = os.fork()
     if child == 0:
         os.dup2(null, 0)
@@ -197,6 +204,7 @@ def serve() -> None:
     os.dup2(null, 1)  # a stray print of a command must not corrupt the answers
     me = os.getpid()
     for line in sys.stdin:
+        _reap()
         out, err, code = io.StringIO(), io.StringIO(), 0
         sys.stdout, sys.stderr = out, err
         try:
@@ -214,6 +222,16 @@ def serve() -> None:
             os._exit(1)  # a spawned program's wrapper that failed before its own exit: never a second server
         answers.write(json.dumps({"code": code, "out": out.getvalue(), "err": err.getvalue()}) + "\n")
         answers.flush()
+
+
+def _reap() -> None:
+    """Spawned programs' wrappers that ended (serve is their parent, and between commands it has no
+    other child): no zombies under a long run's server."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
 
 
 def main(args: list) -> None:

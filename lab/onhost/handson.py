@@ -232,13 +232,16 @@ STOP_WAIT = 2.0  # s each signal gets before the next
 
 def _stop(theirs: list) -> None:
     """SIGTERM, then SIGHUP, then SIGKILL. An interactive shell ignores SIGTERM (bash does) and ends on
-    SIGHUP, as when its terminal closes; it gets that once its programs have ended on SIGTERM, so that a
-    tcpdump it runs writes its last packets (a SIGHUP, which tcpdump does not catch, would cut it short)."""
+    SIGHUP, as when its terminal closes; it gets that once its programs have ended on SIGTERM, the
+    signal they are stopped with everywhere else (a program run under nohup ignores SIGHUP). A job
+    stopped with Ctrl-Z gets SIGCONT too, or it could not act on its SIGTERM."""
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGKILL):
         for p in theirs:
             if _same(p):
                 try:
                     os.kill(p["pid"], sig)
+                    if sig == signal.SIGTERM:
+                        os.kill(p["pid"], signal.SIGCONT)
                 except ProcessLookupError:
                     pass
         waiting = [p for p in theirs if sig != signal.SIGTERM or not _shell(p)]

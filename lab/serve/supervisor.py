@@ -224,7 +224,7 @@ class Supervisor:
             return
         folder = self.data / "spare" / secrets.token_hex(4)
         folder.mkdir(parents=True)
-        p = self._worker(["--spare", str(folder)], subprocess.DEVNULL)
+        p = self._worker(["--spare", str(folder), str(os.getpid())], subprocess.DEVNULL)
         self._spare = (p, folder, procs.start_time(p.pid))
 
     def _take_spare(self, lab_folder: Path) -> Optional[subprocess.Popen]:

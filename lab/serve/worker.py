@@ -14,7 +14,8 @@ The server and a worker talk through files in the lab's folder under the server'
     outcome.json    how it ended: {"code", "folder", "error"} (written last)
 
     python -m lab.serve.worker LABDIR          run the lab described in LABDIR/job.json
-    python -m lab.serve.worker --spare DIR     wait, imported and ready, until DIR/assign names a LABDIR, then run it
+    python -m lab.serve.worker --spare DIR PID wait, imported and ready, until DIR/assign names a LABDIR, then run it
+                                               (ending if server PID, its parent, or DIR goes first)
     python -m lab.serve.worker --down LAB      remove what lab LAB left (as `invoke down --lab LAB`)
 
 The server keeps one spare worker waiting: a lab then starts without waiting for Python to start and
@@ -165,16 +166,17 @@ def main(folder: Path) -> int:
     return code
 
 
-def spare(folder: Path) -> int:
-    """Waits for a lab to run; ends when the server that started it is gone."""
-    parent = os.getppid()
+def spare(folder: Path, server: int) -> int:
+    """Waits for a lab to run; ends when the server that started it (PID `server`) is gone, also if it
+    went before this process could look (the server's PID is passed, not read here: a server killed
+    while this one still imports leaves it with another parent from the start), or the folder is."""
     while True:
         try:
             lab_folder = Path((folder / ASSIGN).read_text().strip())
             break
         except OSError:
             pass
-        if os.getppid() != parent:
+        if os.getppid() != server or not folder.is_dir():
             return 0
         time.sleep(0.01)
     log = os.open(lab_folder / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -192,5 +194,5 @@ if __name__ == "__main__":
         down.down(sys.argv[2], False)
         sys.exit(0)
     if sys.argv[1:2] == ["--spare"]:
-        sys.exit(spare(Path(sys.argv[2])))
+        sys.exit(spare(Path(sys.argv[2]), int(sys.argv[3])))
     sys.exit(main(Path(sys.argv[1])))

@@ -25,12 +25,9 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
         names = labs.known()
     else:
         names = [check_lab_name(lab or "tcplab")]
-    # The Swarm's jobs first: a lab held there has a worker here mirroring its record into the lab's state
-    # folder, and removing that folder under it makes the worker remove the job itself, racing this.
-    placed = swarm_jobs(None if all_labs else names)
-    out: dict[str, list[str]] = {}
     docker_labs = set(labs.in_docker()) if names else set()
-    for name in names:
+    plans: list[tuple[str, LabState, Optional[str]]] = []
+    for name in names:  # every lab checked before anything is removed
         state = labstate.load(name) or LabState(name, "ssh" if inventory else "docker" if name in docker_labs else "netns")
         if inventory and state.backend != "ssh":
             raise LabError(f"lab {name} runs on {state.backend}, not on SSH machines: drop --inventory")
@@ -41,6 +38,13 @@ def down(lab: Optional[str], all_labs: bool, inventory: Optional[str] = None) ->
         else:
             inventory_file = None
             require_root("down")
+        plans.append((name, state, inventory_file))
+    # The Swarm's jobs before the state folders: a lab held there has a worker here mirroring its record
+    # into the lab's state folder, and removing that folder under it makes the worker remove the job
+    # itself, racing this.
+    placed = swarm_jobs(None if all_labs else names)
+    out: dict[str, list[str]] = {}
+    for name, state, inventory_file in plans:
         if state.owner_alive() and state.owner_pid != os.getpid():
             # `up`, or a hands-on lab's keeper, is still running: let it tear its own lab down, then sweep what is left.
             ui.step(f"lab {name}: stopping its {'keeper' if state.mode == 'hands-on' else '`up`'} (pid {state.owner_pid})")

@@ -143,7 +143,7 @@ def handson(name: str, lab: str, sets: Sequence[str], assigned: Sequence[str], r
             except jobs.Removed as e:
                 raise LabError(f"lab {lab}: {e}") from None
             if t is not None and (t.get("Status") or {}).get("State") in jobs.ENDED:
-                if t["Status"].get("State") not in ("complete", "failed") and jobs.node_leaving(client, ended.node_id):
+                if jobs.node_leaving(client, ended.node_id, t["Status"].get("State", ""), t["Status"].get("Err") or t["Status"].get("Message") or ""):
                     raise LabError(f"lab {lab}: {jobs.node_left(client, ended)}")
                 raise LabError(f"lab {lab}: its job ended before it was finished ({t['Status'].get('State')}: "
                                f"{t['Status'].get('Err') or t['Status'].get('Message') or ''})")

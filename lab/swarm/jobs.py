@@ -147,7 +147,7 @@ def run(client: docker.DockerClient, tag: str, lab: str, args: list[str], into: 
             if receiver.complete:
                 receiver.unpack(into)
                 ended.folder = into
-            elif not ended.shown and ended.state not in ("complete", "failed") and ended.node_id and node_leaving(client, ended.node_id):
+            elif not ended.shown and ended.node_id and node_leaving(client, ended.node_id, ended.state, ended.message):
                 ended.failure = node_left(client, ended)
             else:
                 said = f": {ended.shown[-1]}" if ended.shown else ""
@@ -189,11 +189,15 @@ def node_gone(client: docker.DockerClient, node_id: str) -> bool:
     return _node_state(client, node_id) in NODE_GONE | {"gone"}
 
 
-def node_leaving(client: docker.DockerClient, node_id: str, within: float = NODE_SETTLE) -> bool:
-    """Whether the node is gone, or goes within `within` seconds. A node whose daemon died may have its
-    task rejected ("assigned node no longer meets constraints") before the manager, which waits some
-    heartbeats, calls the node down."""
-    deadline = time.monotonic() + within
+def node_leaving(client: docker.DockerClient, node_id: str, state: str, message: str) -> bool:
+    """Whether the node of a task that ended so is gone, or goes within NODE_SETTLE seconds where the
+    task's end is how a node's loss first shows: a node whose daemon died may have its task rejected
+    ("assigned node no longer meets constraints") or orphaned before the manager, which waits some
+    heartbeats, calls the node down. Any other end is told as it is, at once."""
+    if state in ("complete", "failed"):
+        return False  # the lab's own program ended it
+    losing = state == "orphaned" or "no longer meets constraints" in message
+    deadline = time.monotonic() + (NODE_SETTLE if losing else 0.0)
     while not node_gone(client, node_id):
         if time.monotonic() >= deadline:
             return False

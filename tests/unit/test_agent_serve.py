@@ -51,6 +51,9 @@ def test_answers_are_the_one_shot_commands_output(server, uploaded, tmp_path):
     bad = ask("no-such-command")
     assert bad["code"] == 1 and "agent.py spawn DIR NAME" in bad["err"]  # the usage, as the one-shot prints it
     assert ask("stop-all", str(tmp_path))["out"].strip() == "[]"  # and the next command is served
+    # A program that cannot start says why (its wrapper's own stderr is nobody's under serve).
+    lost = ask("spawn", str(tmp_path / "no-such-folder"), "prog", "sleep", "1")
+    assert lost["code"] == 1 and "prog cannot start" in lost["err"] and "No such file or directory" in lost["err"], lost
 
 
 def test_a_spawned_program_is_recorded_signalled_and_never_holds_the_channel(server, uploaded, tmp_path):

@@ -135,6 +135,10 @@ def test_a_slow_answer_is_the_servers_not_the_timers(tmp_path):
     bad, out = failing(results(tmp_path / "late", [0.00005, 0.043, 0.060, 0.043, 0.043], answer=0.006))
     assert "request_latency" in bad
     assert "request 3 took 66.04 ms" in out["request_latency"].detail and "6.02 ms from its last segment" in out["request_latency"].detail
+    # ...nor a stall as long as a delayed ACK between the request's last segment and the reply.
+    bad, out = failing(results(tmp_path / "stall", KERNEL, answer=0.040))
+    assert bad == {"request_latency"}, {n: out[n].detail for n in out}
+    assert "requests 1-5: from the last segment to the reply took" in out["request_latency"].detail
 
 
 def test_a_recorded_pingpong_threshold_is_the_models(tmp_path):

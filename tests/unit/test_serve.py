@@ -142,3 +142,25 @@ def test_a_value_that_is_not_a_finite_number_is_refused(value):
     # No bound holds for NaN (every comparison with it is false): refused as what it is, on the command line too.
     with pytest.raises(LabError, match="not a finite number"):
         exercise_mod.load("persist-timer", [f"duration={value}"])
+
+
+def test_a_spare_worker_ends_when_its_server_went_before_it_looked(tmp_path):
+    """A spare worker started just before its server was SIGKILLed imports for a while; when it first looks,
+    its parent is already another process. It ends then (the server's PID is passed to it), and also when
+    its folder is removed; while both are there, it waits."""
+    import subprocess
+    import sys
+    import time
+
+    def spare(server_pid: int, folder):
+        folder.mkdir()
+        return subprocess.Popen([sys.executable, "-m", "lab.serve.worker", "--spare", str(folder), str(server_pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    orphan = spare(1, tmp_path / "a")  # pid 1 is not its parent: the server it names is gone
+    assert orphan.wait(timeout=30) == 0
+    waiting = spare(os.getpid(), tmp_path / "b")  # this test is its parent, the server it names
+    time.sleep(3)
+    assert waiting.poll() is None, "a spare whose server lives must wait"
+    (tmp_path / "b").rmdir()
+    assert waiting.wait(timeout=30) == 0

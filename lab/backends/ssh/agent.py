@@ -32,7 +32,8 @@ UNAVAILABLE = 3  # the agent's exit status when a machine cannot trace (no trace
 
 _uploaded: "weakref.WeakSet[Session]" = weakref.WeakSet()  # sessions whose machine has the agent, from this process
 _servers: "weakref.WeakKeyDictionary[Session, _Server]" = weakref.WeakKeyDictionary()
-_servers_lock = threading.Lock()
+_starting: "weakref.WeakKeyDictionary[Session, threading.Lock]" = weakref.WeakKeyDictionary()  # one start a machine
+_servers_lock = threading.Lock()  # the two dictionaries only: never held over the network
 
 
 def upload(s: Session) -> None:
@@ -45,7 +46,7 @@ def upload(s: Session) -> None:
 
 def call(s: Session, *args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess:
     argv = ["python3", f"{s.lab_dir}/agent/agent.py", *args]
-    server = _server(s, argv[:2])
+    server = _server(s, argv[:2], timeout)
     if server is not None:
         r = server.ask(list(args), argv, timeout)
         if r is not None:
@@ -53,7 +54,8 @@ def call(s: Session, *args: str, timeout: float = 30, check: bool = True) -> sub
                 raise CommandError(s.role, argv, r.returncode, r.stderr)
             return r
         with _servers_lock:
-            _servers.pop(s, None)
+            if _servers.get(s) is server:  # not one another thread started meanwhile
+                del _servers[s]
     return s.run(argv, timeout=timeout, check=check)
 
 
@@ -88,50 +90,23 @@ class _Server:
                 raise
 
 
-def _server(s: Session, python: list[str]) -> Optional[_Server]:
+def _server(s: Session, python: list[str], timeout: float) -> Optional[_Server]:
     if s not in _uploaded:
         return None  # the agent may not be there yet: the command on its own says so if it is not
     with _servers_lock:
         server = _servers.get(s)
-        if server is None or not server.alive():
-            try:
-                server = _servers[s] = _Server(s.channel([*python, "serve"]), str(s.machine))
-            except LabError:
-                return None
+        if server is not None and server.alive():
+            return server
+        starting = _starting.setdefault(s, threading.Lock())
+    with starting:
+        with _servers_lock:
+            server = _servers.get(s)
+        if server is not None and server.alive():
+            return server  # another thread started it while this one waited
+        try:
+            server = _Server(s.channel([*python, "serve"], timeout), str(s.machine))
+        except LabError:
+            return None
+        with _servers_lock:
+            _servers[s] = server
         return server
-
-
-def answer(s: Session, *args: str, timeout: float = 30) -> object:
-    """A command whose answer is JSON, read back."""
-    return s.json(call(s, *args, timeout=timeout).stdout, "the agent's answer")
-
-
-def spawn(s: Session, name: str, argv: list[str]) -> "AgentProcess":
-    """Starts a program; the agent records it on the machine before it answers."""
-    r = call(s, "spawn", s.lab_dir, name, *argv)
-    try:
-        pid = int(r.stdout.split()[0])
-    except (IndexError, ValueError):
-        raise LabError(f"{s.machine}: {name} did not start: {r.stderr.strip() or r.stdout.strip()}") from None
-    return AgentProcess(s, name, pid)
-
-
-class AgentProcess(Process):
-    """A program the agent started; its exit status appears in <name>.status when it ends."""
-
-    def __init__(self, session: Session, name: str, pid: int):
-        folder = session.lab_dir
-        super().__init__(name, session.role, pid, f"{folder}/{name}.log", f"{folder}/{name}.err")
-        self.session = session
-        self._status: Optional[int] = None
-
-    def poll(self) -> Optional[int]:
-        if self._status is None:
-            text = self.session.read_file(f"{self.session.lab_dir}/{self.name}.status")
-            if text.strip():
-                self._status = int(text)
-        return self._status
-
-    def signal(self, sig: int) -> None:
-        if self.poll() is None:
-            call(self.session, "signal", self.session.lab_dir, self.name, signal.Signals(sig).name)

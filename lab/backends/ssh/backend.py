@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
@@ -120,25 +121,47 @@ class SshBackend(base.Backend):
                 raise LabError(f"{s.machine}: cannot create {folder}: {e}") from None
         # Then every machine furnished at once: each is a round trip per file and command, which on a slow
         # machine (an emulated VM: a tenth of a second or more each) adds up machine by machine.
-        with ThreadPoolExecutor(max_workers=len(self.roles)) as pool:
-            kernels = list(pool.map(self._furnish, self.roles))
+        cancel = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=len(self.roles))
+        try:
+            futures = [pool.submit(self._furnish, role, cancel) for role in self.roles]
+            kernels = [f.result() for f in futures]
+        finally:
+            # On an error or Ctrl-C the others stop at their next step, and all have stopped before the
+            # teardown reads what they recorded: a second Ctrl-C does not cut the wait short.
+            cancel.set()
+            while True:
+                try:
+                    pool.shutdown(wait=True)
+                    break
+                except KeyboardInterrupt:
+                    continue
         for role, kernel in zip(self.roles, kernels):
             s = self.sessions[role]
             ui.step(f"{s.machine}: ready in {s.lab_dir}, {kernel['release']}, data plane {s.machine.address or '-'} on {self.interfaces_found.get(role, '-')}")
 
-    def _furnish(self, role: str) -> dict:
+    def _furnish(self, role: str, cancel: threading.Event) -> dict:
         """The agent, the programs, the sysctls and the mirror on one machine of the lab; its kernel."""
         s = self.sessions[role]
+
+        def step() -> None:
+            if cancel.is_set():
+                raise LabError(f"{s.machine}: not furnished: another machine failed, or the run was interrupted")
+
+        step()
         agent.upload(s)
         for script in sorted(self.scripts.get(role, ())):
+            step()
             target = f"{s.lab_dir}/programs/{script.parent.name}"
             s.mkdirs(target)
             # The script's neighbours too, so a program may import a module beside it.
             for path in sorted(script.parent.glob("*.py")):
                 s.put(path, f"{target}/{path.name}")
         if self.sysctls.get(role):
+            step()
             self._set_sysctls(role, self.sysctls[role])
         if role in self.impairing:
+            step()
             self.mirrors[role] = mirror.create(s, self.lab, self.interfaces_found[role])
         return self.facts(role)["kernel"]
 

@@ -100,11 +100,11 @@ class Session:
                 channel.close()
         return subprocess.CompletedProcess(argv or line, code, out, err)
 
-    def channel(self, argv: Sequence[str]) -> paramiko.Channel:
+    def channel(self, argv: Sequence[str], timeout: float) -> paramiko.Channel:
         """One argv left running (as root where the inventory says sudo), its stdin and stdout open for the
         caller to talk to it; closed with the connection."""
         try:
-            channel = self.connect().get_transport().open_session()
+            channel = self.connect().get_transport().open_session(timeout=timeout)
             channel.exec_command(command_line(argv, self.machine.sudo))
             return channel
         except (paramiko.SSHException, OSError, EOFError) as e:
