@@ -213,6 +213,10 @@ def _leftovers(name: str, n: Node) -> list[int]:
             continue
         if str(run_dir) in cmdline:  # containerd and the shims name the exec root: a reused PID does not
             pids.append(pid)
+    # A shim whose container had ended keeps running once its containerd is killed, and its bundle (with
+    # its PID file) may be gone: it is found by the containerd socket in the node's exec root that its
+    # command line names, a path of this sandbox's own.
+    pids += naming_processes(run_dir / "exec")
     # The node's containers' processes: in its cgroup parent, under cgroup v1's pids controller or v2's one tree.
     for procs_file in [*Path("/sys/fs/cgroup/pids").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs"),
                        *Path("/sys/fs/cgroup").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs")]:
@@ -221,6 +225,20 @@ def _leftovers(name: str, n: Node) -> list[int]:
         except (OSError, ValueError):
             pass
     return sorted(set(pids))
+
+
+def naming_processes(path: Path) -> list[int]:
+    """PIDs whose command line names `path` (a folder of the sandbox's own), read from /proc."""
+    needle = str(path).encode() + b"/"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
 
 
 def cgroup_parent(name: str, n: Node) -> str:

@@ -36,6 +36,8 @@ def swarm():
         gone = invoke("swarm", "down", "--name", NAME, timeout=300)
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert not (sandbox.RUN_ROOT / NAME).exists() and not (sandbox.DATA_ROOT / NAME).exists()
+        # No daemon, containerd or shim of it left, the stopped worker's included.
+        assert sandbox.naming_processes(sandbox.RUN_ROOT / NAME) == []
         assert not [n for n in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout.split() if n.startswith(f"tcplabsw-{NAME}-")]
         assert "no labs on this machine" in invoke("status").stdout  # a sandbox is not a lab, up or gone
         # The machine's own daemon was never part of it.

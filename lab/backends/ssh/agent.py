@@ -110,3 +110,38 @@ def _server(s: Session, python: list[str], timeout: float) -> Optional[_Server]:
         with _servers_lock:
             _servers[s] = server
         return server
+
+def answer(s: Session, *args: str, timeout: float = 30) -> object:
+    """A command whose answer is JSON, read back."""
+    return s.json(call(s, *args, timeout=timeout).stdout, "the agent's answer")
+
+
+def spawn(s: Session, name: str, argv: list[str]) -> "AgentProcess":
+    """Starts a program; the agent records it on the machine before it answers."""
+    r = call(s, "spawn", s.lab_dir, name, *argv)
+    try:
+        pid = int(r.stdout.split()[0])
+    except (IndexError, ValueError):
+        raise LabError(f"{s.machine}: {name} did not start: {r.stderr.strip() or r.stdout.strip()}") from None
+    return AgentProcess(s, name, pid)
+
+
+class AgentProcess(Process):
+    """A program the agent started; its exit status appears in <name>.status when it ends."""
+
+    def __init__(self, session: Session, name: str, pid: int):
+        folder = session.lab_dir
+        super().__init__(name, session.role, pid, f"{folder}/{name}.log", f"{folder}/{name}.err")
+        self.session = session
+        self._status: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self._status is None:
+            text = self.session.read_file(f"{self.session.lab_dir}/{self.name}.status")
+            if text.strip():
+                self._status = int(text)
+        return self._status
+
+    def signal(self, sig: int) -> None:
+        if self.poll() is None:
+            call(self.session, "signal", self.session.lab_dir, self.name, signal.Signals(sig).name)
