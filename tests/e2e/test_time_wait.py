@@ -24,8 +24,8 @@ SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 def full() -> dict[str, Path]:
-    """The default run (linger0=0, timestamps=0), about 65 s, on namespaces and in containers at once,
-    started when the session began (tests/e2e/conftest.py's EARLY_RUNS)."""
+    """The default run (linger0=0, timestamps=0), read every 0.5 s, about 65 s, on namespaces and in
+    containers at once, started when the session began (tests/e2e/conftest.py's EARLY_RUNS)."""
     return early_results("test_time_wait.py")
 
 
