@@ -142,11 +142,12 @@ def handson(name: str, lab: str, sets: Sequence[str], assigned: Sequence[str], r
                 t = jobs.last_task(client, service.id)
             except jobs.Removed as e:
                 raise LabError(f"lab {lab}: {e}") from None
-            if t is not None and (t.get("Status") or {}).get("State") in jobs.ENDED:
-                if jobs.node_leaving(client, ended.node_id, t["Status"].get("State", ""), t["Status"].get("Err") or t["Status"].get("Message") or ""):
+            status = (t or {}).get("Status") or {}
+            if status.get("State") in jobs.ENDED:
+                said = status.get("Err") or status.get("Message") or ""
+                if jobs.node_leaving(client, ended.node_id, status["State"], said):
                     raise LabError(f"lab {lab}: {jobs.node_left(client, ended)}")
-                raise LabError(f"lab {lab}: its job ended before it was finished ({t['Status'].get('State')}: "
-                               f"{t['Status'].get('Err') or t['Status'].get('Message') or ''})")
+                raise LabError(f"lab {lab}: its job ended before it was finished ({status['State']}: {said})")
             time.sleep(MIRROR_EVERY)
     finally:
         jobs.remove(client, lab)

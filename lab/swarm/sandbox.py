@@ -200,23 +200,10 @@ def _kill_daemon(name: str, n: Node, sig: int) -> None:
 
 
 def _leftovers(name: str, n: Node) -> list[int]:
-    run_dir = RUN_ROOT / name / n.name
-    pids = []
-    for pidfile in (run_dir / "exec").rglob("*.pid") if (run_dir / "exec").exists() else []:
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(run_dir) in cmdline:  # containerd and the shims name the exec root: a reused PID does not
-            pids.append(pid)
-    # A shim whose container had ended keeps running once its containerd is killed, and its bundle (with
-    # its PID file) may be gone: it is found by the containerd socket in the node's exec root that its
-    # command line names, a path of this sandbox's own.
-    pids += naming_processes(run_dir / "exec")
+    # Its containerd and the shims name the node's run folder (containerd's config, the shims' socket):
+    # found by that, a path of this sandbox's own, rather than by their PID files, since a shim whose
+    # container had ended keeps running once its containerd is killed, its bundle (and PID file) gone.
+    pids = naming_processes(RUN_ROOT / name / n.name)
     # The node's containers' processes: in its cgroup parent, under cgroup v1's pids controller or v2's one tree.
     for procs_file in [*Path("/sys/fs/cgroup/pids").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs"),
                        *Path("/sys/fs/cgroup").glob(f"{cgroup_parent(name, n)}/**/cgroup.procs")]:

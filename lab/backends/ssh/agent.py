@@ -111,6 +111,7 @@ def _server(s: Session, python: list[str], timeout: float) -> Optional[_Server]:
             _servers[s] = server
         return server
 
+
 def answer(s: Session, *args: str, timeout: float = 30) -> object:
     """A command whose answer is JSON, read back."""
     return s.json(call(s, *args, timeout=timeout).stdout, "the agent's answer")
